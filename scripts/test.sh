@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Quick start, part 2: install what the tests need (Icarus Verilog, test extras), run them.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/sim -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v iverilog >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iverilog >/dev/null
+fi
+[ -x .venv/bin/python ] || bash scripts/install.sh
+.venv/bin/python -m pip install -q -e '.[torch,test]'
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

@@ -1,0 +1,194 @@
+"""Random valid models and event streams, for tests and benchmarks everywhere.
+
+:func:`random_model` draws a small network that obeys every rule of the contract
+(shapes chain, weights fit their width, ``acc_bits`` is exactly the worst case) and
+covers every feature: all layer types, kernels 1-7, strides 1-3, padding, bits 2-16,
+every reset mode, leak or none, bias or none, scalar or per-channel thresholds.
+Thresholds are scaled to the fan-in so that some neurons fire and some do not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .events import BinnedEvents
+from .model import InputSpec, Layer, Model, RESETS, conv_out_size, validate_model
+
+__all__ = ["random_layer", "random_model", "random_binned", "model_from_spec"]
+
+
+def _pick(rng, values):
+    return values[int(rng.integers(len(values)))]
+
+
+def random_layer(rng, name, kind, in_shape, *, count_clip=1, out_channels=None,
+                 kernel=None, stride=None, padding=None, n_out=None, weight_bits=None,
+                 state_bits=None, reset=None, leak=None, bias=None, per_channel=None,
+                 fire_scale=None):
+    """One random layer of ``kind`` on ``in_shape``; any keyword fixes that choice."""
+    weight_bits = weight_bits or int(rng.integers(2, 17))
+    state_bits = state_bits or int(rng.integers(max(4, weight_bits), 25))
+    reset = reset or _pick(rng, RESETS)
+    leak = bool(rng.integers(2)) if leak is None else leak
+    if leak:
+        frac = int(rng.integers(0, 9))
+        num = int(rng.integers(0, 1 << frac)) if frac else 0
+    else:
+        frac = int(rng.integers(0, 5))
+        num = 1 << frac
+    if kind == "conv2d":
+        C, H, W = in_shape
+        kmax = max(1, min(7, H + 2 * 3, W + 2 * 3))
+        K = kernel or int(rng.integers(1, kmax + 1))
+        P = int(rng.integers(0, min(3, K - 1) + 1)) if padding is None else padding
+        S = stride or int(rng.integers(1, 4))
+        Ho, Wo = conv_out_size(H, K, S, P), conv_out_size(W, K, S, P)
+        if Ho < 1 or Wo < 1:
+            K, P = 1, 0
+            Ho, Wo = conv_out_size(H, 1, S, 0), conv_out_size(W, 1, S, 0)
+        Co = out_channels or int(rng.integers(1, 5))
+        wshape = (Co, C, K, K)
+        out_shape = (Co, Ho, Wo)
+    elif kind == "linear":
+        N = int(np.prod(in_shape))
+        Co = n_out or int(rng.integers(1, 9))
+        wshape = (Co, N)
+        out_shape = (Co,)
+        K = S = P = None
+        in_shape = (N,)
+    elif kind == "sumpool2d":
+        C, H, W = in_shape
+        K = kernel or int(rng.integers(1, max(1, min(3, H, W)) + 1))
+        S, P = K, 0
+        Co = C
+        out_shape = (C, H // K, W // K)
+        wshape = None
+        weight_bits = None
+    else:
+        raise ValueError(f"unknown layer kind {kind!r}")
+    weights = None
+    if wshape is not None:
+        lim = (1 << (weight_bits - 1)) - 1
+        weights = rng.integers(-lim, lim + 1, size=wshape).astype(np.int64)
+        # a positive bias keeps some neurons active with sparse inputs
+        weights = np.where(rng.random(wshape) < 0.6, np.abs(weights), weights)
+    smax = (1 << (state_bits - 1)) - 1
+    if bias is None:
+        bias = bool(rng.integers(2))
+    b = None
+    if bias and kind != "sumpool2d":
+        blim = max(1, min(smax, 4 << max(0, weight_bits - 2)))
+        b = rng.integers(-blim, blim + 1, size=Co).astype(np.int64)
+    per_channel = bool(rng.integers(2)) if per_channel is None else per_channel
+    if kind == "sumpool2d":
+        typical = K * K
+    else:
+        typical = max(1, (1 << (weight_bits - 1)) // 2)
+    fire_scale = fire_scale if fire_scale is not None else rng.uniform(0.3, 3.0)
+    base = max(1, min(smax, int(typical * fire_scale)))
+    if per_channel:
+        thr = rng.integers(max(1, base // 2), min(smax, base * 2) + 1, size=Co).astype(np.int64)
+    else:
+        thr = np.full(Co, base, dtype=np.int64)
+    layer = Layer(name=name, type=kind, in_shape=tuple(in_shape), out_shape=tuple(out_shape),
+                  kernel=K, stride=S, padding=P, weights=weights, bias=b,
+                  weight_bits=weight_bits, state_bits=state_bits, acc_bits=62,
+                  beta_num=num, beta_frac_bits=frac, threshold=thr,
+                  threshold_per_channel=per_channel, reset=reset)
+    layer.acc_bits = layer.required_acc_bits(count_clip)
+    # a deliberately small state width must still hold the weights' effect: keep the
+    # threshold inside the state range
+    return layer
+
+
+def random_model(rng, *, input_shape=None, n_layers=None, kinds=None, timesteps=None,
+                 count_clip=None, readout=None, **layer_kw):
+    """A random valid :class:`Model`.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    input_shape : tuple, optional
+        ``(P, H, W)``; drawn small when omitted.
+    n_layers : int, optional
+    kinds : sequence of str, optional
+        Layer types in order (overrides ``n_layers``). A ``linear`` layer may follow
+        anything (the flatten is implicit); spatial layers may not follow a linear one.
+    timesteps, count_clip : int, optional
+    readout : str, optional
+    **layer_kw
+        Passed to every :func:`random_layer` call (e.g. ``reset="zero"``).
+    """
+    if input_shape is None:
+        input_shape = (int(rng.integers(1, 3)), int(rng.integers(3, 13)), int(rng.integers(3, 13)))
+    T = timesteps or int(rng.integers(1, 7))
+    clip = count_clip or int(rng.integers(1, 4))
+    if kinds is None:
+        n = n_layers or int(rng.integers(1, 4))
+        kinds = []
+        spatial = True
+        for i in range(n):
+            if spatial and i < n - 1:
+                kind = _pick(rng, ("conv2d", "conv2d", "sumpool2d", "linear"))
+            elif spatial:
+                kind = _pick(rng, ("conv2d", "linear", "sumpool2d"))
+            else:
+                kind = "linear"
+            spatial = spatial and kind != "linear"
+            kinds.append(kind)
+    layers = []
+    shape = tuple(input_shape)
+    for i, kind in enumerate(kinds):
+        if kind == "sumpool2d" and min(shape[1:]) < 1:
+            kind = "conv2d"
+        layer = random_layer(rng, f"l{i}_{kind}", kind, shape,
+                             count_clip=clip if i == 0 else 1, **layer_kw)
+        layers.append(layer)
+        shape = layer.out_shape
+    readout = readout or _pick(rng, ("spike_count", "spike_count", "membrane"))
+    model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=1000, timesteps=T,
+                                  count_clip=clip), layers=layers, readout=readout)
+    return validate_model(model)
+
+
+def random_binned(rng, shape, timesteps, count_clip=1, density=None):
+    """Random per-step input counts (``BinnedEvents``), including border pixels."""
+    density = rng.uniform(0.02, 0.5) if density is None else density
+    frames = (rng.random((timesteps, *shape)) < density).astype(np.int64)
+    if count_clip > 1:
+        frames *= rng.integers(1, count_clip + 1, size=frames.shape)
+    return BinnedEvents.from_frames(frames)
+
+
+def model_from_spec(spec, rng, *, input_shape, timesteps, count_clip=1, readout="spike_count",
+                    dt_us=1000, weight_bits=8, state_bits=16, reset="subtract",
+                    beta=(15, 4), thresholds=None):
+    """A model with a fixed topology and random weights.
+
+    ``spec`` is a list of tuples: ``("conv2d", C_out, K, S, P)``, ``("sumpool2d", K)``,
+    ``("linear", N_out)``. ``thresholds`` is one integer per layer (default: from the
+    fan-in). Used by benchmarks (the event-camera seed network) and hardware tests.
+    """
+    layers = []
+    shape = tuple(input_shape)
+    for i, item in enumerate(spec):
+        kind = item[0]
+        kw = dict(weight_bits=weight_bits, state_bits=state_bits, reset=reset, bias=False,
+                  per_channel=False, leak=True)
+        if kind == "conv2d":
+            _, co, k, s, p = item
+            kw.update(out_channels=co, kernel=k, stride=s, padding=p)
+        elif kind == "sumpool2d":
+            kw.update(kernel=item[1])
+        else:
+            kw.update(n_out=item[1])
+        layer = random_layer(rng, f"{kind.replace('2d', '')}{i + 1}", kind, shape,
+                             count_clip=count_clip if i == 0 else 1, **kw)
+        layer.beta_num, layer.beta_frac_bits = beta
+        if thresholds is not None:
+            layer.threshold = np.full(layer.c_out, int(thresholds[i]), dtype=np.int64)
+        layers.append(layer)
+        shape = layer.out_shape
+    model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=dt_us, timesteps=timesteps,
+                                  count_clip=count_clip), layers=layers, readout=readout)
+    return validate_model(model)
