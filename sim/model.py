@@ -161,10 +161,11 @@ class Layer:
 
     def worst_case_bound(self, count_clip=1):
         """``B`` of the contract: the largest magnitude the accumulator can reach in one step."""
-        b = self.fan_in_abs_sum() * count_clip
+        # Python integers: a huge count_clip from a file must not wrap around in int64
+        b = [int(f) * int(count_clip) for f in self.fan_in_abs_sum().tolist()]
         if self.bias is not None:
-            b = b + np.abs(self.bias.astype(np.int64))
-        return int(b.max()) + (1 << (self.state_bits - 1))
+            b = [x + abs(int(y)) for x, y in zip(b, self.bias.tolist())]
+        return max(b) + (1 << (self.state_bits - 1))
 
     def required_acc_bits(self, count_clip=1):
         """The smallest ``acc_bits`` the contract allows for this layer."""
@@ -346,8 +347,9 @@ def _validate_layer(layer, at, count_clip):
             raise ModelError(f"{at}.weights: shape {tuple(w.shape)} does not match "
                              f"{tuple(want)} from in_shape/out_shape/kernel")
         lim = (1 << (layer.weight_bits - 1)) - 1
-        if w.size and int(np.abs(w.astype(np.int64)).max()) > lim:
-            bad = int(w.astype(np.int64).flat[np.abs(w.astype(np.int64)).argmax()])
+        # min/max in the array's own dtype: a cast to int64 could wrap (uint64, int64 min)
+        if w.size and (int(w.min()) < -lim or int(w.max()) > lim):
+            bad = int(w.min()) if int(w.min()) < -lim else int(w.max())
             raise ModelError(f"{at}.weights: value {bad} is outside the {layer.weight_bits}-bit "
                              f"symmetric range -{lim}..{lim}")
     if layer.bias is not None:
@@ -357,10 +359,9 @@ def _validate_layer(layer, at, count_clip):
         if tuple(b.shape) != (layer.out_shape[0],):
             raise ModelError(f"{at}.bias: shape {tuple(b.shape)} does not match "
                              f"({layer.out_shape[0]},)")
-        b64 = b.astype(np.int64)
-        if b.size and (b64.min() < layer.state_min or b64.max() > layer.state_max):
+        if b.size and (int(b.min()) < layer.state_min or int(b.max()) > layer.state_max):
             raise ModelError(f"{at}.bias: values must fit the {layer.state_bits}-bit state, "
-                             f"got {int(b64.min())}..{int(b64.max())}")
+                             f"got {int(b.min())}..{int(b.max())}")
     # leak
     if not _is_int(layer.beta_frac_bits) or not 0 <= layer.beta_frac_bits <= MAX_FRAC_BITS:
         raise ModelError(f"{at}.beta.frac_bits: {layer.beta_frac_bits!r} is outside "
@@ -500,6 +501,12 @@ def load_model(path):
         thr = ld["threshold"]
         per_channel = isinstance(thr, list)
         out_shape = _int_list(ld["out_shape"], f"{at}.out_shape")
+        if not all(0 < d < 1 << 31 for d in out_shape):
+            raise ModelError(f"{at}.out_shape: expected positive integers below 2**31, "
+                             f"got {list(out_shape)}")
+        if (per_channel and any(_is_int(t) and abs(t) > 1 << 62 for t in thr)) or \
+                (_is_int(thr) and abs(thr) > 1 << 62):
+            raise ModelError(f"{at}.threshold: {thr!r} is outside the 32-bit state range")
         if per_channel:
             thr_arr = np.array(_int_list(thr, f"{at}.threshold"), dtype=np.int64)
         elif _is_int(thr):
