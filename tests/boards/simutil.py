@@ -1,0 +1,75 @@
+"""Small helpers for amaranth.sim testbenches of the board blocks (streams, UART lines)."""
+
+from amaranth.sim import Simulator
+
+
+def run_sim(dut, *testbenches, processes=(), vcd=None):
+    """Simulate ``dut`` at a 100 MHz clock with the given async testbenches."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    for tb in testbenches:
+        sim.add_testbench(tb)
+    for p in processes:
+        sim.add_process(p)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+
+
+async def stream_send(ctx, st, items, rng=None, p_idle=0.0):
+    """Drive ``items`` into stream ``st`` (the DUT is the sink), idling at random."""
+    for item in items:
+        while rng is not None and rng.random() < p_idle:
+            ctx.set(st.valid, 0)
+            await ctx.tick()
+        ctx.set(st.valid, 1)
+        ctx.set(st.payload, item)
+        await ctx.tick().until(st.ready)
+    ctx.set(st.valid, 0)
+
+
+async def stream_recv(ctx, st, n, rng=None, p_stall=0.0, max_stall=None, timeout=None):
+    """Take ``n`` items from stream ``st`` (the DUT is the source), stalling at random.
+
+    Returns the list of payloads (as ints, or as the payload's value for structured
+    payloads). Stops early after ``timeout`` cycles without progress.
+    """
+    out = []
+    idle = 0
+    stall = 0
+    while len(out) < n:
+        stall_now = (rng is not None and rng.random() < p_stall
+                     and (max_stall is None or stall < max_stall))
+        stall = stall + 1 if stall_now else 0
+        ctx.set(st.ready, 0 if stall_now else 1)
+        _, _, valid, payload = await ctx.tick().sample(st.valid, st.payload)
+        if valid and not stall_now:
+            out.append(payload)
+            idle = 0
+        else:
+            idle += 1
+            if timeout is not None and idle > timeout:
+                break
+    ctx.set(st.ready, 0)
+    return out
+
+
+async def uart_drive(ctx, line, data, divisor, stop_bits=None, gap=0, bit_cycles=None):
+    """Bit-bang bytes ``data`` onto ``line`` (8N1, LSB first).
+
+    ``stop_bits[i]`` is the stop bit value of byte ``i`` (1 normally, 0 for a framing
+    error); ``gap`` idle bit times follow each byte; ``bit_cycles`` overrides the bit
+    length (to test a mismatched sender).
+    """
+    bit_cycles = bit_cycles or divisor
+    for i, byte in enumerate(data):
+        stop = 1 if stop_bits is None else stop_bits[i]
+        for b in [0] + [(byte >> k) & 1 for k in range(8)] + [stop]:
+            ctx.set(line, b)
+            await ctx.tick().repeat(bit_cycles)
+        ctx.set(line, 1)
+        if gap:
+            await ctx.tick().repeat(gap * bit_cycles)
+    ctx.set(line, 1)
