@@ -1,0 +1,158 @@
+"""Shared command-line plumbing: one-line errors, exit status 2, atomic outputs.
+
+Every command-line tool of the project (``python -m sim.run``, ``hw.build``,
+``quant.export``, ``boards.host``) treats bad input the same way: one line on stderr
+naming the file, field or value at fault, exit status 2, no traceback, and nothing
+half-written (outputs are written next to their target and moved into place when
+complete). This module gives them the pieces::
+
+    from sim.cli import ArgumentParser, CliError, atomic_path, run_main
+
+    def main(argv=None):
+        args = ArgumentParser(prog="python -m hw.build").parse_args(argv)
+        if args.board not in BOARDS:
+            raise CliError(f"--board: unknown board {args.board!r}")
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(...)
+
+    if __name__ == "__main__":
+        run_main(main, prog="python -m hw.build", errors=(MyDomainError,))
+
+:class:`~sim.model.ModelError`, :class:`~sim.events.EventError`, :class:`CliError` and
+:class:`OSError` (a missing or unwritable file) are always treated as bad input; a tool
+adds its own exception types with ``errors=``. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .events import EventError
+from .model import ModelError
+
+__all__ = ["EXIT_BAD_INPUT", "CliError", "ArgumentParser", "one_line", "main_guard",
+           "run_main", "atomic_path", "atomic_dir"]
+
+#: Exit status for bad input (the same as argparse's usage errors).
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """Bad input noticed by a tool itself; the message names the file, field or value."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line (exit status 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def one_line(exc):
+    """The message of ``exc`` as one line (``OSError`` as ``file: reason``)."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        msg = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())
+
+
+def main_guard(main, argv=None, *, prog=None, errors=()):
+    """Call ``main(argv)``; turn bad-input exceptions into one line on stderr.
+
+    Parameters
+    ----------
+    main : callable
+        Takes ``argv`` (list of str or None); returns an exit status or None (0).
+    argv : list of str, optional
+    prog : str, optional
+        Prefix of the error line (default: ``sys.argv[0]``'s name).
+    errors : tuple of exception types
+        Extra exception types that mean bad input for this tool.
+
+    Returns
+    -------
+    int
+        ``main``'s status, :data:`EXIT_BAD_INPUT` on bad input, 130 on Ctrl-C.
+    """
+    prog = prog or Path(sys.argv[0]).name
+    bad_input = (CliError, ModelError, EventError, OSError) + tuple(errors)
+    try:
+        rc = main(argv)
+    except bad_input as e:
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0 if rc is None else int(rc)
+
+
+def run_main(main, argv=None, *, prog=None, errors=()):
+    """:func:`main_guard`, then exit with its status (for ``if __name__ == "__main__"``)."""
+    sys.exit(main_guard(main, argv, prog=prog, errors=errors))
+
+
+def _parent(path):
+    parent = path.parent
+    if not parent.is_dir():
+        raise CliError(f"{path}: the directory {parent} does not exist")
+    return parent
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, suffix=None):
+    """Write a file atomically: yield a temporary path next to ``path``.
+
+    When the ``with`` block ends normally the temporary file replaces ``path``; on any
+    exception it is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final file.
+    suffix : str, optional
+        Suffix of the temporary name (default: ``path``'s). Writers that append a
+        suffix themselves (``np.savez`` adds ``.npz``) need it to match.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None
+                               else suffix, dir=_parent(path))
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Write a directory atomically: yield an empty temporary directory next to ``path``.
+
+    When the block ends normally the directory takes the place of ``path`` (an existing
+    ``path`` is replaced); on any exception it is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=_parent(path)))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.rename(path, old / "x")
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
