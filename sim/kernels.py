@@ -35,169 +35,235 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba import uint64 as U   # unsigned indices: no negative-index wraparound code
 
 from .model import Model
 from .reference import Result
 
-__all__ = ["NumbaNetwork", "NumbaLayer", "run_numba", "to_channel_last_coords"]
+__all__ = ["NumbaNetwork", "NumbaLayer", "run_numba", "input_keys"]
 
 # -- layout of one row of the per-layer parameter table ----------------------------------
-(_TYPE, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _K, _S, _P, _WOFF, _NOUT, _VOFF, _CHOFF,
+(_TYPE, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _K, _S, _P, _WOFF, _NOUT, _VOFF, _TOFF,
  _SMIN, _SMAX, _BNUM, _BFRAC, _RESET, _FIRE, _HASBIAS) = range(21)
 _NMETA = 21
 
 _TYPES = {"conv2d": 0, "linear": 1, "sumpool2d": 2}
 _RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
 
+# a spike travels between layers as one int64 key: y << 42 | x << 21 | c
+_SHIFT_Y = 42
+_SHIFT_X = 21
+_MASK = (1 << 21) - 1
+
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
+
 
 # -- synaptic accumulation (event-driven) -------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
-def _conv_scatter(v, w, voff, woff, Co, Ho, Wo, K, S, P, ys, xs, cs, ns, a, b, counted):
-    """Add the weights of input spikes ``a:b`` to a channel-last conv state."""
+@njit(inline="always", **_JIT)
+def _add_row(v, ab, w, wb, Co):
+    """``v[ab:ab + Co] += w[wb:wb + Co]`` in fixed-size chunks (so they vectorize)."""
+    j = 0
+    while j + 8 <= Co:
+        w0 = w[U(wb + j)]
+        w1 = w[U(wb + j + 1)]
+        w2 = w[U(wb + j + 2)]
+        w3 = w[U(wb + j + 3)]
+        w4 = w[U(wb + j + 4)]
+        w5 = w[U(wb + j + 5)]
+        w6 = w[U(wb + j + 6)]
+        w7 = w[U(wb + j + 7)]
+        v[U(ab + j)] += w0
+        v[U(ab + j + 1)] += w1
+        v[U(ab + j + 2)] += w2
+        v[U(ab + j + 3)] += w3
+        v[U(ab + j + 4)] += w4
+        v[U(ab + j + 5)] += w5
+        v[U(ab + j + 6)] += w6
+        v[U(ab + j + 7)] += w7
+        j += 8
+    if j + 4 <= Co:
+        w0 = w[U(wb + j)]
+        w1 = w[U(wb + j + 1)]
+        w2 = w[U(wb + j + 2)]
+        w3 = w[U(wb + j + 3)]
+        v[U(ab + j)] += w0
+        v[U(ab + j + 1)] += w1
+        v[U(ab + j + 2)] += w2
+        v[U(ab + j + 3)] += w3
+        j += 4
+    while j < Co:
+        v[U(ab + j)] += w[U(wb + j)]
+        j += 1
+
+
+@njit(inline="always", **_JIT)
+def _add_row_n(v, ab, w, wb, Co, n):
+    """``v[ab:ab + Co] += w[wb:wb + Co] * n``."""
+    if n == 1:
+        _add_row(v, ab, w, wb, Co)
+    else:
+        for j in range(Co):
+            v[U(ab + j)] += w[U(wb + j)] * n
+
+
+@njit(inline="always", **_JIT)
+def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
+    """Add the weights of input spikes ``a:b`` to a channel-last conv state.
+
+    ``tab`` holds, for every input row ``y``, the first and last output row reached and
+    the kernel row of the first (``oy * S - P + ky == y``), then for every input column
+    ``x`` the first and last output column and the offset of the weight strip. The
+    weights are stored as strips ``(C_in, K, S, ceil(K / S), C_out)``: for one input
+    column the taps of consecutive output columns are consecutive, so one input spike
+    adds one contiguous strip to one contiguous run of the state per output row.
+    ``first``: the spikes are input indices (looked up in ``ktab``) with counts.
+    """
+    Co = m[_COUT]
+    Wo = m[_WOUT]
+    S = m[_S]
+    voff = m[_VOFF]
+    woff = m[_WOFF]
+    ty = m[_TOFF]
+    tx = ty + 3 * m[_HIN]
+    NT = (m[_K] + S - 1) // S
+    KYCo = S * NT * Co              # one kernel row in the strip layout
+    CCo = m[_K] * KYCo              # one input channel
+    SKY = S * KYCo
+    WoCo = Wo * Co
     ops = 0
-    KCo = K * Co
-    KKCo = K * KCo
     for e in range(a, b):
-        y = ys[e]
-        x = xs[e]
-        c = cs[e]
-        n = ns[e] if counted else 1
-        ty = y + P
-        tx = x + P
-        # oy * S == ty - ky with 0 <= ky < K and 0 <= oy < Ho
-        oy1 = ty // S
-        if oy1 > Ho - 1:
-            oy1 = Ho - 1
-        lo = ty - K + 1
-        oy0 = (lo + S - 1) // S if lo > 0 else 0
-        ox1 = tx // S
-        if ox1 > Wo - 1:
-            ox1 = Wo - 1
-        lo = tx - K + 1
-        ox0 = (lo + S - 1) // S if lo > 0 else 0
+        if first:
+            key = ktab[U(keys[U(e)])]
+            n = ns[U(e)]
+        else:
+            key = keys[U(e)]
+            n = 1
+        y = key >> _SHIFT_Y
+        x = (key >> _SHIFT_X) & _MASK
+        c = key & _MASK
+        iy = ty + 3 * y
+        oy0 = tab[U(iy)]
+        oy1 = tab[U(iy + 1)]
+        ix = tx + 3 * x
+        ox0 = tab[U(ix)]
+        ox1 = tab[U(ix + 1)]
         if oy1 < oy0 or ox1 < ox0:
             continue
-        wc = woff + c * KKCo
+        run = (ox1 - ox0 + 1) * Co
+        ab = voff + oy0 * WoCo + ox0 * Co
+        wb = woff + c * CCo + tab[U(iy + 2)] * KYCo + tab[U(ix + 2)]
         for oy in range(oy0, oy1 + 1):
-            ky = ty - oy * S
-            arow = voff + oy * Wo * Co
-            wrow = wc + ky * KCo
-            for ox in range(ox0, ox1 + 1):
-                kx = tx - ox * S
-                ab = arow + ox * Co
-                wb = wrow + kx * Co
-                if n == 1:
-                    for co in range(Co):
-                        v[ab + co] += w[wb + co]
-                else:
-                    for co in range(Co):
-                        v[ab + co] += w[wb + co] * n
-        ops += (oy1 - oy0 + 1) * (ox1 - ox0 + 1) * Co * n
+            _add_row_n(v, ab, w, wb, run, n)
+            ab += WoCo
+            wb -= SKY
+        ops += (oy1 - oy0 + 1) * run * n
     return ops
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _linear_scatter(v, w, voff, woff, Cin, Win, Co, ys, xs, cs, ns, a, b, counted):
+@njit(inline="always", **_JIT)
+def _linear_scatter(v, w, m, keys, ktab, ns, a, b, first):
     """Add one weight row (``N_out`` contiguous weights) per input spike."""
+    Co = m[_COUT]
+    Cin = m[_CIN]
+    Win = m[_WIN]
+    voff = m[_VOFF]
+    woff = m[_WOFF]
     ops = 0
     for e in range(a, b):
-        n = ns[e] if counted else 1
-        wb = woff + ((ys[e] * Win + xs[e]) * Cin + cs[e]) * Co
-        if n == 1:
-            for co in range(Co):
-                v[voff + co] += w[wb + co]
+        if first:
+            key = ktab[U(keys[U(e)])]
+            n = ns[U(e)]
         else:
-            for co in range(Co):
-                v[voff + co] += w[wb + co] * n
+            key = keys[U(e)]
+            n = 1
+        y = key >> _SHIFT_Y
+        x = (key >> _SHIFT_X) & _MASK
+        c = key & _MASK
+        _add_row_n(v, voff, w, woff + ((y * Win + x) * Cin + c) * Co, Co, n)
         ops += Co * n
     return ops
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _pool_scatter(v, voff, Co, Ho, Wo, K, ys, xs, cs, ns, a, b, counted):
-    """Sum-pool: each input spike adds its count at ``(y // K, x // K)``."""
+@njit(inline="always", **_JIT)
+def _pool_scatter(v, tab, m, keys, ktab, ns, a, b, first):
+    """Sum-pool: each input spike adds its count at ``(y // K, x // K)`` if that exists."""
+    Co = m[_COUT]
+    Wo = m[_WOUT]
+    voff = m[_VOFF]
+    ty = m[_TOFF]
+    tx = ty + 3 * m[_HIN]
     ops = 0
     for e in range(a, b):
-        oy = ys[e] // K
-        ox = xs[e] // K
-        if oy < Ho and ox < Wo:
-            n = ns[e] if counted else 1
-            v[voff + (oy * Wo + ox) * Co + cs[e]] += n
+        if first:
+            key = ktab[U(keys[U(e)])]
+            n = ns[U(e)]
+        else:
+            key = keys[U(e)]
+            n = 1
+        y = key >> _SHIFT_Y
+        x = (key >> _SHIFT_X) & _MASK
+        c = key & _MASK
+        oy = tab[U(ty + 3 * y)]
+        ox = tab[U(tx + 3 * x)]
+        if oy >= 0 and ox >= 0:
+            v[U(voff + (oy * Wo + ox) * Co + c)] += n
             ops += n
     return ops
 
 
 # -- the neuron update ----------------------------------------------------------------
 
-@njit(cache=True, nogil=True, inline="always")
-def _update(v, thr, bias, m, k, T, last, membrane, sy, sx, sc,
-            record, rec_s, rec_v, scores):
+@njit(inline="always", **_JIT)
+def _update(v, thr, bias, flags, nkey, m, keys):
     """Steps 3-5 of the contract for every neuron of one layer (channel-last).
 
-    Writes the coordinates of the neurons that fire to ``sy, sx, sc`` from
-    ``m[_VOFF]`` on and returns ``(number of spikes, overflow flag)``.
+    ``thr`` and ``bias`` are per neuron (a layer that never fires has the threshold
+    ``state_max + 1``). Writes the keys of the neurons that fire (from ``nkey``) to
+    ``keys`` from ``m[_VOFF]`` on and returns ``(number of spikes, overflow flag)``.
     """
-    Co = m[_COUT]
-    Ho = m[_HOUT]
-    Wo = m[_WOUT]
     voff = m[_VOFF]
-    choff = m[_CHOFF]
+    end = voff + m[_NOUT]
     smin = m[_SMIN]
     smax = m[_SMAX]
     num = m[_BNUM]
     frac = m[_BFRAC]
-    reset = m[_RESET]
-    fire = m[_FIRE] != 0
-    hasbias = m[_HASBIAS] != 0
-    HW = Ho * Wo
-    ovf = False
-    nsp = 0
-    i = voff
-    for y in range(Ho):
-        for x in range(Wo):
-            pix = y * Wo + x
-            for c in range(Co):
-                acc = v[i]
-                if hasbias:
-                    acc += bias[choff + c]
-                u = acc
-                if u < smin:
-                    u = smin
-                elif u > smax:
-                    u = smax
-                ovf |= u != acc
-                th = thr[choff + c]
-                s = fire and u >= th
-                nv = (u * num) >> frac
-                if s:
-                    if reset == 0:
-                        nv -= th
-                    elif reset == 1:
-                        nv = 0
-                v[i] = nv
-                # branch-free spike list: always write, advance only on a spike
-                sy[voff + nsp] = y
-                sx[voff + nsp] = x
-                sc[voff + nsp] = c
-                nsp += s
-                j = c * HW + pix
-                if record:
-                    rec_s[k, voff + j] = s
-                    rec_v[k, voff + j] = nv
-                if last:
-                    if membrane:
-                        if k == T - 1:
-                            scores[j] = u
-                    elif s:
-                        scores[j] += 1
-                i += 1
-    return nsp, ovf
+    sub = m[_RESET] == 0
+    zero = m[_RESET] == 1
+    ovf = 0
+    # branch-free, so that it vectorizes
+    for i in range(voff, end):
+        acc = v[U(i)] + bias[U(i)]
+        u = min(max(acc, smin), smax)
+        ovf |= u != acc
+        th = thr[U(i)]
+        s = u >= th
+        nv = (u * num) >> frac
+        nv = nv - th if (s & sub) else nv
+        nv = 0 if (s & zero) else nv
+        v[U(i)] = nv
+        flags[U(i)] = s
+    # compaction: always write, advance only on a spike
+    nsp = voff
+    for i in range(voff, end):
+        keys[U(nsp)] = nkey[U(i)]
+        nsp += flags[U(i)]
+    return nsp - voff, ovf != 0
 
 
-@njit(cache=True, nogil=True)
-def _run_kernel(meta, w, thr, bias, v, in_ptr, in_y, in_x, in_c, in_n, T, membrane,
-                record, rec_s, rec_v, overflow, synops, spike_count, scores, sy, sx, sc):
+@njit(inline="always", **_JIT)
+def _chw(key, m):
+    """Flat ``(C, H, W)`` index inside the layer of a spike key."""
+    y = key >> _SHIFT_Y
+    x = (key >> _SHIFT_X) & _MASK
+    c = key & _MASK
+    Wo = m[_WOUT]
+    return (c * m[_HOUT] + y) * Wo + x
+
+
+@njit(**_JIT)
+def _run_kernel(meta, w, tab, thr, bias, nkey, ktab, v, flags, in_ptr, in_src, in_n, T,
+                membrane, record, rec_s, rec_v, overflow, synops, spike_count, scores, keys):
     """All ``T`` steps of all layers. Every output array is filled in place."""
     L = meta.shape[0]
     nprev = 0
@@ -205,35 +271,59 @@ def _run_kernel(meta, w, thr, bias, v, in_ptr, in_y, in_x, in_c, in_n, T, membra
         for li in range(L):
             m = meta[li]
             typ = m[_TYPE]
-            voff = m[_VOFF]
             if li == 0:
-                ys, xs, cs = in_y, in_x, in_c
-                a = in_ptr[k]
-                b = in_ptr[k + 1]
-                counted = True
+                # network input: flat (C, H, W) indices with counts
+                a = in_ptr[U(k)]
+                b = in_ptr[U(k + 1)]
+                if typ == 0:
+                    ops = _conv_scatter(v, w, tab, m, in_src, ktab, in_n, a, b, True)
+                elif typ == 1:
+                    ops = _linear_scatter(v, w, m, in_src, ktab, in_n, a, b, True)
+                else:
+                    ops = _pool_scatter(v, tab, m, in_src, ktab, in_n, a, b, True)
             else:
-                ys, xs, cs = sy, sx, sc
+                # spikes of the layer before, as keys, count 1
                 a = meta[li - 1, _VOFF]
                 b = a + nprev
-                counted = False
-            if typ == 0:
-                ops = _conv_scatter(v, w, voff, m[_WOFF], m[_COUT], m[_HOUT], m[_WOUT],
-                                    m[_K], m[_S], m[_P], ys, xs, cs, in_n, a, b, counted)
-            elif typ == 1:
-                ops = _linear_scatter(v, w, voff, m[_WOFF], m[_CIN], m[_WIN], m[_COUT],
-                                      ys, xs, cs, in_n, a, b, counted)
-            else:
-                ops = _pool_scatter(v, voff, m[_COUT], m[_HOUT], m[_WOUT], m[_K],
-                                    ys, xs, cs, in_n, a, b, counted)
+                if typ == 0:
+                    ops = _conv_scatter(v, w, tab, m, keys, ktab, in_n, a, b, False)
+                elif typ == 1:
+                    ops = _linear_scatter(v, w, m, keys, ktab, in_n, a, b, False)
+                else:
+                    ops = _pool_scatter(v, tab, m, keys, ktab, in_n, a, b, False)
             synops[li] += ops
-            nsp, ovf = _update(v, thr, bias, m, k, T, li == L - 1, membrane, sy, sx, sc,
-                               record, rec_s, rec_v, scores)
+            last = li == L - 1
+            voff = m[_VOFF]
+            n = m[_NOUT]
+            if last and membrane and k == T - 1:
+                # the score is u (clamped, before leak) at the last step
+                Co = m[_COUT]
+                HW = m[_HOUT] * m[_WOUT]
+                smin = m[_SMIN]
+                smax = m[_SMAX]
+                for j in range(n):
+                    u = min(max(v[U(voff + j)] + bias[U(voff + j)], smin), smax)
+                    scores[U((j % Co) * HW + j // Co)] = u
+            nsp, ovf = _update(v, thr, bias, flags, nkey, m, keys)
             overflow[li, k] = ovf
             spike_count[li] += nsp
             nprev = nsp
+            if last and not membrane:
+                for j in range(voff, voff + nsp):
+                    scores[_chw(keys[U(j)], m)] += 1
+            if record:
+                Co = m[_COUT]
+                HW = m[_HOUT] * m[_WOUT]
+                j = voff
+                for p in range(HW):
+                    for c in range(Co):
+                        rec_v[k, voff + c * HW + p] = v[U(j)]
+                        j += 1
+                for j in range(voff, voff + nsp):
+                    rec_s[k, voff + _chw(keys[U(j)], m)] = 1
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _accumulate_chw(acc, w, typ, C, H, W, Co, Ho, Wo, K, S, P, src, count):
     """Event-driven conv or pool accumulation in ``(C, H, W)`` order (one layer)."""
     ops = 0
@@ -276,11 +366,50 @@ def _spatial(shape):
     return (int(np.prod(shape)), 1, 1)
 
 
-def to_channel_last_coords(src, shape):
-    """Split flat ``(C, H, W)`` indices into ``(y, x, c)`` int64 arrays."""
+def input_keys(src, shape):
+    """Spike keys (``y << 42 | x << 21 | c``) of flat ``(C, H, W)`` input indices."""
     C, H, W = _spatial(shape)
     src = np.asarray(src, dtype=np.int64)
-    return (src // W) % H, src % W, src // (H * W)
+    y, x, c = (src // W) % H, src % W, src // (H * W)
+    return (y << _SHIFT_Y) | (x << _SHIFT_X) | c
+
+
+def _axis_table(n_in, n_out, K, S, P, Co=None):
+    """Per input coordinate: first and last output coordinate reached, and the kernel
+    tap of the first (rows), or the offset of the first tap in the strip (``Co`` given,
+    columns)."""
+    t = np.arange(n_in, dtype=np.int64) + P
+    hi = np.minimum(t // S, n_out - 1)
+    lo_num = t - K + 1
+    lo = np.where(lo_num > 0, -(-lo_num // S), 0)
+    tap = t - lo * S
+    if Co is not None:
+        r = t % S
+        top = r + S * ((K - 1 - r) // S)            # the largest tap of phase r
+        tap = (r * ((K + S - 1) // S) + (top - tap) // S) * Co
+    empty = hi < lo
+    lo, hi, tap = np.where(empty, 1, lo), np.where(empty, 0, hi), np.where(empty, 0, tap)
+    return np.stack([lo, hi, tap], axis=1).ravel()
+
+
+def _conv_strips(weights, S):
+    """``(C_out, C_in, K, K)`` -> ``(C_in, K, S, ceil(K / S), C_out)``: for phase ``r``,
+    entry ``j`` holds tap ``kx = top(r) - S * j`` (zeros where no tap exists)."""
+    Co, Ci, K, _ = weights.shape
+    NT = (K + S - 1) // S
+    out = np.zeros((Ci, K, S, NT, Co), dtype=np.int64)
+    w = np.transpose(weights.astype(np.int64), (1, 2, 3, 0))        # (C_in, K, K, C_out)
+    for r in range(min(S, K)):
+        top = r + S * ((K - 1 - r) // S)
+        for j in range(top // S + 1):
+            out[:, :, r, j, :] = w[:, :, top - S * j, :]
+    return out
+
+
+def _pool_table(n_in, n_out, K):
+    o = np.arange(n_in, dtype=np.int64) // K
+    o = np.where(o < n_out, o, -1)
+    return np.stack([o, o, np.zeros_like(o)], axis=1).ravel()
 
 
 class NumbaNetwork:
@@ -293,16 +422,19 @@ class NumbaNetwork:
     Notes
     -----
     The packed arrays are copies: changing ``model`` afterwards does not change a
-    ``NumbaNetwork`` built before.
+    ``NumbaNetwork`` built before. Every array is int64 (``acc_bits <= 62``).
     """
 
     def __init__(self, model: Model):
         self.model = model
         layers = model.layers
         L = len(layers)
+        for layer in layers:
+            if max(_spatial(layer.out_shape)) > _MASK:
+                raise ValueError(f"{layer.name}: a dimension above {_MASK} is not supported")
         meta = np.zeros((L, _NMETA), dtype=np.int64)
-        weights, thr, bias = [], [], []
-        woff = voff = choff = 0
+        weights, thr, bias, tabs, nkeys = [], [], [], [], []
+        woff = voff = toff = 0
         prev = _spatial(model.input.shape)
         for i, layer in enumerate(layers):
             Ci, Hi, Wi = prev
@@ -313,39 +445,55 @@ class NumbaNetwork:
             row[_COUT], row[_HOUT], row[_WOUT] = Co, Ho, Wo
             row[_NOUT] = Co * Ho * Wo
             if layer.type == "conv2d":
-                row[_K], row[_S], row[_P] = layer.kernel, layer.stride, layer.padding
-                # (C_out, C_in, K, K) -> (C_in, K, K, C_out)
-                wl = np.ascontiguousarray(np.transpose(layer.weights.astype(np.int64),
-                                                       (1, 2, 3, 0)))
+                K, S, P = layer.kernel, layer.stride, layer.padding
+                wl = _conv_strips(layer.weights, S)
+                tab = np.concatenate([_axis_table(Hi, Ho, K, S, P),
+                                      _axis_table(Wi, Wo, K, S, P, Co)])
             elif layer.type == "linear":
+                K, S, P = 1, 1, 0
                 # (N_out, N_in) with N_in in the producer's (C, H, W) order
                 # -> rows in the producer's (H, W, C) order, columns N_out
                 wl = layer.weights.astype(np.int64).T.reshape(Ci, Hi, Wi, Co)
-                wl = np.ascontiguousarray(np.transpose(wl, (1, 2, 0, 3)))
+                wl = np.transpose(wl, (1, 2, 0, 3))
+                tab = np.zeros(0, dtype=np.int64)
             else:
-                row[_K], row[_S], row[_P] = layer.kernel, layer.kernel, 0
+                K = S = layer.kernel
+                P = 0
                 wl = np.zeros(0, dtype=np.int64)
+                tab = np.concatenate([_pool_table(Hi, Ho, K), _pool_table(Wi, Wo, K)])
+            row[_K], row[_S], row[_P] = K, S, P
             row[_WOFF] = woff
             row[_VOFF] = voff
-            row[_CHOFF] = choff
+            row[_TOFF] = toff
             row[_SMIN], row[_SMAX] = layer.state_min, layer.state_max
             row[_BNUM], row[_BFRAC] = layer.beta_num, layer.beta_frac_bits
             row[_RESET] = _RESET_CODES[layer.reset]
-            row[_FIRE] = 0 if (model.readout == "membrane" and i == L - 1) else 1
+            fire = not (model.readout == "membrane" and i == L - 1)
+            row[_FIRE] = fire
             row[_HASBIAS] = layer.bias is not None
-            weights.append(wl.ravel())
-            thr.append(np.asarray(layer.threshold, dtype=np.int64).reshape(-1)
-                       * np.ones(Co, dtype=np.int64))
-            bias.append(np.zeros(Co, np.int64) if layer.bias is None
-                        else layer.bias.astype(np.int64).reshape(Co))
+            th = np.asarray(layer.threshold, dtype=np.int64).reshape(-1) * np.ones(Co, np.int64)
+            if not fire:
+                th = np.full(Co, layer.state_max + 1, dtype=np.int64)   # u never reaches it
+            b = (np.zeros(Co, np.int64) if layer.bias is None
+                 else layer.bias.astype(np.int64).reshape(Co))
+            # per neuron, channel-last
+            thr.append(np.tile(th, Ho * Wo))
+            bias.append(np.tile(b, Ho * Wo))
+            weights.append(np.ascontiguousarray(wl).ravel())
+            yy, xx, cc = np.meshgrid(np.arange(Ho), np.arange(Wo), np.arange(Co), indexing="ij")
+            nkeys.append(((yy << _SHIFT_Y) | (xx << _SHIFT_X) | cc).astype(np.int64).ravel())
+            tabs.append(tab)
             woff += wl.size
             voff += Co * Ho * Wo
-            choff += Co
+            toff += tab.size
             prev = (Co, Ho, Wo)
         self.meta = meta
         self.weights = np.concatenate(weights) if woff else np.zeros(1, np.int64)
+        self.tab = np.concatenate(tabs) if toff else np.zeros(1, np.int64)
         self.thr = np.concatenate(thr)
         self.bias = np.concatenate(bias)
+        self.nkey = np.concatenate(nkeys)        # the key of every neuron
+        self.ktab = input_keys(np.arange(model.input.size), model.input.shape)
         self.n_neurons = voff
         self.offsets = meta[:, _VOFF].copy()
 
@@ -354,14 +502,13 @@ class NumbaNetwork:
         model = self.model
         T = model.input.timesteps
         L = len(model.layers)
-        in_y, in_x, in_c = to_channel_last_coords(binned.src, model.input.shape)
+        in_src = np.ascontiguousarray(binned.src, dtype=np.int64)
         in_n = np.ascontiguousarray(binned.count, dtype=np.int64)
         in_ptr = np.ascontiguousarray(binned.step_ptr, dtype=np.int64)
         N = self.n_neurons
         v = np.zeros(N, dtype=np.int64)
-        sy = np.empty(N, dtype=np.int64)
-        sx = np.empty(N, dtype=np.int64)
-        sc = np.empty(N, dtype=np.int64)
+        keys = np.empty(N, dtype=np.int64)
+        flags = np.empty(N, dtype=np.uint8)
         if record:
             rec_s = np.zeros((T, N), dtype=np.uint8)
             rec_v = np.zeros((T, N), dtype=np.int64)
@@ -372,9 +519,9 @@ class NumbaNetwork:
         synops = np.zeros(L, dtype=np.int64)
         spike_count = np.zeros(L, dtype=np.int64)
         scores = np.zeros(model.n_classes, dtype=np.int64)
-        _run_kernel(self.meta, self.weights, self.thr, self.bias, v, in_ptr, in_y, in_x,
-                    in_c, in_n, T, model.readout == "membrane", record, rec_s, rec_v,
-                    overflow, synops, spike_count, scores, sy, sx, sc)
+        _run_kernel(self.meta, self.weights, self.tab, self.thr, self.bias, self.nkey,
+                    self.ktab, v, flags, in_ptr, in_src, in_n, T, model.readout == "membrane",
+                    record, rec_s, rec_v, overflow, synops, spike_count, scores, keys)
         names = [layer.name for layer in model.layers]
         spikes, states = {}, {}
         if record:
@@ -432,7 +579,7 @@ class NumbaLayer:
                                    np.asarray(src, np.int64), np.asarray(count, np.int64)))
 
 
-@njit(cache=True, nogil=True)
+@njit(**_JIT)
 def _accumulate_linear(acc, w, src, count):
     ops = 0
     Co = w.shape[0]
