@@ -4,13 +4,15 @@ Every comparison covers every spike and every stored state of every step of ever
 layer, the overflow flags, the scores and the prediction.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from sim import reference
-from sim.events import BinnedEvents
+from sim.events import EVENT_DTYPE, BinnedEvents, bin_events
 from sim.model import InputSpec, Layer, Model, RESETS, validate_model
 from sim.randmodel import random_layer, random_model
 
@@ -335,3 +337,73 @@ def test_saturating_negative_clamp_sets_overflow():
                                             backend=backend), want)
     got = oracle.run(model, oracle.frames_to_steps(frames))
     assert got["u"]["out"] == [[-8], [-8]]
+
+
+# -- the worked example of docs/semantics.md, read from the page itself ---------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"
+
+
+def _doc_block(marker):
+    """Lines following ``<!-- worked: marker -->`` up to the next blank line."""
+    lines = DOC.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"<!-- worked: {marker} -->")
+    out = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        out.append(line)
+    return out
+
+
+def _doc_table(reset):
+    rows = []
+    for line in _doc_block(reset)[2:]:                   # skip header and rule
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        k, counts, wsum, acc, u, ovf, s, v = cells
+        rows.append(dict(k=int(k), counts=[int(c) for c in counts.split(",")],
+                         wsum=int(wsum), acc=int(acc), u=int(u), overflow=ovf == "yes",
+                         s=int(s), v=int(v)))
+    return rows
+
+
+def test_docs_worked_example_events():
+    rows = [line.split() for line in _doc_block("events x y p t")
+            if line.strip() and not line.startswith("```")]
+    ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    for i, (x, y, p, t) in enumerate(rows):
+        ev[i] = (int(x), int(y), int(p), int(t))
+    binned = bin_events(ev, (1, 1, 3), timesteps=3, dt_us=1000, count_clip=2)
+    assert (binned.to_frames() == WORKED_FRAMES).all()
+    assert (binned.n_dropped, binned.n_clipped) == (1, 1)
+    steps, dropped, clipped = oracle.bin_events(ev, (1, 1, 3), 3, 1000, 2)
+    assert steps == oracle.frames_to_steps(WORKED_FRAMES)
+    # the tables' count column is this binning
+    for reset in RESETS:
+        assert [r["counts"] for r in _doc_table(reset)] == WORKED_FRAMES[:, 0, 0].tolist()
+
+
+@pytest.mark.parametrize("reset", RESETS)
+def test_docs_worked_example_tables(reset):
+    rows = _doc_table(reset)
+    assert [r["k"] for r in rows] == [0, 1, 2]
+    weights, bias = [6, -3, 4], 1
+    v_prev = 0
+    for r in rows:                                       # the page's own arithmetic
+        assert r["wsum"] == sum(c * w for c, w in zip(r["counts"], weights))
+        assert r["acc"] == v_prev + r["wsum"] + bias
+        v_prev = r["v"]
+    u, s, v, ovf = WORKED[reset]
+    assert [r["u"] for r in rows] == u
+    assert [r["s"] for r in rows] == s
+    assert [r["v"] for r in rows] == v
+    assert [r["overflow"] for r in rows] == ovf
+    model = worked_model(reset)
+    got = oracle.run(model, oracle.frames_to_steps(WORKED_FRAMES))
+    assert got["u"]["out"] == [[x] for x in u]
+    assert got["states"]["out"] == [[x] for x in v]
+    for backend in BACKENDS:
+        result = reference.run(model, BinnedEvents.from_frames(WORKED_FRAMES), backend=backend)
+        assert result.states["out"].ravel().tolist() == v
+        assert result.spikes["out"].ravel().tolist() == s
+        assert result.overflow["out"].tolist() == ovf
