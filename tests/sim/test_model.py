@@ -312,7 +312,8 @@ BAD = {
     "beta not an object": (_set("layers", 0, "beta", 0.5), [L0 + ".beta"]),
     "scale string": (_set("layers", 0, "scale", "big"), [L0 + ".scale"]),
     # array references
-    "array path escapes": (_set("layers", 0, "weights", "file", "../x.npy"), [L0 + ".weights.file"]),
+    "array path escapes": (_set("layers", 0, "weights", "file", "../x.npy"),
+                           [L0 + ".weights.file"]),
     "array file not a string": (_set("layers", 0, "weights", "file", 5), [L0 + ".weights.file"]),
 }
 

@@ -148,6 +148,11 @@ def test_reference_matches_oracle(case):
     for layer in model.layers:
         event(f"type={layer.type}")
         event(f"reset={layer.reset}")
+        if layer.type == "conv2d":
+            event(f"conv K={layer.kernel} S={layer.stride} P={layer.padding}"[:11])
+            event(f"conv S={layer.stride} P={layer.padding}")
+        if layer.weight_bits is not None:
+            event(f"weight_bits={layer.weight_bits}")
         if any(want["overflow"][layer.name]):
             event("clamped")
         if any(map(any, want["spikes"][layer.name])):

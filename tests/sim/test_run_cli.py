@@ -177,7 +177,8 @@ BAD_CASES = {
     "repeat zero": lambda f, t: (["--model", f / "model", "--events", f / "sample.npz",
                                   "--repeat", "0"], ["--repeat"]),
     "dump dir missing": lambda f, t: (["--model", f / "model", "--events", f / "sample.npz",
-                                       "--dump", t / "no" / "d.npz"], ["--dump", "does not exist"]),
+                                       "--dump", t / "no" / "d.npz"],
+                                      ["--dump", "does not exist"]),
 }
 
 
