@@ -222,6 +222,10 @@ def step_layer(p, v, inputs, fire=True):
             vn = leaked
         else:
             raise OracleError(f"{p.name}: unknown reset {p.reset!r}")
+        # a consequence of the rules that the hardware relies on: v fits state_bits
+        if not (lo <= vn <= hi):
+            raise OracleError(f"{p.name}: neuron {n}: stored state {vn} does not fit "
+                              f"{p.state_bits} bits")
         u.append(un)
         s.append(sn)
         v_next.append(vn)
