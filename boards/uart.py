@@ -88,8 +88,9 @@ def baud_divisor(clk_freq, baud, tolerance=0.0):
     return divisor
 
 
-def _check_divisor(divisor):
+def _check_divisor(obj, divisor):
     if not isinstance(divisor, int) or divisor < MIN_DIVISOR:
+        obj._MustUse__silence = True        # no "created but never used" warning
         raise UARTError(f"divisor must be an integer >= {MIN_DIVISOR}, not {divisor!r}")
 
 
@@ -120,7 +121,7 @@ class UARTRx(wiring.Component):
     """
 
     def __init__(self, divisor, counter_width=16):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
@@ -211,7 +212,7 @@ class UARTTx(wiring.Component):
     """
 
     def __init__(self, divisor):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "stream": In(stream.Signature(8)),
@@ -260,7 +261,7 @@ class UART(wiring.Component):
     """
 
     def __init__(self, divisor, counter_width=16):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         self.counter_width = counter_width
         super().__init__({
