@@ -1,0 +1,77 @@
+"""Importers: trained spiking nets from other frameworks become model directories.
+
+Each importer walks the source network in order and hands every layer to a *handler*:
+one function per layer type, registered by framework and type name (the way hls4ml
+registers its converters). Adding a layer type is one new function::
+
+    from quant.importers import register
+
+    @register("snntorch", "MyPool2d")
+    def _my_pool(module, name, ctx):
+        ctx.builder.add_pool(name, module.k)
+
+A handler receives the source layer, a layer name and the import context (``ctx``:
+options and a :class:`quant.importers.builder.NetBuilder` that assembles contract
+layers, see that module for how pooling and strict compares are mapped). A layer type
+without a handler is an error naming the layer and its type.
+
+Importers (see their module docstrings for the exact mapping):
+
+- :func:`quant.importers.snntorch.import_snntorch` (``torch.nn.Sequential`` of
+  Conv2d/Linear/AvgPool2d/MaxPool2d/Flatten/Dropout and ``snntorch.Leaky``);
+- :func:`quant.importers.nir.import_nir` (NIR graphs, ``nir.read`` files).
+
+Both return a :class:`quant.ir.FloatNet` and the mode they chose; :func:`to_model`
+quantizes it (exactly when it holds integers). The command line is
+``python -m quant.importers snntorch|nir FILE --out models/NAME``.
+"""
+
+from __future__ import annotations
+
+from ..ir import NetImportError
+
+__all__ = ["register", "handler_for", "supported_types", "to_model", "NetImportError"]
+
+#: ``{(framework, type_name): handler}``
+HANDLERS = {}
+
+
+def register(framework, *type_names):
+    """Decorator: register ``fn(layer, name, ctx)`` as the handler of ``type_names``."""
+    def deco(fn):
+        for t in type_names:
+            HANDLERS[(framework, t)] = fn
+        return fn
+    return deco
+
+
+def handler_for(framework, type_name):
+    """The handler of a layer type, or ``None``."""
+    return HANDLERS.get((framework, type_name))
+
+
+def supported_types(framework):
+    """Sorted type names that have a handler (rejecting handlers included)."""
+    return sorted(t for (f, t) in HANDLERS if f == framework)
+
+
+def to_model(net, integer, *, weight_bits=None, state_bits=16, beta_frac_bits=None):
+    """Quantize an imported net: exactly in integer mode, with chosen scales otherwise.
+
+    ``weight_bits=None`` picks, in integer mode, the smallest width (at least 2) that
+    holds every weight, and 8 otherwise.
+    """
+    import numpy as np
+
+    from ..ptq import quantize
+    if weight_bits is None:
+        weight_bits = 8
+        if integer:
+            wmax = max([int(np.abs(layer.weight).max()) for layer in net.layers
+                        if layer.weight is not None and layer.weight.size] or [1])
+            weight_bits = max(2, (wmax).bit_length() + 1)
+            if weight_bits > 16:
+                raise NetImportError(f"a weight of magnitude {wmax} needs {weight_bits} bits "
+                                     f"(at most 16)")
+    return quantize(net, weight_bits=weight_bits, state_bits=state_bits,
+                    beta_frac_bits=beta_frac_bits, exact=bool(integer))
