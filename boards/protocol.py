@@ -79,7 +79,7 @@ __all__ = [
     "EVENTS", "RESET", "STATUS", "VERSION", "RESULT", "STATUS_ANSWER", "VERSION_ANSWER",
     "HOST_TYPES", "BOARD_TYPES", "KIND_EVENT", "KIND_END_STEP", "KIND_END_SAMPLE",
     "FLAG_STATE_OVERFLOW", "FLAG_EVENT_RANGE", "FLAG_DROPPED", "FLAG_BAD_FRAME",
-    "FLAG_UART", "FLAG_SEQUENCE", "FLAG_NAMES",
+    "FLAG_UART", "FLAG_SEQUENCE", "FLAG_NAMES", "LINK_ERROR_FLAGS",
     "ProtocolError", "crc8", "encode_frame", "Frame", "Parser",
     "event_word", "end_step_word", "end_sample_word", "decode_word", "sample_words",
     "words_to_frames", "ResultAnswer", "StatusAnswer", "VersionAnswer", "decode_answer",
@@ -115,6 +115,9 @@ FLAG_DROPPED = 1 << 2          # event words were dropped: the event buffer was 
 FLAG_BAD_FRAME = 1 << 3        # a malformed frame was received and dropped
 FLAG_UART = 1 << 4             # the UART saw a framing error or an overrun
 FLAG_SEQUENCE = 1 << 5         # tokens out of order (step count != T, reserved kind)
+#: Flags that mean lost or damaged input (the host tool fails on them); a state overflow
+#: is defined behaviour of the integer rules and only reported.
+LINK_ERROR_FLAGS = FLAG_EVENT_RANGE | FLAG_DROPPED | FLAG_BAD_FRAME | FLAG_UART | FLAG_SEQUENCE
 FLAG_NAMES = {FLAG_STATE_OVERFLOW: "state overflow", FLAG_EVENT_RANGE: "event out of range",
               FLAG_DROPPED: "events dropped", FLAG_BAD_FRAME: "bad frames",
               FLAG_UART: "UART errors", FLAG_SEQUENCE: "token sequence"}
