@@ -61,49 +61,14 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 # -- synaptic accumulation (event-driven) -------------------------------------------------
 
 @njit(inline="always", **_JIT)
-def _add_row(v, ab, w, wb, Co):
-    """``v[ab:ab + Co] += w[wb:wb + Co]`` in fixed-size chunks (so they vectorize)."""
-    j = 0
-    while j + 8 <= Co:
-        w0 = w[U(wb + j)]
-        w1 = w[U(wb + j + 1)]
-        w2 = w[U(wb + j + 2)]
-        w3 = w[U(wb + j + 3)]
-        w4 = w[U(wb + j + 4)]
-        w5 = w[U(wb + j + 5)]
-        w6 = w[U(wb + j + 6)]
-        w7 = w[U(wb + j + 7)]
-        v[U(ab + j)] += w0
-        v[U(ab + j + 1)] += w1
-        v[U(ab + j + 2)] += w2
-        v[U(ab + j + 3)] += w3
-        v[U(ab + j + 4)] += w4
-        v[U(ab + j + 5)] += w5
-        v[U(ab + j + 6)] += w6
-        v[U(ab + j + 7)] += w7
-        j += 8
-    if j + 4 <= Co:
-        w0 = w[U(wb + j)]
-        w1 = w[U(wb + j + 1)]
-        w2 = w[U(wb + j + 2)]
-        w3 = w[U(wb + j + 3)]
-        v[U(ab + j)] += w0
-        v[U(ab + j + 1)] += w1
-        v[U(ab + j + 2)] += w2
-        v[U(ab + j + 3)] += w3
-        j += 4
-    while j < Co:
-        v[U(ab + j)] += w[U(wb + j)]
-        j += 1
-
-
-@njit(inline="always", **_JIT)
-def _add_row_n(v, ab, w, wb, Co, n):
-    """``v[ab:ab + Co] += w[wb:wb + Co] * n``."""
+def _add_row_n(v, ab, w, wb, length, n):
+    """``v[ab:ab + length] += w[wb:wb + length] * n`` (a plain loop: LLVM vectorizes it
+    best; unsigned indices keep numba's negative-index wraparound out of it)."""
     if n == 1:
-        _add_row(v, ab, w, wb, Co)
+        for j in range(length):
+            v[U(ab + j)] += w[U(wb + j)]
     else:
-        for j in range(Co):
+        for j in range(length):
             v[U(ab + j)] += w[U(wb + j)] * n
 
 
@@ -111,13 +76,13 @@ def _add_row_n(v, ab, w, wb, Co, n):
 def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
     """Add the weights of input spikes ``a:b`` to a channel-last conv state.
 
-    ``tab`` holds, for every input row ``y``, the first and last output row reached and
-    the kernel row of the first (``oy * S - P + ky == y``), then for every input column
-    ``x`` the first and last output column and the offset of the weight strip. The
-    weights are stored as strips ``(C_in, K, S, ceil(K / S), C_out)``: for one input
-    column the taps of consecutive output columns are consecutive, so one input spike
-    adds one contiguous strip to one contiguous run of the state per output row.
-    ``first``: the spikes are input indices (looked up in ``ktab``) with counts.
+    Weights are stored by phase (:func:`_conv_strips`): for one input pixel the taps of
+    consecutive output columns are consecutive, and so are the rows of taps for
+    consecutive output rows, so a spike adds one contiguous strip of weights to one
+    contiguous run of the state per output row reached. ``tab`` gives, per input row
+    (then per input column), the first and last output row reached and the offset of
+    its first strip. ``first``: the spikes are input indices (looked up in ``ktab``)
+    with counts; otherwise keys with count 1.
     """
     Co = m[_COUT]
     Wo = m[_WOUT]
@@ -127,9 +92,8 @@ def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
     ty = m[_TOFF]
     tx = ty + 3 * m[_HIN]
     NT = (m[_K] + S - 1) // S
-    KYCo = S * NT * Co              # one kernel row in the strip layout
-    CCo = m[_K] * KYCo              # one input channel
-    SKY = S * KYCo
+    ROW = S * NT * Co                # one row of taps in the strip layout
+    CH = S * NT * ROW                # one input channel
     WoCo = Wo * Co
     ops = 0
     for e in range(a, b):
@@ -143,21 +107,21 @@ def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
         x = (key >> _SHIFT_X) & _MASK
         c = key & _MASK
         iy = ty + 3 * y
+        ix = tx + 3 * x
         oy0 = tab[U(iy)]
         oy1 = tab[U(iy + 1)]
-        ix = tx + 3 * x
         ox0 = tab[U(ix)]
         ox1 = tab[U(ix + 1)]
         if oy1 < oy0 or ox1 < ox0:
             continue
-        run = (ox1 - ox0 + 1) * Co
         ab = voff + oy0 * WoCo + ox0 * Co
-        wb = woff + c * CCo + tab[U(iy + 2)] * KYCo + tab[U(ix + 2)]
+        wb = woff + c * CH + tab[U(iy + 2)] + tab[U(ix + 2)]
+        run = (ox1 - ox0 + 1) * Co
         for oy in range(oy0, oy1 + 1):
             _add_row_n(v, ab, w, wb, run, n)
             ab += WoCo
-            wb -= SKY
-        ops += (oy1 - oy0 + 1) * run * n
+            wb += ROW
+        ops += (oy1 - oy0 + 1) * (ox1 - ox0 + 1) * Co * n
     return ops
 
 
@@ -374,35 +338,44 @@ def input_keys(src, shape):
     return (y << _SHIFT_Y) | (x << _SHIFT_X) | c
 
 
-def _axis_table(n_in, n_out, K, S, P, Co=None):
-    """Per input coordinate: first and last output coordinate reached, and the kernel
-    tap of the first (rows), or the offset of the first tap in the strip (``Co`` given,
-    columns)."""
+def _axis_table(n_in, n_out, K, S, P, stride):
+    """Per input coordinate ``y`` (or ``x``): the first and last output coordinate
+    reached (``o * S - P + k == y``) and the offset of the first tap in the strip
+    layout (``stride`` elements per tap); an empty range is ``(1, 0)``."""
+    NT = (K + S - 1) // S
     t = np.arange(n_in, dtype=np.int64) + P
     hi = np.minimum(t // S, n_out - 1)
     lo_num = t - K + 1
     lo = np.where(lo_num > 0, -(-lo_num // S), 0)
-    tap = t - lo * S
-    if Co is not None:
-        r = t % S
-        top = r + S * ((K - 1 - r) // S)            # the largest tap of phase r
-        tap = (r * ((K + S - 1) // S) + (top - tap) // S) * Co
+    r = t % S
+    top = r + S * ((K - 1 - r) // S)             # the largest tap of phase r
+    j0 = (top - (t - lo * S)) // S               # index of the first tap used
+    off = (r * NT + j0) * stride
     empty = hi < lo
-    lo, hi, tap = np.where(empty, 1, lo), np.where(empty, 0, hi), np.where(empty, 0, tap)
-    return np.stack([lo, hi, tap], axis=1).ravel()
+    lo, hi, off = np.where(empty, 1, lo), np.where(empty, 0, hi), np.where(empty, 0, off)
+    return np.stack([lo, hi, off], axis=1).ravel()
 
 
 def _conv_strips(weights, S):
-    """``(C_out, C_in, K, K)`` -> ``(C_in, K, S, ceil(K / S), C_out)``: for phase ``r``,
-    entry ``j`` holds tap ``kx = top(r) - S * j`` (zeros where no tap exists)."""
+    """``(C_out, C_in, K, K)`` -> ``(C_in, S, NT, S, NT, C_out)`` with ``NT = ceil(K / S)``:
+    entry ``(c, ry, jy, rx, jx)`` holds tap ``(top(ry) - S * jy, top(rx) - S * jx)``,
+    ``top(r)`` being the largest tap ``= r (mod S)``; zeros where no tap exists."""
     Co, Ci, K, _ = weights.shape
     NT = (K + S - 1) // S
-    out = np.zeros((Ci, K, S, NT, Co), dtype=np.int64)
     w = np.transpose(weights.astype(np.int64), (1, 2, 3, 0))        # (C_in, K, K, C_out)
+    taps = np.full((S, NT), -1, dtype=np.int64)
     for r in range(min(S, K)):
         top = r + S * ((K - 1 - r) // S)
         for j in range(top // S + 1):
-            out[:, :, r, j, :] = w[:, :, top - S * j, :]
+            taps[r, j] = top - S * j
+    out = np.zeros((Ci, S, NT, S, NT, Co), dtype=np.int64)
+    for ry in range(S):
+        for jy in range(NT):
+            for rx in range(S):
+                for jx in range(NT):
+                    ky, kx = taps[ry, jy], taps[rx, jx]
+                    if ky >= 0 and kx >= 0:
+                        out[:, ry, jy, rx, jx, :] = w[:, ky, kx, :]
     return out
 
 
@@ -447,7 +420,8 @@ class NumbaNetwork:
             if layer.type == "conv2d":
                 K, S, P = layer.kernel, layer.stride, layer.padding
                 wl = _conv_strips(layer.weights, S)
-                tab = np.concatenate([_axis_table(Hi, Ho, K, S, P),
+                NT = (K + S - 1) // S
+                tab = np.concatenate([_axis_table(Hi, Ho, K, S, P, S * NT * Co),
                                       _axis_table(Wi, Wo, K, S, P, Co)])
             elif layer.type == "linear":
                 K, S, P = 1, 1, 0
