@@ -73,7 +73,7 @@ def _add_row_n(v, ab, w, wb, length, n):
 
 
 @njit(inline="always", **_JIT)
-def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
+def _conv_scatter(v, w, tab, m, keys, ns, a, b, counted):
     """Add the weights of input spikes ``a:b`` to a channel-last conv state.
 
     Weights are stored by phase (:func:`_conv_strips`): for one input pixel the taps of
@@ -81,8 +81,8 @@ def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
     consecutive output rows, so a spike adds one contiguous strip of weights to one
     contiguous run of the state per output row reached. ``tab`` gives, per input row
     (then per input column), the first and last output row reached and the offset of
-    its first strip. ``first``: the spikes are input indices (looked up in ``ktab``)
-    with counts; otherwise keys with count 1.
+    its first strip. ``counted``: the spikes carry counts ``ns`` (network input);
+    otherwise each counts 1.
     """
     Co = m[_COUT]
     Wo = m[_WOUT]
@@ -97,12 +97,8 @@ def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
     WoCo = Wo * Co
     ops = 0
     for e in range(a, b):
-        if first:
-            key = ktab[U(keys[U(e)])]
-            n = ns[U(e)]
-        else:
-            key = keys[U(e)]
-            n = 1
+        key = keys[U(e)]
+        n = ns[U(e)] if counted else 1
         y = key >> _SHIFT_Y
         x = (key >> _SHIFT_X) & _MASK
         c = key & _MASK
@@ -126,7 +122,7 @@ def _conv_scatter(v, w, tab, m, keys, ktab, ns, a, b, first):
 
 
 @njit(inline="always", **_JIT)
-def _linear_scatter(v, w, m, keys, ktab, ns, a, b, first):
+def _linear_scatter(v, w, m, keys, ns, a, b, counted):
     """Add one weight row (``N_out`` contiguous weights) per input spike."""
     Co = m[_COUT]
     Cin = m[_CIN]
@@ -135,12 +131,8 @@ def _linear_scatter(v, w, m, keys, ktab, ns, a, b, first):
     woff = m[_WOFF]
     ops = 0
     for e in range(a, b):
-        if first:
-            key = ktab[U(keys[U(e)])]
-            n = ns[U(e)]
-        else:
-            key = keys[U(e)]
-            n = 1
+        key = keys[U(e)]
+        n = ns[U(e)] if counted else 1
         y = key >> _SHIFT_Y
         x = (key >> _SHIFT_X) & _MASK
         c = key & _MASK
@@ -150,7 +142,7 @@ def _linear_scatter(v, w, m, keys, ktab, ns, a, b, first):
 
 
 @njit(inline="always", **_JIT)
-def _pool_scatter(v, tab, m, keys, ktab, ns, a, b, first):
+def _pool_scatter(v, tab, m, keys, ns, a, b, counted):
     """Sum-pool: each input spike adds its count at ``(y // K, x // K)`` if that exists."""
     Co = m[_COUT]
     Wo = m[_WOUT]
@@ -159,12 +151,8 @@ def _pool_scatter(v, tab, m, keys, ktab, ns, a, b, first):
     tx = ty + 3 * m[_HIN]
     ops = 0
     for e in range(a, b):
-        if first:
-            key = ktab[U(keys[U(e)])]
-            n = ns[U(e)]
-        else:
-            key = keys[U(e)]
-            n = 1
+        key = keys[U(e)]
+        n = ns[U(e)] if counted else 1
         y = key >> _SHIFT_Y
         x = (key >> _SHIFT_X) & _MASK
         c = key & _MASK
@@ -231,30 +219,34 @@ def _run_kernel(meta, w, tab, thr, bias, nkey, ktab, v, flags, in_ptr, in_src, i
     """All ``T`` steps of all layers. Every output array is filled in place."""
     L = meta.shape[0]
     nprev = 0
+    # network input: flat (C, H, W) indices -> keys, in one pass
+    in_keys = np.empty(in_src.shape[0], dtype=np.int64)
+    for e in range(in_src.shape[0]):
+        in_keys[U(e)] = ktab[U(in_src[U(e)])]
     for k in range(T):
         for li in range(L):
             m = meta[li]
             typ = m[_TYPE]
             if li == 0:
-                # network input: flat (C, H, W) indices with counts
+                # network input, with counts
                 a = in_ptr[U(k)]
                 b = in_ptr[U(k + 1)]
                 if typ == 0:
-                    ops = _conv_scatter(v, w, tab, m, in_src, ktab, in_n, a, b, True)
+                    ops = _conv_scatter(v, w, tab, m, in_keys, in_n, a, b, True)
                 elif typ == 1:
-                    ops = _linear_scatter(v, w, m, in_src, ktab, in_n, a, b, True)
+                    ops = _linear_scatter(v, w, m, in_keys, in_n, a, b, True)
                 else:
-                    ops = _pool_scatter(v, tab, m, in_src, ktab, in_n, a, b, True)
+                    ops = _pool_scatter(v, tab, m, in_keys, in_n, a, b, True)
             else:
                 # spikes of the layer before, as keys, count 1
                 a = meta[li - 1, _VOFF]
                 b = a + nprev
                 if typ == 0:
-                    ops = _conv_scatter(v, w, tab, m, keys, ktab, in_n, a, b, False)
+                    ops = _conv_scatter(v, w, tab, m, keys, in_n, a, b, False)
                 elif typ == 1:
-                    ops = _linear_scatter(v, w, m, keys, ktab, in_n, a, b, False)
+                    ops = _linear_scatter(v, w, m, keys, in_n, a, b, False)
                 else:
-                    ops = _pool_scatter(v, tab, m, keys, ktab, in_n, a, b, False)
+                    ops = _pool_scatter(v, tab, m, keys, in_n, a, b, False)
             synops[li] += ops
             last = li == L - 1
             voff = m[_VOFF]
