@@ -143,6 +143,7 @@ class _Record:
     thr_per_channel: bool
     reset: str
     strict: bool
+    subtract_is_next_integer: bool = False
 
 
 class NetBuilder:
@@ -154,14 +155,17 @@ class NetBuilder:
         ``(P, H, W)``.
     where : str
         Prefix of error messages (usually the file name).
+    noun : str
+        What the source calls its layers in messages ("layer", "node").
     """
 
-    def __init__(self, input_shape, where="net"):
+    def __init__(self, input_shape, where="net", noun="layer"):
         shape = tuple(int(s) for s in input_shape)
         if len(shape) != 3 or min(shape) < 1:
             raise NetImportError(f"{where}: input shape {list(shape)} is not (P, H, W)")
         self.input_shape = shape
         self.where = where
+        self.noun = noun
         self.shape = shape          # the framework's current shape (3-D or flat)
         self.flat = False           # a Flatten was seen since the last 3-D operator
         self.op = None
@@ -172,7 +176,7 @@ class NetBuilder:
 
     # -- helpers --------------------------------------------------------------------------
     def _at(self, name):
-        return f"{self.where}: layer {name}"
+        return f"{self.where}: {self.noun} {name}"
 
     def _need_no_op(self, name, kind):
         if self.op is not None:
@@ -338,7 +342,7 @@ class NetBuilder:
 
     # -- neurons --------------------------------------------------------------------------
     def add_neuron(self, name, *, beta, threshold, reset, strict=True, gain=1.0,
-                   leak_bias=None, threshold_per_channel=None):
+                   leak_bias=None, threshold_per_channel=None, subtract_is_next_integer=False):
         """Close the current operator with a population of neurons.
 
         Parameters
@@ -355,6 +359,10 @@ class NetBuilder:
             The framework's membrane gets ``gain x`` the operator's output (NIR's ``r``).
         leak_bias : array or None
             Constant per-channel input per step, membrane units (NIR's ``v_leak`` term).
+        subtract_is_next_integer : bool
+            With reset subtract and a strict compare, the source subtracts the integer
+            threshold ``floor(thr) + 1`` (as :mod:`quant.nir_export` writes it) rather than
+            ``thr`` (snnTorch): integer mode then maps exactly, with no tie caveat.
         """
         if self.op is None:
             if self.pool is None:
@@ -407,7 +415,7 @@ class NetBuilder:
             raise NetImportError(f"{where}: duplicate layer name {lname!r}")
         self._names.add(lname)
         self.records.append(_Record(op, lname, float(beta), thr_op, bool(threshold_per_channel),
-                                    reset, bool(strict)))
+                                    reset, bool(strict), bool(subtract_is_next_integer)))
         self.op = None
         self.flat = len(self.shape) == 3 and self.flat
 
@@ -429,7 +437,8 @@ class NetBuilder:
                 return False
             if r.op.bias is not None and not is_integral(r.op.bias):
                 return False
-            if r.reset == "subtract" and not is_integral(r.thr_op):
+            if r.reset == "subtract" and r.strict and not r.subtract_is_next_integer \
+                    and not is_integral(r.thr_op):
                 return False
         return True
 
@@ -457,7 +466,8 @@ class NetBuilder:
                         bad = a.flat[int(np.argmax(np.abs(a - np.rint(a)).reshape(-1)))]
                         raise NetImportError(f"{self._at(r.name)}: {what} value {bad:g} is not "
                                              f"an integer (integer mode)")
-                if r.reset == "subtract" and not is_integral(r.thr_op):
+                if r.reset == "subtract" and r.strict and not r.subtract_is_next_integer \
+                        and not is_integral(r.thr_op):
                     raise NetImportError(
                         f"{self._at(r.name)}: threshold {float(r.thr_op.max()):g} (accumulator "
                         f"units) is not an integer; reset 'subtract' subtracts it (integer mode)")
@@ -471,7 +481,7 @@ class NetBuilder:
                                 np.rint(thr), thr)
                 if not r.strict:
                     thr = np.ceil(near)             # v >= thr  <=>  v >= ceil(thr)
-                elif r.reset == "subtract":
+                elif r.reset == "subtract" and not r.subtract_is_next_integer:
                     thr = near                      # integral (checked): '>' becomes '>='
                     ties.append(r.name)
                 else:

@@ -243,7 +243,8 @@ def _lif(node, name, ctx):
     ctx.builder.add_neuron(name, beta=beta, threshold=np.asarray(node.v_threshold),
                            reset=reset, strict=True, gain=gain,
                            leak_bias=v_leak if np.any(v_leak) else None,
-                           threshold_per_channel=_pc_hint(node))
+                           threshold_per_channel=_pc_hint(node),
+                           subtract_is_next_integer=True)
 
 
 @register(FRAMEWORK, "IF")
@@ -259,7 +260,8 @@ def _if(node, name, ctx):
     gain = _snap(gain, ctx.notes, f"{name}: input gain")
     reset = _reset_of(node, name, ctx, where)
     ctx.builder.add_neuron(name, beta=1.0, threshold=np.asarray(node.v_threshold), reset=reset,
-                           strict=True, gain=gain, threshold_per_channel=_pc_hint(node))
+                           strict=True, gain=gain, threshold_per_channel=_pc_hint(node),
+                           subtract_is_next_integer=True)
 
 
 def _pc_hint(node):
@@ -410,7 +412,7 @@ def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=No
     if len(shape) != 3:
         raise NetImportError(f"{where}: node {order[0]} (Input): shape {shape} is not "
                              f"(P, H, W)")
-    builder = NetBuilder(tuple(shape), where)
+    builder = NetBuilder(tuple(shape), where, noun="node")
     ctx = _Ctx(builder, dt, discretization, if_gain, notes)
     hints = {}
     for name in order:
@@ -473,6 +475,10 @@ def model_from_nir(graph, *, weight_bits=None, state_bits=None, beta_frac_bits=N
             kw["weight_bits"] = int(h["weight_bits"])
         if state_bits is None and h.get("state_bits") is not None:
             kw["state_bits"] = int(h["state_bits"])
+        if "layer" in h:        # written by quant.nir_export: its float scale, or none
+            kw["scale"] = float(h["scale"]) if h.get("scale") is not None else None
+        if h.get("threshold_per_channel") is not None:
+            kw["threshold_per_channel"] = bool(h["threshold_per_channel"])
         if beta_frac_bits is None and h.get("beta_frac_bits") is not None:
             f = int(h["beta_frac_bits"])
             num = layer.beta_num << (f - layer.beta_frac_bits) if f >= layer.beta_frac_bits \

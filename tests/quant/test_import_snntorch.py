@@ -247,6 +247,7 @@ def test_float_mode_when_weights_are_not_integers():
     (lambda: [nn.Flatten(), nn.Linear(9, 4), _leaky(1.0)], r"fc1: expects 9 inputs"),
     (lambda: [_leaky(1.0)], r"lif0 \(Leaky\): a Leaky without a preceding"),
 ])
+@pytest.mark.filterwarnings("ignore:Inhibition is an unstable feature")
 def test_rejects_with_layer_name(layers, match):
     net = nn.Sequential(*layers())
     with pytest.raises(NetImportError, match=match):
