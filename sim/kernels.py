@@ -270,13 +270,13 @@ def _run_kernel(meta, w, tab, thr, bias, nkey, ktab, v, flags, in_ptr, in_src, i
             if record:
                 Co = m[_COUT]
                 HW = m[_HOUT] * m[_WOUT]
+                # channel-last -> (C, H, W); every entry of the step is written
                 j = voff
                 for p in range(HW):
                     for c in range(Co):
                         rec_v[k, voff + c * HW + p] = v[U(j)]
+                        rec_s[k, voff + c * HW + p] = flags[U(j)]
                         j += 1
-                for j in range(voff, voff + nsp):
-                    rec_s[k, voff + _chw(keys[U(j)], m)] = 1
 
 
 @njit(**_JIT)
@@ -476,8 +476,8 @@ class NumbaNetwork:
         keys = np.empty(N, dtype=np.int64)
         flags = np.empty(N, dtype=np.uint8)
         if record:
-            rec_s = np.zeros((T, N), dtype=np.uint8)
-            rec_v = np.zeros((T, N), dtype=np.int64)
+            rec_s = np.empty((T, N), dtype=np.uint8)      # the kernel writes every entry
+            rec_v = np.empty((T, N), dtype=np.int64)
         else:
             rec_s = np.zeros((1, 1), dtype=np.uint8)
             rec_v = np.zeros((1, 1), dtype=np.int64)
