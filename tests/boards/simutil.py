@@ -73,3 +73,19 @@ async def uart_drive(ctx, line, data, divisor, stop_bits=None, gap=0, bit_cycles
         if gap:
             await ctx.tick().repeat(gap * bit_cycles)
     ctx.set(line, 1)
+
+
+async def uart_capture(ctx, line, divisor, out, stop):
+    """Decode 8N1 bytes from ``line`` into the list ``out`` until ``stop()`` is true."""
+    while not stop():
+        if ctx.get(line):
+            await ctx.tick()
+            continue
+        await ctx.tick().repeat(divisor // 2)        # middle of the start bit
+        byte = 0
+        for k in range(8):
+            await ctx.tick().repeat(divisor)
+            byte |= ctx.get(line) << k
+        await ctx.tick().repeat(divisor)
+        assert ctx.get(line) == 1, "stop bit low on the board's tx line"
+        out.append(byte)
