@@ -50,8 +50,10 @@ accumulator (``thr_op``) and whether the compare is strict, and
     integer model fires where the framework's membrane *equals* the threshold and the
     framework does not. The importer reports this; it is the only difference.
 ``float`` (anything else)
-    the threshold is ``thr`` as given; ``>`` and ``>=`` differ only when a float
-    membrane equals the threshold exactly, and the quantizer's rounding dominates.
+    the threshold of a conv/linear layer is ``thr`` as given; ``>`` and ``>=`` differ
+    only when a float membrane equals the threshold exactly, and the quantizer's
+    rounding dominates. A ``sumpool2d`` layer adds whole spikes (the quantizer keeps
+    its scale 1), so its threshold is mapped as in integer mode.
 """
 
 from __future__ import annotations
@@ -476,7 +478,8 @@ class NetBuilder:
         for r in self.records:
             op = r.op
             thr = r.thr_op
-            if integer:
+            # a pooling adds whole spikes: its accumulator is an integer in both modes
+            if integer or op.weight is None:
                 near = np.where(np.abs(thr - np.rint(thr)) <= 1e-9 * np.maximum(1, np.abs(thr)),
                                 np.rint(thr), thr)
                 if not r.strict:
@@ -486,6 +489,7 @@ class NetBuilder:
                     ties.append(r.name)
                 else:
                     thr = np.floor(near) + 1        # v > thr  <=>  v >= floor(thr) + 1
+            if integer:
                 w = None if op.weight is None else np.rint(op.weight)
                 b = None if op.bias is None else np.rint(op.bias)
             else:
@@ -500,13 +504,14 @@ class NetBuilder:
         if integer:
             notes.append("integer mode: strict compares 'v > thr' became 'v >= floor(thr)+1' "
                          "for resets zero/none")
-            if ties:
-                notes.append("reset subtract in " + ", ".join(ties) + ": the contract compares "
-                             "'v >= thr' where the source compares 'v > thr'; spikes differ "
-                             "only when a membrane equals the threshold exactly")
         else:
-            notes.append("float mode: thresholds kept as given ('>' read as '>='); the "
-                         "quantizer chooses scales")
+            notes.append("float mode: thresholds of conv/linear layers kept as given ('>' "
+                         "read as '>='; the quantizer chooses scales); sumpool2d layers add "
+                         "whole spikes, so their '>' became '>= floor(thr)+1' (zero/none)")
+        if ties:
+            notes.append("reset subtract in " + ", ".join(ties) + ": the contract compares "
+                         "'v >= thr' where the source compares 'v > thr'; spikes differ "
+                         "only when a membrane equals the threshold exactly")
         m = dict(meta or {})
         imp = dict(m.get("import", {}))
         imp["mode"] = "integer" if integer else "float"

@@ -81,7 +81,7 @@ def _compare(net, model, frames, units, *, allow_fraction=False):
     assert len(traces) == len(model.layers)
     for (m, spk, mem), layer, unit in zip(traces, model.layers, units):
         T = frames.shape[0]
-        thr_src = np.broadcast_to(m.threshold.double().numpy() * unit,
+        thr_src = np.broadcast_to(m.threshold.detach().double().numpy() * unit,
                                   spk.shape[1:]).reshape(layer.out_shape)
         spk = spk.reshape(T, *layer.out_shape)
         mem = mem.reshape(T, *layer.out_shape) * unit
@@ -128,6 +128,23 @@ def test_mlp_beta1_every_reset(reset):
         _compare(net, model, _frames(np.random.default_rng(seed), T, (2, 4, 4)), [1, 1])
 
 
+def test_learnable_params_clamped_beta_dropout_and_no_reset_delay():
+    """Parameters are read as values; beta is clamped to [0, 1] as snnTorch's forward does;
+    Dropout is skipped in eval; reset zero without reset delay fires the same."""
+    rng = np.random.default_rng(7)
+    T = 6
+    net = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(32, 10),
+                        _leaky(1.5, 5.0, "zero", learn_beta=True, learn_threshold=True,
+                               reset_delay=False),
+                        nn.Linear(10, 4), _leaky(-0.5, 1.0, "zero", learn_beta=True))
+    _set_int(net, rng, 1, bias=True)
+    net.eval()
+    fn, integer, model = _import(net, (2, 4, 4), T)
+    assert [(layer.beta_num, layer.beta_frac_bits) for layer in model.layers] == [(1, 0), (0, 0)]
+    for seed in range(3):
+        _compare(net, model, _frames(np.random.default_rng(seed), T, (2, 4, 4)), [1, 1])
+
+
 def test_conv_avgpool_flatten_linear_mixed_betas():
     """Conv2d + Leaky(1/2, zero) -> AvgPool2d -> Leaky(0) (sumpool2d) -> Linear + Leaky(1)."""
     rng = np.random.default_rng(2)
@@ -165,6 +182,44 @@ def test_pool_folds_into_conv_and_linear_weights():
     for seed in range(3):
         _compare(net, model, _frames(np.random.default_rng(seed), T, (2, 16, 16), 0.5),
                  [4, 4, 4])
+
+
+def test_pool_fusion_geometry_matches_torch():
+    """The fused/folded convolutions compute k**2 x torch's pooled currents, any geometry."""
+    F = torch.nn.functional
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        K, S, k = int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(2, 4))
+        P = int(rng.integers(0, K))
+        H, W = int(rng.integers(K + k * S, 14)), int(rng.integers(K + k * S, 14))
+        conv = nn.Conv2d(2, 3, K, stride=S, padding=P)
+        x = torch.tensor((rng.random((1, 2, H, W)) < 0.5).astype(np.float32))
+        # conv -> pool -> neuron: one fused conv
+        net = nn.Sequential(conv, nn.AvgPool2d(k), _leaky(1.0))
+        fn, _ = import_snntorch(net, (2, H, W), timesteps=1, integer=False)
+        (layer,) = fn.layers
+        with torch.no_grad():
+            want = net[1](conv(x))[0] * k * k
+            got = F.conv2d(x, torch.tensor(layer.weight, dtype=torch.float32),
+                           torch.tensor(layer.bias, dtype=torch.float32),
+                           stride=layer.stride, padding=layer.padding)[0]
+        assert tuple(got.shape) == tuple(layer.out_shape) == tuple(want.shape)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
+        # spikes -> pool -> conv: weights repeated over the pooled block
+        Hk, Wk = H - H % k, W - W % k
+        if (Hk // k) + 2 * P < K or (Wk // k) + 2 * P < K:
+            continue
+        net = nn.Sequential(nn.AvgPool2d(k), conv, _leaky(1.0))
+        xs = x[:, :, :Hk, :Wk]
+        fn, _ = import_snntorch(net, (2, Hk, Wk), timesteps=1, integer=False)
+        (layer,) = fn.layers
+        with torch.no_grad():
+            want = conv(net[0](xs))[0] * k * k
+            got = F.conv2d(xs, torch.tensor(layer.weight, dtype=torch.float32),
+                           torch.tensor(layer.bias, dtype=torch.float32),
+                           stride=layer.stride, padding=layer.padding)[0]
+        assert tuple(got.shape) == tuple(layer.out_shape) == tuple(want.shape)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-4)
 
 
 def test_beta_half_subtract_fractional_membranes_match():
