@@ -94,6 +94,20 @@ def test_written_graph_imports_and_fires_like_snntorch(tmp_path, disc):
                  [1, 1, 1])
 
 
+def test_avgpool_node_folds_into_threshold():
+    g = _chain(("input", nir.Input(np.array([2, 6, 6]))),
+               ("pool", nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                      padding=np.array([0, 0]))),
+               ("if1", nir.IF(r=np.ones((2, 3, 3)), v_threshold=np.full((2, 3, 3), 0.3),
+                              v_reset=np.zeros((2, 3, 3)))),
+               ("output", nir.Output(np.array([2, 3, 3]))))
+    model = model_from_nir(g, timesteps=5)
+    assert model.layers[0].type == "sumpool2d" and model.layers[0].threshold.tolist() == [2, 2]
+    net = nn.Sequential(nn.AvgPool2d(2), _leaky(1.0, 0.3, "zero"))
+    for seed in range(3):
+        _compare(net, model, _frames(np.random.default_rng(seed), 5, (2, 6, 6), 0.2), [4])
+
+
 def test_discretization_is_explicit_and_changes_beta(tmp_path):
     graph, _ = _net_pair(np.random.default_rng(2), "euler")       # tau = 2 dt
     nir.write(tmp_path / "g.nir", graph)

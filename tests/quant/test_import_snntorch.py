@@ -301,6 +301,10 @@ def test_float_mode_when_weights_are_not_integers():
     (lambda: [nn.Conv2d(2, 2, 2, dilation=2), _leaky(1.0)], r"conv0 \(Conv2d\): dilation"),
     (lambda: [nn.Flatten(), nn.Linear(9, 4), _leaky(1.0)], r"fc1: expects 9 inputs"),
     (lambda: [_leaky(1.0)], r"lif0 \(Leaky\): a Leaky without a preceding"),
+    (lambda: [nn.Conv2d(2, 2, 1), _leaky(1.0, torch.tensor([[[1.0, 2.0], [1.0, 1.0]]]))],
+     r"layer lif1: threshold differs between neurons of channel 0"),
+    (lambda: [nn.Flatten(), nn.Linear(8, 4), _leaky(1.0, reset="zero", state_quant=True)],
+     r"state_quant"),
 ])
 @pytest.mark.filterwarnings("ignore:Inhibition is an unstable feature")
 def test_rejects_with_layer_name(layers, match):
