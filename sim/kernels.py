@@ -384,14 +384,26 @@ class NumbaNetwork:
     ----------
     model : Model
 
+    dtype : {None, numpy.int32, numpy.int64}
+        Integer type of the states and weights inside the kernel. ``None`` picks int32
+        when every layer has ``acc_bits <= 30`` and ``state_bits <= 29`` (then every
+        value the kernel stores, a stored state after a reset included, fits with a
+        wide margin; arithmetic is done in int64 either way), else int64.
+
     Notes
     -----
     The packed arrays are copies: changing ``model`` afterwards does not change a
-    ``NumbaNetwork`` built before. Every array is int64 (``acc_bits <= 62``).
+    ``NumbaNetwork`` built before.
     """
 
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, dtype=None):
         self.model = model
+        if dtype is None:
+            narrow = all(lay.acc_bits <= 30 and lay.state_bits <= 29 for lay in model.layers)
+            dtype = np.int32 if narrow else np.int64
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+            raise ValueError(f"dtype must be int32 or int64, not {self.dtype}")
         layers = model.layers
         L = len(layers)
         for layer in layers:
@@ -454,10 +466,11 @@ class NumbaNetwork:
             toff += tab.size
             prev = (Co, Ho, Wo)
         self.meta = meta
-        self.weights = np.concatenate(weights) if woff else np.zeros(1, np.int64)
+        dt = self.dtype
+        self.weights = (np.concatenate(weights) if woff else np.zeros(1, np.int64)).astype(dt)
         self.tab = np.concatenate(tabs) if toff else np.zeros(1, np.int64)
-        self.thr = np.concatenate(thr)
-        self.bias = np.concatenate(bias)
+        self.thr = np.concatenate(thr).astype(dt)
+        self.bias = np.concatenate(bias).astype(dt)
         self.nkey = np.concatenate(nkeys)        # the key of every neuron
         self.ktab = input_keys(np.arange(model.input.size), model.input.shape)
         self.n_neurons = voff
@@ -472,7 +485,7 @@ class NumbaNetwork:
         in_n = np.ascontiguousarray(binned.count, dtype=np.int64)
         in_ptr = np.ascontiguousarray(binned.step_ptr, dtype=np.int64)
         N = self.n_neurons
-        v = np.zeros(N, dtype=np.int64)
+        v = np.zeros(N, dtype=self.dtype)
         keys = np.empty(N, dtype=np.int64)
         flags = np.empty(N, dtype=np.uint8)
         if record:
@@ -558,7 +571,7 @@ def _accumulate_linear(acc, w, src, count):
     return ops
 
 
-def run_numba(model: Model, binned, record=True, network=None):
+def run_numba(model: Model, binned, record=True, network=None, dtype=None):
     """Run ``model`` on one binned sample with the compiled kernel.
 
     Parameters
@@ -570,6 +583,8 @@ def run_numba(model: Model, binned, record=True, network=None):
         writes (faster; scores, flags and counts are the same).
     network : NumbaNetwork, optional
         ``model`` already packed (saves the packing when one model runs many samples).
+    dtype : optional
+        Passed to :class:`NumbaNetwork` when ``network`` is not given.
 
     Returns
     -------
@@ -577,5 +592,5 @@ def run_numba(model: Model, binned, record=True, network=None):
         The same integers as ``sim.reference.run(..., backend="numpy")``.
     """
     if network is None or network.model is not model:
-        network = NumbaNetwork(model)
+        network = NumbaNetwork(model, dtype=dtype)
     return network.run(binned, record=record)

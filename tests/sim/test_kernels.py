@@ -47,12 +47,26 @@ def assert_same(ref, got, model, record=True):
         assert got.spikes == {} and got.states == {}
 
 
+def narrow_ok(model):
+    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 for lay in model.layers)
+
+
 def compare(model, binned):
+    """numba (automatic dtype, int64, and int32 where allowed; with and without traces)
+    against numpy."""
     ref = run(model, binned, backend="numpy")
     got = run(model, binned, backend="numba")
     assert_same(ref, got, model)
+    wide = kernels.run_numba(model, binned, dtype=np.int64)
+    assert_same(ref, wide, model)
     fast = kernels.run_numba(model, binned, record=False)
     assert_same(ref, fast, model, record=False)
+    if narrow_ok(model):
+        assert kernels.NumbaNetwork(model).dtype == np.int32
+        narrow = kernels.run_numba(model, binned, dtype=np.int32)
+        assert_same(ref, narrow, model)
+    else:
+        assert kernels.NumbaNetwork(model).dtype == np.int64
     return ref
 
 
@@ -63,10 +77,12 @@ def test_numba_is_available():
 @pytest.mark.parametrize("block", range(6))
 def test_random_models(block):
     """Random models covering every feature of the contract (200 in all)."""
-    stats = dict(overflow=0, spikes=0, membrane=0, counts=0)
+    stats = dict(overflow=0, spikes=0, membrane=0, counts=0, narrow=0)
     for seed in range(block * 34, block * 34 + 34):
         rng = np.random.default_rng(seed)
-        model = random_model(rng)
+        # every fifth model with wide states (the int64 kernel)
+        wide = dict(state_bits=int(rng.integers(28, 33))) if seed % 5 == 0 else {}
+        model = random_model(rng, **wide)
         binned = random_binned(rng, model.input.shape, model.input.timesteps,
                                model.input.count_clip)
         ref = compare(model, binned)
@@ -74,8 +90,10 @@ def test_random_models(block):
         stats["spikes"] += sum(ref.spike_count.values()) > 0
         stats["membrane"] += model.readout == "membrane"
         stats["counts"] += bool((binned.count > 1).any())
+        stats["narrow"] += narrow_ok(model)
     # the draw really exercises what the test claims to check
     assert stats["spikes"] > 10 and stats["membrane"] > 0 and stats["counts"] > 0
+    assert 0 < stats["narrow"] < 34
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -156,6 +174,23 @@ def test_events_through_binning():
     ref = compare(model, binned)
     for layer in model.layers[:-1]:
         assert 0 < ref.spike_count[layer.name] < 12 * layer.n_out
+
+
+def test_wide_states_use_int64():
+    """A 32-bit state whose accumulator passes 2**31 and clamps: the int64 kernel."""
+    rng = np.random.default_rng(21)
+    shape = (2, 16, 16)
+    lin = random_layer(rng, "big", "linear", shape, count_clip=3, n_out=3, weight_bits=16,
+                       state_bits=32, reset="subtract", leak=False, bias=False,
+                       per_channel=True)
+    lin.weights = np.where(rng.random(lin.weights.shape) < 0.97, 32767, -32767)
+    lin.threshold = np.array([2**30, 2**31 - 1, 2**29], dtype=np.int64)
+    lin.acc_bits = lin.required_acc_bits(3)
+    model = validate_model(Model(InputSpec(shape, 1000, 100, 3), [lin], readout="spike_count"))
+    assert not narrow_ok(model)
+    binned = random_binned(rng, shape, 100, 3, density=0.9)
+    ref = compare(model, binned)
+    assert ref.overflow["big"].any() and ref.spike_count["big"] > 0
 
 
 def test_network_reuse():
