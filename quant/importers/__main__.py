@@ -67,6 +67,7 @@ def main(argv=None):
     s.add_argument("--builder", default=None,
                    help="Python file whose build() returns the nn.Sequential (for a "
                         "state_dict FILE)")
+    s.add_argument("--readout", choices=("spike_count", "membrane"), default="spike_count")
     n = sub.add_parser("nir", parents=[common], help="NIR graph file")
     n.add_argument("--dt", type=float, default=None, help="step in seconds")
     n.add_argument("--discretization", choices=("euler", "exp"), default=None)
@@ -92,7 +93,7 @@ def main(argv=None):
         fnet, integer = import_snntorch(
             net, _shape(args.input_shape), timesteps=args.timesteps,
             dt_us=args.dt_us or 1000, count_clip=args.count_clip or 1, integer=integer,
-            where=str(path))
+            readout=args.readout, where=str(path))
         model = to_model(fnet, integer, weight_bits=args.weight_bits,
                          state_bits=args.state_bits or 16, beta_frac_bits=args.beta_frac_bits)
     else:

@@ -229,7 +229,7 @@ _PREFIX = {"Conv2d": "conv", "Linear": "fc", "AvgPool2d": "pool", "MaxPool2d": "
 
 
 def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, integer=None,
-                    where="snntorch model"):
+                    readout="spike_count", where="snntorch model"):
     """Translate an ``nn.Sequential`` into a :class:`quant.ir.FloatNet`.
 
     Parameters
@@ -243,6 +243,9 @@ def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, in
     integer : bool or None
         Integer mode (exact, see the module docstring), float mode, or ``None``: integer
         when every weight and bias is an integer.
+    readout : {"spike_count", "membrane"}
+        ``membrane``: the scores are the last Leaky's membrane at the last step (its
+        threshold is then ignored, as the contract says).
     where : str
         Prefix of error messages (the file name).
 
@@ -271,8 +274,10 @@ def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, in
                                  f"{', '.join(n for n in _supported() )}")
         handler(m, name, ctx)
     meta = {"import": {"source": "snntorch", "file": str(where)}}
+    if readout not in ("spike_count", "membrane"):
+        raise NetImportError(f"{where}: readout {readout!r} is not spike_count or membrane")
     return builder.float_net(timesteps=timesteps, dt_us=dt_us, count_clip=count_clip,
-                             integer=integer, meta=meta)
+                             readout=readout, integer=integer, meta=meta)
 
 
 def _supported():

@@ -145,6 +145,25 @@ def test_learnable_params_clamped_beta_dropout_and_no_reset_delay():
         _compare(net, model, _frames(np.random.default_rng(seed), T, (2, 4, 4)), [1, 1])
 
 
+def test_membrane_readout_scores_are_the_last_membrane():
+    rng = np.random.default_rng(8)
+    T = 5
+    net = nn.Sequential(nn.Flatten(), nn.Linear(18, 8), _leaky(1.0, 3.0, "zero"),
+                        nn.Linear(8, 4), _leaky(0.5, 1e4, "none"))
+    _set_int(net, rng, 1)
+    with torch.no_grad():
+        net[3].weight.mul_(32.0)               # beta 1/2 over T=5 steps stays integral
+    fn, integer, model = _import(net, (2, 3, 3), T, readout="membrane")
+    assert model.readout == "membrane"
+    for seed in range(3):
+        frames = _frames(np.random.default_rng(seed), T, (2, 3, 3), 0.5)
+        res = run(model, BinnedEvents.from_frames(frames), backend="numpy")
+        (_, spk1, _), (_, _, mem) = _run_snntorch(net, frames)
+        np.testing.assert_array_equal(res.spikes["fc1"], spk1)
+        np.testing.assert_array_equal(res.scores, mem[-1])
+        assert np.any(mem[-1] != 0)
+
+
 def test_conv_avgpool_flatten_linear_mixed_betas():
     """Conv2d + Leaky(1/2, zero) -> AvgPool2d -> Leaky(0) (sumpool2d) -> Linear + Leaky(1)."""
     rng = np.random.default_rng(2)
