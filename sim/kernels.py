@@ -8,20 +8,29 @@ flags, scores, prediction, synaptic operation counts), only faster. The whole
 How it works
 ------------
 - The network is packed once (:class:`NumbaNetwork`) into flat arrays: one row of
-  integer parameters per layer, all weights in one array, one state array.
-- Inside the kernel every layer keeps its state **channel-last** (``H, W, C``) and its
-  weights as ``(C_in, K, K, C_out)`` (conv) or ``(N_in, N_out)`` (linear, rows in the
-  producer's channel-last order), so the innermost loop of every synaptic update runs
-  over contiguous output channels.
+  integer parameters per layer, all weights in one array, one state array, lookup
+  tables. States and weights are int32 when the layer widths allow it, else int64
+  (arithmetic is int64 either way).
+- Inside the kernel every layer keeps its state **channel-last** (``H, W, C``), so
+  the innermost loop of every synaptic update runs over contiguous output channels.
+  Linear weights are ``(N_in, N_out)`` with rows in the producer's channel-last order.
+  Conv weights are stored by phase, ``(C_in, S, ceil(K/S), S, ceil(K/S), C_out)``:
+  for one input pixel the taps of consecutive output columns are consecutive, so an
+  input spike adds one contiguous strip of weights to one contiguous run of the state
+  per output row it reaches.
 - Synaptic work is event-driven, as in the contract: an input spike at ``(c, y, x)``
   visits only the output positions whose receptive field holds it
-  (``oy * S - P + ky == y``; the range of ``oy`` is computed, not searched), a linear
-  layer adds one weight column, a sum-pool adds the count at ``(y // K, x // K)``.
+  (``oy * S - P + ky == y``; the ranges come from per-row and per-column tables, no
+  search and no division), a linear layer adds one weight row, a sum-pool adds the
+  count at ``(y // K, x // K)``.
 - The neuron update (clamp with overflow flag, ``u >= threshold``, reset
   subtract/zero/none, leak ``(u * num) >> frac_bits`` with an arithmetic shift) is the
-  same rule as :func:`sim.reference.neuron_update`, written for one neuron.
-- Spikes passed to the next layer are coordinates ``(y, x, c)``; recorded traces and
-  scores are written in the contract's ``(C, H, W)`` order.
+  rule of :func:`sim.reference.neuron_update`, restated for one neuron as a
+  branch-free loop that vectorizes, followed by a compaction of the spikes.
+- A spike travels to the next layer as one int64 key ``y << 42 | x << 21 | c``;
+  recorded traces and scores are written in the contract's ``(C, H, W)`` order.
+- Array indices are cast to unsigned, which keeps numba's negative-index wraparound
+  out of the inner loops (it blocks vectorization).
 
 Synaptic operations are counted as in the NumPy backend: per input spike, its count
 times (reached output positions x ``C_out``) for conv and linear layers, and one per
@@ -44,8 +53,8 @@ __all__ = ["NumbaNetwork", "NumbaLayer", "run_numba", "input_keys"]
 
 # -- layout of one row of the per-layer parameter table ----------------------------------
 (_TYPE, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _K, _S, _P, _WOFF, _NOUT, _VOFF, _TOFF,
- _SMIN, _SMAX, _BNUM, _BFRAC, _RESET, _FIRE, _HASBIAS) = range(21)
-_NMETA = 21
+ _SMIN, _SMAX, _BNUM, _BFRAC, _RESET) = range(19)
+_NMETA = 19
 
 _TYPES = {"conv2d": 0, "linear": 1, "sumpool2d": 2}
 _RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
@@ -447,8 +456,6 @@ class NumbaNetwork:
             row[_BNUM], row[_BFRAC] = layer.beta_num, layer.beta_frac_bits
             row[_RESET] = _RESET_CODES[layer.reset]
             fire = not (model.readout == "membrane" and i == L - 1)
-            row[_FIRE] = fire
-            row[_HASBIAS] = layer.bias is not None
             th = np.asarray(layer.threshold, dtype=np.int64).reshape(-1) * np.ones(Co, np.int64)
             if not fire:
                 th = np.full(Co, layer.state_max + 1, dtype=np.int64)   # u never reaches it
