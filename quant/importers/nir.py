@@ -468,6 +468,7 @@ def model_from_nir(graph, *, weight_bits=None, state_bits=None, beta_frac_bits=N
     if not integer or not hints:
         return model
     layers = []
+    restored = False
     for i, layer in enumerate(model.layers):
         h = hints.get(layer.name, {})
         kw = {}
@@ -485,12 +486,14 @@ def model_from_nir(graph, *, weight_bits=None, state_bits=None, beta_frac_bits=N
                 else None
             if num is not None and num == h.get("beta_num", num):
                 kw["beta_num"], kw["beta_frac_bits"] = num, f
+        restored |= bool(kw) or h.get("acc_bits") is not None
         new = replace(layer, **kw)
         need = new.required_acc_bits(model.count_clip_of(i))
         acc = int(h["acc_bits"]) if h.get("acc_bits") is not None else need
         new.acc_bits = max(acc, need)
         layers.append(new)
     model.layers = layers
-    model.meta.setdefault("import", {})["notes"].append(
-        "widths and leak fractions restored from the graph's metadata")
+    if restored:
+        model.meta.setdefault("import", {}).setdefault("notes", []).append(
+            "widths and leak fractions restored from the graph's metadata")
     return validate_model(model, "imported NIR model")
