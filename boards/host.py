@@ -1,6 +1,7 @@
 """Stream event samples to a board and collect its predictions.
 
-``python -m boards.host --port PORT --events PATH [--baud 2000000] [--model DIR]``
+``python -m boards.host --port PORT --events PATH [--board arty_a7] [--baud 2000000]
+[--model DIR] [--timeout S] [--json OUT]``
 
 ``PORT`` is anything :func:`serial.serial_for_url` opens: a device (``/dev/ttyUSB1``),
 a pseudo-terminal path (``python -m boards.emulator`` prints one), or a URL.
@@ -168,6 +169,15 @@ def run(args, out=None):
     if args.dataset is not None:
         raise HostError(f"--dataset {args.dataset}: no events export of this data set exists "
                         f"yet; export samples to a directory and use --events")
+    from .platforms import BoardError, get_board
+    try:
+        board = get_board(args.board)
+    except BoardError as e:
+        raise HostError(f"--board: {e}") from None
+    if args.baud is None:
+        args.baud = board.default_baud
+    elif args.baud <= 0:
+        raise HostError(f"--baud {args.baud}: must be positive")
     samples = load_samples(args.events)
     model = None
     binned = None
@@ -267,7 +277,10 @@ def build_parser():
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", help="event file or directory of event files")
     src.add_argument("--dataset", choices=["digits"], help="a built-in data set")
-    ap.add_argument("--baud", type=int, default=2_000_000)
+    ap.add_argument("--board", default=None,
+                    help="board name (sets the default baud rate; default arty_a7)")
+    ap.add_argument("--baud", type=int, default=None,
+                    help="baud rate (default: the board's, 2000000 on arty_a7)")
     ap.add_argument("--model", help="model directory: check the board's model id and "
                                     "compare answers with the reference")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait per answer")

@@ -119,10 +119,12 @@ def test_model_mismatch_and_bad_arguments(tmp_path, model, board, capsys):
     assert "model id" in capsys.readouterr().err and emu.results == []
     assert main(["--port", path, "--events", str(tmp_path / "nope")]) == 2
     assert main(["--port", path, "--dataset", "digits"]) == 2
+    assert main(["--port", path, "--events", str(tmp_path / "ev"), "--board", "zedboard"]) == 2
     assert main(["--port", str(tmp_path / "no-such-tty"), "--events",
                  str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "digits" in err and "no-such-tty" in err
+    assert "zedboard" in err and "arty_a7" in err
 
 
 def test_loop_url_without_board_times_out(tmp_path, model, capsys):
