@@ -180,14 +180,18 @@ def timed(fn, best, best_wall):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.reference_speed", description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=7, help="timed runs of the numba backend per profile")
+    ap = argparse.ArgumentParser(prog="python -m bench.reference_speed",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=9,
+                    help="timed runs of the numba backend per profile")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (fewer repeats)")
     ap.add_argument("--no-snntorch", action="store_true", help="skip the snnTorch baseline")
     ap.add_argument("--output", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     reps = 2 if args.quick else max(1, args.repeats)
-    slow_reps = 1 if args.quick else 3
+    # timed runs per backend (the NumPy backend takes about a second per run)
+    n_runs = {"numba": reps, "numba_record": 1 if args.quick else 5,
+              "snntorch": 1 if args.quick else 5, "numpy": 1 if args.quick else 3}
 
     torch_forward = None
     versions = {"numpy": np.__version__}
@@ -244,9 +248,9 @@ def main(argv=None):
         best = {k: np.inf for k in ("numba", "numba_record", "numpy", "snntorch")}
         wall = dict(best)
         snn_rate = None
-        for rep in range(reps):
+        for rep in range(max(n_runs.values())):
             for name, job in jobs.items():
-                if name != "numba" and rep >= slow_reps:
+                if rep >= n_runs[name]:
                     continue
                 out, best[name], wall[name] = timed(job, best[name], wall[name])
                 if name == "numba":
@@ -342,7 +346,7 @@ def main(argv=None):
                    "also given); numba headline is record=False "
                    "(no per-step traces), numba_record keeps every spike and state; "
                    "packing the model (pack_s) excluded like building the torch module"),
-        "repeats": {"numba": reps, "others": slow_reps},
+        "repeats": n_runs,
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version(), **versions},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
