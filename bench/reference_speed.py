@@ -182,7 +182,7 @@ def timed(fn, best, best_wall):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.reference_speed",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=9,
+    ap.add_argument("--repeats", type=int, default=25,
                     help="timed runs of the numba backend per profile")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (fewer repeats)")
     ap.add_argument("--no-snntorch", action="store_true", help="skip the snnTorch baseline")

@@ -415,9 +415,11 @@ class NumbaNetwork:
             raise ValueError(f"dtype must be int32 or int64, not {self.dtype}")
         layers = model.layers
         L = len(layers)
-        for layer in layers:
-            if max(_spatial(layer.out_shape)) > _MASK:
-                raise ValueError(f"{layer.name}: a dimension above {_MASK} is not supported")
+        for name, shape in [("input", model.input.shape)] + [
+                (layer.name, layer.out_shape) for layer in layers]:
+            if max(_spatial(shape)) > _MASK:
+                raise ValueError(f"{name}: shape {tuple(shape)}: the compiled kernel supports "
+                                 f"dimensions up to {_MASK}")
         meta = np.zeros((L, _NMETA), dtype=np.int64)
         weights, thr, bias, tabs, nkeys = [], [], [], [], []
         woff = voff = toff = 0
@@ -488,6 +490,12 @@ class NumbaNetwork:
         model = self.model
         T = model.input.timesteps
         L = len(model.layers)
+        if tuple(binned.shape) != tuple(model.input.shape):
+            raise ValueError(f"events have shape {binned.shape}, the model input is "
+                             f"{model.input.shape}")
+        if binned.timesteps != T:
+            raise ValueError(f"events are binned into {binned.timesteps} steps, the model "
+                             f"has {T}")
         in_src = np.ascontiguousarray(binned.src, dtype=np.int64)
         in_n = np.ascontiguousarray(binned.count, dtype=np.int64)
         in_ptr = np.ascontiguousarray(binned.step_ptr, dtype=np.int64)

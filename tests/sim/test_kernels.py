@@ -221,3 +221,14 @@ def test_numba_layer_accumulate(kind):
         ops = kernels.NumbaLayer(layer).accumulate(b, src, count)
         np.testing.assert_array_equal(b, a)
         assert ops == ops_ref
+
+
+def test_bad_input_is_refused():
+    rng = np.random.default_rng(9)
+    model = random_model(rng, input_shape=(2, 6, 6), timesteps=3)
+    with pytest.raises(ValueError, match="shape"):
+        kernels.run_numba(model, random_binned(rng, (2, 6, 7), 3))
+    with pytest.raises(ValueError, match="steps"):
+        kernels.run_numba(model, random_binned(rng, (2, 6, 6), 4))
+    with pytest.raises(ValueError, match="int32 or int64"):
+        kernels.NumbaNetwork(model, dtype=np.int16)
