@@ -104,10 +104,11 @@ class HostLink(wiring.Component):
 
         # -- input check between the deframer and the network
         w = deframer.events.payload
-        kind = w[30:32]
+        word = data.View(pr.WORD_LAYOUT, w)
+        kind = word.kind
         step = Signal(range(T + 1))
-        out_of_range = (kind == pr.KIND_EVENT) & ((w[28:30] >= P) | (w[14:28] >= H)
-                                                   | (w[0:14] >= W))
+        out_of_range = (kind == pr.KIND_EVENT) & ((word.p >= P) | (word.y >= H)
+                                                   | (word.x >= W))
         late = ((kind == pr.KIND_EVENT) | (kind == pr.KIND_END_STEP)) & (step == T)
         reserved = kind == pr.KIND_RESERVED
         drop = out_of_range | late | reserved

@@ -23,7 +23,8 @@ CRC
     the whole body including the CRC byte and checks that the remainder is 0. Chosen
     over an additive checksum because it catches every burst error of up to 8 bits
     (so every single corrupted byte), every odd number of bit errors and swapped
-    bytes, which a sum misses; in hardware it is one byte-wide XOR network.
+    bytes, which a sum misses; in hardware it is one byte-wide XOR network. Several
+    corrupted bytes in one frame can cancel (about 1 in 256 such frames passes).
 
 Frame checks (a failure counts one *bad frame* and drops the frame)
     the body has at least 3 bytes; TYPE is known to the receiver; LEN is allowed for
@@ -77,7 +78,7 @@ from amaranth.lib.wiring import In, Out
 __all__ = [
     "FLAG", "ESC", "PROTOCOL_VERSION", "MAX_WORDS",
     "EVENTS", "RESET", "STATUS", "VERSION", "RESULT", "STATUS_ANSWER", "VERSION_ANSWER",
-    "HOST_TYPES", "BOARD_TYPES", "KIND_EVENT", "KIND_END_STEP", "KIND_END_SAMPLE",
+    "HOST_TYPES", "BOARD_TYPES", "WORD_LAYOUT", "KIND_EVENT", "KIND_END_STEP", "KIND_END_SAMPLE",
     "FLAG_STATE_OVERFLOW", "FLAG_EVENT_RANGE", "FLAG_DROPPED", "FLAG_BAD_FRAME",
     "FLAG_UART", "FLAG_SEQUENCE", "FLAG_NAMES", "LINK_ERROR_FLAGS",
     "ProtocolError", "crc8", "encode_frame", "Frame", "Parser",
@@ -121,6 +122,12 @@ LINK_ERROR_FLAGS = FLAG_EVENT_RANGE | FLAG_DROPPED | FLAG_BAD_FRAME | FLAG_UART 
 FLAG_NAMES = {FLAG_STATE_OVERFLOW: "state overflow", FLAG_EVENT_RANGE: "event out of range",
               FLAG_DROPPED: "events dropped", FLAG_BAD_FRAME: "bad frames",
               FLAG_UART: "UART errors", FLAG_SEQUENCE: "token sequence"}
+
+
+#: The event word as an Amaranth layout (fields from bit 0 up), for the board top:
+#: ``data.View(WORD_LAYOUT, word)`` gives ``.x``, ``.y``, ``.p``, ``.kind``; for tokens the
+#: step index or sample id is ``word[:16]``.
+WORD_LAYOUT = data.StructLayout({"x": X_BITS, "y": Y_BITS, "p": P_BITS, "kind": 2})
 
 
 class ProtocolError(ValueError):
