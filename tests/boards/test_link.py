@@ -112,3 +112,11 @@ def test_link_end_to_end_at_the_pins():
     answers[2].cycles = 0
     answers[3].last_cycles = 0
     assert emu_answers == answers
+
+
+def test_link_converts_to_verilog():
+    from amaranth.back import verilog
+    version = pr.VersionAnswer(pr.PROTOCOL_VERSION, pr.MAX_WORDS, 10, (2, 128, 128), 20, 1,
+                               1000, 0x12345678)
+    text = verilog.convert(HostLink(50, version, score_width=16, depth=256), name="host_link")
+    assert "module host_link" in text and "input rx" in text.replace("wire ", "")
