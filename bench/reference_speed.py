@@ -106,6 +106,17 @@ def dvs_like_events(shape, n, duration_us, rng, n_objects=5, noise=0.2):
     return ev
 
 
+def cpu_name():
+    """The processor's model name (Linux), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def layer_rates(model, result):
     return [result.spike_count[lay.name] / (T * lay.n_out) for lay in model.layers]
 
@@ -208,6 +219,7 @@ def main(argv=None):
             print(f"snnTorch baseline skipped: {exc}", file=sys.stderr)
             args.no_snntorch = True
 
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rng = np.random.default_rng(2024)
     model = model_from_spec(SPEC, rng, input_shape=SHAPE, timesteps=T, dt_us=DT_US,
                             count_clip=1, beta=BETA)
@@ -347,7 +359,8 @@ def main(argv=None):
                    "(no per-step traces), numba_record keeps every spike and state; "
                    "packing the model (pack_s) excluded like building the torch module"),
         "repeats": n_runs,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+        "machine": {"platform": platform.platform(), "processor": cpu_name(),
+                    "cpus": os.cpu_count(), "load_average_at_start": load_start,
                     "python": platform.python_version(), **versions},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "profiles": profiles,
