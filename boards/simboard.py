@@ -1,0 +1,156 @@
+"""The board's RTL in simulation behind a pseudo-terminal.
+
+:class:`SimBoard` runs :class:`boards.link.HostLink` (UART, protocol, input checks) in
+``amaranth.sim`` and bridges its UART pins to a pseudo-terminal: bytes the host writes
+are bit-banged onto ``rx`` at the UART divisor, and the bits on ``tx`` are decoded
+back into bytes for the host. ``python -m boards.host --port PATH`` then talks to the
+simulated hardware exactly as to a board.
+
+Until the network top is wired in, the network behind the link is the bit-exact
+reference (:func:`sim.reference.run` on the words the link delivered), answering a few
+cycles after the end-of-sample token. Simulated time is much slower than real time
+(tens of thousands of cycles per second), so use a small divisor and small samples.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import threading
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from sim.events import BinnedEvents
+from sim.reference import run as reference_run
+
+from . import protocol as pr
+from .link import HostLink
+
+__all__ = ["SimBoard"]
+
+
+class SimBoard:
+    """HostLink in simulation on a pty, with the reference as the network.
+
+    Parameters
+    ----------
+    model : sim.model.Model
+    divisor : int
+        UART clock cycles per bit in the simulation.
+    latency : int
+        Cycles between the end-of-sample token and ``result_valid``.
+    """
+
+    def __init__(self, model, divisor=4, latency=10):
+        self.model = model
+        self.divisor = divisor
+        self.latency = latency
+        self.version = pr.VersionAnswer.for_model(model)
+        self.link = HostLink(divisor, self.version, score_width=32, depth=256)
+        self.cycles = 0
+
+    def _network_outcome(self, words):
+        P, H, W = self.model.input.shape
+        T = self.model.input.timesteps
+        frames = np.zeros((T, P * H * W), dtype=np.int64)
+        k = 0
+        for w in words:
+            kind, f = pr.decode_word(w)
+            if kind == pr.KIND_EVENT:
+                frames[k, (f[0] * H + f[1]) * W + f[2]] += 1
+            elif kind == pr.KIND_END_STEP:
+                k += 1
+        res = reference_run(self.model, BinnedEvents.from_frames(frames.reshape(T, P, H, W)),
+                            record=False)
+        overflow = any(bool(np.any(o)) for o in res.overflow.values())
+        return res.prediction, [int(s) for s in res.scores], overflow
+
+    def serve(self):
+        """Start the simulation on a new pty in a daemon thread; returns ``(path, stop)``."""
+        import tty
+
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        path = os.ttyname(slave)
+        stopping = threading.Event()
+        dut = self.link
+        div = self.divisor
+
+        async def bench(ctx):
+            rx_levels = collections.deque()
+            tx_state, tx_timer, tx_bits, tx_byte = "idle", 0, 0, 0
+            words = []
+            answer_at = None
+            outcome = None
+            ctx.set(dut.events.ready, 1)
+            cycle = 0
+            while not stopping.is_set():
+                # host -> rx pin
+                if not rx_levels and cycle % 64 == 0:
+                    r, _, _ = select.select([master], [], [], 0)
+                    if r:
+                        try:
+                            data = os.read(master, 256)
+                        except OSError:
+                            return
+                        for b in data:
+                            for level in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
+                                rx_levels.extend([level] * div)
+                ctx.set(dut.rx, rx_levels.popleft() if rx_levels else 1)
+                # the network: collect words, answer after `latency` cycles
+                if ctx.get(dut.events.valid):
+                    w = ctx.get(dut.events.payload)
+                    words.append(w)
+                    if w >> 30 == pr.KIND_END_SAMPLE:
+                        outcome = self._network_outcome(words)
+                        words = []
+                        answer_at = cycle + self.latency
+                ctx.set(dut.result_valid, 0)
+                if answer_at is not None and cycle >= answer_at:
+                    pred, scores, overflow = outcome
+                    ctx.set(dut.prediction, pred)
+                    ctx.set(dut.scores, scores)
+                    ctx.set(dut.state_overflow, int(overflow))
+                    ctx.set(dut.result_valid, 1)
+                    answer_at = None
+                elif answer_at is None:
+                    ctx.set(dut.state_overflow, 0)
+                if ctx.get(dut.net_reset):
+                    words, answer_at = [], None
+                # tx pin -> host
+                tx = ctx.get(dut.tx)
+                if tx_state == "idle":
+                    if not tx:
+                        tx_state, tx_timer, tx_bits, tx_byte = "data", div // 2 + div, 0, 0
+                else:
+                    tx_timer -= 1
+                    if tx_timer == 0:
+                        if tx_bits < 8:
+                            tx_byte |= tx << tx_bits
+                            tx_bits += 1
+                            tx_timer = div
+                        else:
+                            os.write(master, bytes([tx_byte]))
+                            tx_state = "idle"
+                await ctx.tick()
+                cycle += 1
+                self.cycles = cycle
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        thread = threading.Thread(target=sim.run, daemon=True)
+        thread.start()
+
+        def stop():
+            stopping.set()
+            thread.join(timeout=5)
+            for fd in (master, slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+        return path, stop
