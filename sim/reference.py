@@ -16,8 +16,9 @@ once per step, as the hardware's sweep does.
 Two interchangeable backends compute the same integers:
 
 - ``"numpy"``: vectorized NumPy, always available;
-- ``"numba"``: a compiled event-driven kernel (:mod:`sim.kernels`), several times
-  faster, used by default when numba is installed.
+- ``"numba"``: a compiled event-driven kernel (:mod:`sim.kernels`), many times
+  faster (tens of times here; bench/reference_speed.py), used by default when numba
+  is installed.
 
 Both are checked against a deliberately plain oracle in the tests.
 """
