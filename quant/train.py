@@ -42,7 +42,7 @@ from .ir import FloatLayer, FloatNet
 from .lif import SURROGATES, SpikingLayer, SpikingNet
 from .ptq import quantize
 
-__all__ = ["ARCHS", "build_net", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
+__all__ = ["ARCHS", "build_net", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
            "fixed_accuracy", "main"]
 
 CHECKPOINT_FORMAT = "snn-fpga-checkpoint"
@@ -206,6 +206,24 @@ def load_checkpoint(path):
     return doc
 
 
+def data_from_checkpoint(doc, split, *, root=None, limit=None):
+    """The binned ``split`` of the data set a checkpoint was trained on.
+
+    ``root`` and ``limit`` override the recorded ones (tonic data on another path, a
+    quick evaluation on the first samples).
+    """
+    d = doc["dataset"]
+    net = doc["floatnet"]
+    limit = limit if limit is not None else d.get("limit")
+    es = load_dataset(d["name"], split, seed=d["seed"], timesteps=net.timesteps,
+                      dt_us=net.dt_us, root=root or d.get("root"), limit=limit,
+                      **(d.get("kwargs") or {}))
+    if tuple(es.shape) != tuple(net.input_shape):
+        raise DataError(f"data set {d['name']} has shape {list(es.shape)}, the net's input "
+                        f"is {list(net.input_shape)}")
+    return es.bin(net.timesteps, net.dt_us, net.count_clip)
+
+
 def net_from_checkpoint(doc):
     return SpikingNet.from_floatnet(doc["floatnet"], surrogate=doc.get("surrogate",
                                     "fast_sigmoid"), slope=doc.get("slope", 5.0))
@@ -334,7 +352,8 @@ def _parser():
     p.add_argument("--weight-bits", type=int, default=8, help="widths of the fixed-point line")
     p.add_argument("--state-bits", type=int, default=16)
     p.add_argument("--per-channel", action="store_true")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: fastest on small shared machines)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
