@@ -1,0 +1,143 @@
+"""Event-sparse convolution engine: input events to state/weight address updates.
+
+For an input spike at ``(c, y, x)`` the output positions whose receptive field holds it
+are ``oy*S - P + ky == y`` and ``ox*S - P + kx == x`` with ``0 <= ky, kx < K`` inside the
+output map: a rectangle of ``ny x nx`` positions with ``ny, nx <= ceil(K/S)`` (fewer at
+the borders, possibly none). Per-coordinate tables (built at elaboration, LUT ROMs)
+give the first output row/column, its kernel offset and the extent, so the start
+addresses are two table lookups and an add away:
+
+* state address ``sa = (oy*Wo + ox)*G + g`` (one state word holds ``L`` output
+  channels; ``G = ceil(C_out/L)`` words per position);
+* weight address ``wa = ((c*K + ky)*K + kx)*G + g`` (one ROM word holds the weights of
+  the ``L`` output channels of group ``g``).
+
+Pipeline: input -> stage A (table lookups, registered) -> stage B (sums, registered;
+events with no output position are dropped here) -> :class:`~hw.synapse.SynapseIterator`
+-> ``out``. Throughput: one update (one output position x ``L`` lanes) per cycle with
+no bubble between events; an event costs exactly ``ny*nx*G`` cycles of the iterator, an
+event with no valid position costs none there (it occupies stages A/B for one cycle
+each, hidden while the iterator is busy). Tokens pass through in order and cost one
+cycle. Work is proportional to events, never to the frame.
+"""
+
+from amaranth.hdl import Array, Const, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .stream import SPIKE, KIND_BITS, event_signature
+from .synapse import JobLayout, SynapseIterator, UpdateLayout
+
+__all__ = ["ConvEngine", "axis_table"]
+
+
+def axis_table(size, out_size, K, S, P):
+    """Per input coordinate: ``(o0, k0, n)`` = first output index, its kernel offset, count.
+
+    The valid outputs are ``o0 + t`` with kernel offset ``k0 - t*S`` for ``t < n``.
+    """
+    table = []
+    for v in range(size):
+        lo = max(0, -(-(v + P - K + 1) // S))
+        hi = min(out_size - 1, (v + P) // S)
+        n = max(0, hi - lo + 1)
+        k0 = v + P - lo * S if n else 0
+        table.append((lo if n else 0, k0, n))
+    return table
+
+
+def _rom(values):
+    width = bits_for(max(values)) if values else 1
+    return Array([Const(v, width) for v in values])
+
+
+class ConvEngine(wiring.Component):
+    """Address generator of a ``conv2d`` (or ``sumpool2d``) layer.
+
+    Parameters
+    ----------
+    in_shape, out_shape : tuple
+        ``(C_in, H, W)`` and ``(C_out, Ho, Wo)``.
+    kernel, stride, padding : int
+    groups : int
+        ``G = ceil(C_out / lanes)``.
+
+    Attributes
+    ----------
+    inp : In(event stream of ``in_shape``)
+    out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
+    busy : Out(1)
+        An event or token is inside the engine.
+    """
+    def __init__(self, in_shape, out_shape, kernel, stride, padding, groups):
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.K, self.S, self.P, self.G = kernel, stride, padding, groups
+        C, H, W = self.in_shape
+        Co, Ho, Wo = self.out_shape
+        self.sa_depth = Ho * Wo * groups
+        self.wa_depth = C * kernel * kernel * groups
+        self.n_max = -(-kernel // stride)
+        super().__init__({
+            "inp": In(event_signature(self.in_shape)),
+            "out": Out(stream.Signature(UpdateLayout(self.sa_depth, self.wa_depth))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C, H, W = self.in_shape
+        Co, Ho, Wo = self.out_shape
+        K, S, P, G = self.K, self.S, self.P, self.G
+        ytab = axis_table(H, Ho, K, S, P)
+        xtab = axis_table(W, Wo, K, S, P)
+        y_sa = _rom([o * Wo * G for o, k, n in ytab])
+        y_wa = _rom([k * K * G for o, k, n in ytab])
+        y_n = _rom([n for o, k, n in ytab])
+        x_sa = _rom([o * G for o, k, n in xtab])
+        x_wa = _rom([k * G for o, k, n in xtab])
+        x_n = _rom([n for o, k, n in xtab])
+        c_wa = _rom([c * K * K * G for c in range(C)])
+
+        it = m.submodules.iter = SynapseIterator(
+            sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=self.n_max, groups=G,
+            col_step=1 - G - S * G, row_sa=Wo * G, row_wa=-S * K * G)
+        wiring.connect(m, wiring.flipped(self.out), it.out)
+
+        # stage A: table lookups
+        a_valid = Signal()
+        a_kind = Signal(KIND_BITS)
+        a_ysa, a_ywa, a_yn = Signal.like(y_sa[0]), Signal.like(y_wa[0]), Signal.like(y_n[0])
+        a_xsa, a_xwa, a_xn = Signal.like(x_sa[0]), Signal.like(x_wa[0]), Signal.like(x_n[0])
+        a_cwa = Signal.like(c_wa[0])
+        # stage B: job register
+        b_valid = Signal()
+        job = it.job
+        b_ready = ~b_valid | job.ready
+
+        p = self.inp.payload
+        m.d.comb += self.inp.ready.eq(~a_valid | b_ready)
+        with m.If(self.inp.valid & self.inp.ready):
+            m.d.sync += [
+                a_valid.eq(1), a_kind.eq(p.kind),
+                a_ysa.eq(y_sa[p.y]), a_ywa.eq(y_wa[p.y]), a_yn.eq(y_n[p.y]),
+                a_xsa.eq(x_sa[p.x]), a_xwa.eq(x_wa[p.x]), a_xn.eq(x_n[p.x]),
+                a_cwa.eq(c_wa[p.c]),
+            ]
+        with m.Elif(b_ready):
+            m.d.sync += a_valid.eq(0)
+
+        keep = (a_kind != SPIKE) | ((a_yn != 0) & (a_xn != 0))
+        with m.If(a_valid & b_ready):
+            m.d.sync += [
+                b_valid.eq(keep),
+                job.payload.kind.eq(a_kind),
+                job.payload.sa.eq(a_ysa + a_xsa),
+                job.payload.wa.eq(a_cwa + a_ywa + a_xwa),
+                job.payload.ny.eq(a_yn),
+                job.payload.nx.eq(a_xn),
+            ]
+        with m.Elif(job.ready):
+            m.d.sync += b_valid.eq(0)
+        m.d.comb += [job.valid.eq(b_valid), self.busy.eq(a_valid | b_valid | it.out.valid)]
+        return m

@@ -1,0 +1,266 @@
+"""Network top: input checker, the chain of layer engines joined by FIFOs, readout and
+status.
+
+Data flow::
+
+    inp (kind, p, y, x) -> range check (drop + sticky error + counter)
+        -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> layer n-1 -> readout
+
+Input
+    ``inp`` accepts one word per cycle when the first FIFO has room. A spike whose
+    ``p``, ``y`` or ``x`` is outside the model's input shape (or a word of unknown kind)
+    is accepted and dropped: ``range_error`` goes high and stays high (until ``clear``),
+    ``dropped`` counts it. A count ``c`` at one source is sent as ``c`` spikes. A step
+    ends with an :data:`~hw.stream.END_STEP` token, a sample with an
+    :data:`~hw.stream.END_SAMPLE` token (which also resets every state to 0).
+
+Readout
+    ``spike_count``: per class a counter of the last layer's spikes; ``membrane``: the
+    clamped ``u`` (before leak) of the last layer's last sweep. When the end-of-sample
+    token leaves the last layer the live values are copied into ``scores`` and an
+    arg-max runs over them (one class per cycle, ties to the lowest index); then
+    ``prediction`` is set, ``done`` strobes for one cycle, ``result_valid`` stays high
+    and ``samples`` counts up. The readout never back-pressures, except that an
+    end-of-sample token waits while a previous arg-max is still running.
+
+Status (all registered unless noted)
+    ``cycle``: free-running cycle counter. ``steps``: steps finished by the last layer.
+    Per layer ``i``: ``step_done[i]`` (strobe, combinational: the layer's end-of-step token
+    transfers in this cycle), ``step_index[i]`` (index ``k`` of the step that finishes
+    at the strobe; steps counted from the last end-of-sample), ``step_cycle[i]`` (value of
+    ``cycle`` at the last strobe: "the cycle at which layer i finished step k"),
+    ``ovf_step[i]`` (overflow flag of the last finished step, valid from its strobe
+    on), ``ovf_sticky[i]``. ``clear`` resets the sticky flags and ``dropped``.
+    ``idle``: nothing is in flight anywhere.
+
+Readback
+    While ``idle``: put a layer on ``rb_layer`` and a state-RAM word address on
+    ``rb_addr``; ``rb_data`` holds that word (``L`` lanes of ``acc_bits``, lane 0 in the
+    low bits) in the next cycle.
+
+Throughput: each layer runs as described in :mod:`hw.layer`; the FIFOs
+(:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``fifo_depth`` words) move one word per
+cycle with a write-to-read latency of 2 cycles.
+"""
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from sim.model import Model, load_model
+
+from .layer import LayerEngine
+from .stream import END_SAMPLE, END_STEP, SPIKE, EventLayout, input_signature, shape3
+
+__all__ = ["Network"]
+
+
+class Network(wiring.Component):
+    """The accelerator for one model (see the module docstring).
+
+    Parameters
+    ----------
+    model : sim.model.Model or path
+        The model (or a model directory).
+    lanes : int, sequence or dict, optional
+        Lanes per layer: one int for all, a list in layer order or ``{name: L}``;
+        missing entries use :func:`hw.layer.default_lanes`.
+    fifo_depth : int
+        Depth of every FIFO (the input FIFO and one in front of every later layer).
+    coord_bits : int
+        Width of ``p``, ``y``, ``x`` at the input.
+    cycle_bits : int
+        Width of the cycle counter and the cycle stamps.
+
+    Attributes
+    ----------
+    inp : In(stream of :class:`~hw.stream.InputLayout`)
+    done, result_valid : Out(1)
+    prediction : Out(range(n_classes))
+    scores : Out(ArrayLayout(score shape, n_classes))
+    samples, steps, dropped : Out(32)
+    cycle : Out(cycle_bits)
+    range_error, idle : Out(1)
+    clear : In(1)
+    step_done, ovf_step, ovf_sticky : Out(ArrayLayout(1, n_layers))
+    step_index : Out(ArrayLayout(16, n_layers))
+    step_cycle : Out(ArrayLayout(cycle_bits, n_layers))
+    rb_layer, rb_addr : In; rb_data : Out(widest state word)
+    """
+    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
+        if not isinstance(model, Model):
+            model = load_model(model)
+        self.model = model
+        self.fifo_depth = fifo_depth
+        self.coord_bits = coord_bits
+        self.cycle_bits = cycle_bits
+        n = len(model.layers)
+        membrane = model.readout == "membrane"
+        self.layers = []
+        shape = tuple(model.input.shape)
+        for i, layer in enumerate(model.layers):
+            if isinstance(lanes, dict):
+                L = lanes.get(layer.name)
+            elif isinstance(lanes, (list, tuple)):
+                L = lanes[i]
+            else:
+                L = lanes
+            self.layers.append(LayerEngine(layer, L, fire=not (membrane and i == n - 1),
+                                           in_shape=shape))
+            shape = tuple(layer.out_shape)
+        last = model.layers[-1]
+        self.n_classes = last.n_out
+        if membrane:
+            self.score_shape = signed(last.state_bits)
+        else:
+            self.score_shape = unsigned(bits_for(max(1, model.input.timesteps)) + 1)
+        rb_width = max(len(l.rb_data.as_value()) for l in self.layers)
+        rb_depth = max(l.D for l in self.layers)
+        super().__init__({
+            "inp": In(input_signature(coord_bits)),
+            "done": Out(1),
+            "result_valid": Out(1),
+            "prediction": Out(range(max(2, self.n_classes))),
+            "scores": Out(data.ArrayLayout(self.score_shape, self.n_classes)),
+            "samples": Out(32),
+            "steps": Out(32),
+            "dropped": Out(32),
+            "cycle": Out(cycle_bits),
+            "range_error": Out(1),
+            "idle": Out(1),
+            "clear": In(1),
+            "step_done": Out(data.ArrayLayout(1, n)),
+            "ovf_step": Out(data.ArrayLayout(1, n)),
+            "ovf_sticky": Out(data.ArrayLayout(1, n)),
+            "step_index": Out(data.ArrayLayout(16, n)),
+            "step_cycle": Out(data.ArrayLayout(cycle_bits, n)),
+            "rb_layer": In(range(max(2, n))),
+            "rb_addr": In(range(max(2, rb_depth))),
+            "rb_data": Out(rb_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        model = self.model
+        n = len(self.layers)
+        P, H, W = model.input.shape
+        for i, l in enumerate(self.layers):
+            m.submodules[f"layer{i}"] = l
+
+        m.d.sync += self.cycle.eq(self.cycle + 1)
+
+        # ------------------------------------------------------------- input checker
+        fifos = []
+        for i, l in enumerate(self.layers):
+            width = len(l.inp.payload.as_value())
+            f = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+            m.submodules[f"fifo{i}"] = f
+            fifos.append(f)
+            m.d.comb += [
+                l.inp.payload.as_value().eq(f.r_data),
+                l.inp.valid.eq(f.r_rdy),
+                f.r_en.eq(l.inp.ready),
+            ]
+        p = self.inp.payload
+        is_spike = p.kind == SPIKE
+        in_range = (p.p < P) & (p.y < H) & (p.x < W)
+        bad = (is_spike & ~in_range) | (p.kind > END_SAMPLE)
+        first = self.layers[0].inp.payload.shape()
+        word = Signal(first)
+        m.d.comb += [
+            word.kind.eq(p.kind), word.c.eq(p.p), word.y.eq(p.y), word.x.eq(p.x),
+            fifos[0].w_data.eq(Mux(is_spike, word.as_value(), word.as_value() & 3)),
+            fifos[0].w_en.eq(self.inp.valid & ~bad),
+            self.inp.ready.eq(fifos[0].w_rdy | bad),
+        ]
+        with m.If(self.clear):
+            m.d.sync += [self.range_error.eq(0), self.dropped.eq(0)]
+        with m.Elif(self.inp.valid & bad):
+            m.d.sync += [self.range_error.eq(1), self.dropped.eq(self.dropped + 1)]
+
+        # ------------------------------------------------------------- chain
+        for i in range(n - 1):
+            src, f = self.layers[i], fifos[i + 1]
+            m.d.comb += [
+                f.w_data.eq(src.out.payload.as_value()),
+                f.w_en.eq(src.out.valid),
+                src.out.ready.eq(f.w_rdy),
+            ]
+
+        # ------------------------------------------------------------- status
+        for i, l in enumerate(self.layers):
+            m.d.comb += [self.step_done[i].eq(l.step_done), self.ovf_step[i].eq(l.ovf_step)]
+            with m.If(l.step_done):
+                m.d.sync += [self.step_index[i].eq(self.step_index[i] + 1),
+                             self.step_cycle[i].eq(self.cycle)]
+            with m.If(l.sample_done):
+                m.d.sync += self.step_index[i].eq(0)
+            with m.If(self.clear):
+                m.d.sync += self.ovf_sticky[i].eq(0)
+            with m.Elif(l.step_done & l.ovf_step):
+                m.d.sync += self.ovf_sticky[i].eq(1)
+        with m.If(self.layers[-1].step_done):
+            m.d.sync += self.steps.eq(self.steps + 1)
+
+        idle = 1
+        for l, f in zip(self.layers, fifos):
+            idle = idle & ~l.busy & (f.level == 0)
+        m.d.comb += self.idle.eq(idle)
+
+        rb_sel = Signal.like(self.rb_layer)
+        m.d.sync += rb_sel.eq(self.rb_layer)
+        for i, l in enumerate(self.layers):
+            m.d.comb += l.rb_addr.eq(self.rb_addr)
+            with m.If(rb_sel == i):
+                m.d.comb += self.rb_data.eq(l.rb_data.as_value())
+
+        # ------------------------------------------------------------- readout
+        last = self.layers[-1]
+        lmodel = model.layers[-1]
+        nc = self.n_classes
+        live = [Signal(self.score_shape, name=f"live{c}") for c in range(nc)]
+        am_busy = Signal()
+        am_i = Signal(range(nc + 1))
+        am_best = Signal(self.score_shape)
+        am_arg = Signal(range(max(2, nc)))
+        out = last.out
+        m.d.comb += out.ready.eq(~(am_busy & (out.payload.kind == END_SAMPLE)))
+        take = out.valid & out.ready
+        if model.readout == "spike_count":
+            C, Ho, Wo = shape3(lmodel.out_shape)
+            if Ho * Wo == 1:
+                idx = out.payload.c
+            else:
+                idx = out.payload.c * (Ho * Wo) + out.payload.y * Wo + out.payload.x
+            with m.If(take & (out.payload.kind == SPIKE)):
+                with m.Switch(idx):
+                    for c in range(nc):
+                        with m.Case(c):
+                            m.d.sync += live[c].eq(live[c] + 1)
+        else:
+            core = last.core
+            HW = core.Ho * core.Wo
+            for c in range(nc):
+                ch, pos = divmod(c, HW)
+                addr = pos * core.G + ch // core.L
+                with m.If(last.tap_valid & (last.tap_addr == addr)):
+                    m.d.sync += live[c].eq(last.tap_u[ch % core.L])
+        scores = Array(self.scores[c] for c in range(nc))
+        m.d.comb += self.done.eq(0)
+        with m.If(take & (out.payload.kind == END_SAMPLE)):
+            m.d.sync += [self.scores[c].eq(live[c]) for c in range(nc)]
+            m.d.sync += [live[c].eq(0) for c in range(nc)]
+            m.d.sync += [am_busy.eq(1), am_i.eq(1), am_arg.eq(0), am_best.eq(live[0])]
+        with m.Elif(am_busy):
+            cand = scores[am_i]
+            with m.If(am_i < nc):
+                with m.If(cand > am_best):
+                    m.d.sync += [am_best.eq(cand), am_arg.eq(am_i)]
+                m.d.sync += am_i.eq(am_i + 1)
+            with m.Else():
+                m.d.sync += [am_busy.eq(0), self.prediction.eq(am_arg),
+                             self.result_valid.eq(1), self.samples.eq(self.samples + 1)]
+                m.d.comb += self.done.eq(1)
+        return m

@@ -1,0 +1,353 @@
+"""LIF neuron core array: the state RAM of one layer, its read-modify-write
+accumulator and the end-of-step sweep (steps 1-5 of the contract).
+
+State RAM
+    ``D = positions x G`` words of ``L`` lanes, each lane an ``acc_bits`` two's-complement
+    accumulator (an ordinary :class:`amaranth.lib.memory.Memory` with one synchronous
+    read port and one write port: block RAM or LUT RAM, never one register per neuron).
+    Word ``a = pos*G + g`` holds output channels ``g*L .. g*L+L-1`` at position ``pos``
+    (``pos = y*Wo + x``; a linear layer has one position). Between steps a lane holds the
+    stored state ``v``; during a step it accumulates exactly (no wrap: ``acc_bits`` is the
+    contract's worst case).
+
+Accumulate phase (``ACCUM``)
+    ``upd`` (valid/ready, ``ready = 1`` in this phase) carries state addresses; the weight
+    word of an update arrives on ``wdata`` one cycle after its transfer (the layer's ROM
+    has a registered output). Cycle ``n``: read the state word; cycle ``n+1``: add the
+    ``L`` sign-extended weights lane by lane and write back. Back-to-back updates of one
+    address are exact: the word written in the previous cycle is forwarded (compare and
+    mux) instead of the stale RAM output. Throughput: one update (``L`` synaptic
+    operations) per cycle, never a stall.
+
+Sweep (``SWEEP``, on an end-of-step token)
+    Reads every word once in address order, ``L`` neurons per cycle, through a
+    5-stage pipeline: P0 read; P1 ``acc + bias``; P2 clamp to ``state_bits`` (overflow
+    flag); P3 ``s = u >= threshold`` and the leak product ``u * num``; P4
+    ``v = (u*num >> frac)`` with the reset rule, write back, and emission. The fired
+    lanes of a word are emitted one per cycle, lowest lane first, as events
+    ``(c = g*L + lane, y, x)``. The pipeline advances when P4 is empty, holds no spike,
+    or emits its last spike in this cycle (``out.ready``), so a word with ``p`` spikes
+    occupies P4 for ``max(1, p)`` cycles when ``out.ready`` stays high.
+
+Token (``TOKEN``)
+    When the sweep pipeline is empty the token is offered on ``out``; its transfer
+    strobes ``step_done`` (``sample_done`` for the end-of-sample token) and returns to
+    ``ACCUM``. An end-of-sample token first clears every word (``CLEAR``, one word per
+    cycle) so the next sample starts from ``v = 0``.
+
+Exact cycle counts (no back-pressure on ``out``), counted from the cycle in which the
+token is accepted on ``upd`` (cycle 0): the sweep issues word ``a`` in cycle ``1 + a +
+extra(a)``, where ``extra(a)`` is the sum of ``max(0, p_b - 1)`` over the words ``b < a``
+(``p_b`` = spikes of word ``b``); the token is offered in cycle ``D + 6 + extra(D)`` and
+transfers in that cycle when ``out.ready``. A clear: token offered in cycle ``D + 1``.
+
+Readback
+    ``rb_addr`` drives the read port while ``idle`` (accumulate phase, no update
+    offered); ``rb_data`` is the word one cycle later. Used by tests and status readout.
+
+Membrane tap
+    ``tap_valid`` / ``tap_addr`` / ``tap_u`` show the clamped ``u`` (before leak) of each
+    swept word once, for a membrane readout.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, MemoryData
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .stream import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, event_signature, shape3
+
+__all__ = ["NeuronCore", "CoreUpdateLayout", "lane_params"]
+
+ACCUM, SWEEP, CLEAR, TOKEN = 0, 1, 2, 3
+
+
+class CoreUpdateLayout(data.StructLayout):
+    def __init__(self, depth):
+        super().__init__({"kind": unsigned(KIND_BITS), "sa": unsigned(bits_for(max(0, depth - 1)))})
+
+
+def lane_params(layer, lanes):
+    """Per group ``g`` and lane ``j``: ``(threshold, bias)`` lists of length ``G``.
+
+    Padding lanes (``g*L + j >= C``) get threshold ``state_max`` and bias 0: their
+    accumulator stays 0, so they never fire nor overflow.
+    """
+    C = shape3(layer.out_shape)[0]
+    G = -(-C // lanes)
+    thr, bias = [], []
+    for g in range(G):
+        t, b = [], []
+        for j in range(lanes):
+            c = g * lanes + j
+            if c < C:
+                t.append(int(layer.threshold[c]))
+                b.append(int(layer.bias[c]) if layer.bias is not None else 0)
+            else:
+                t.append(layer.state_max)
+                b.append(0)
+        thr.append(t)
+        bias.append(b)
+    return thr, bias
+
+
+class NeuronCore(wiring.Component):
+    """State RAM, accumulator and neuron sweep of one layer (see the module docstring).
+
+    Parameters
+    ----------
+    layer : sim.model.Layer
+        Integer parameters (widths, thresholds, bias, leak, reset) and output shape.
+    lanes : int
+        ``L``, neurons per state word and per sweep cycle.
+    wbits : int
+        Width of one lane's weight in ``wdata``.
+    fire : bool
+        ``False`` for the output layer of a membrane readout (never fires).
+
+    Attributes
+    ----------
+    upd : In(stream of :class:`CoreUpdateLayout`)
+    wdata : In(ArrayLayout(signed(wbits), L))
+    out : Out(event stream of the layer's output shape)
+    idle, step_done, sample_done, ovf_step : Out(1)
+    rb_addr : In, rb_data : Out(ArrayLayout(signed(acc_bits), L))
+    tap_valid : Out(1), tap_addr : Out, tap_u : Out(ArrayLayout(signed(state_bits), L))
+    """
+    def __init__(self, layer, lanes, *, wbits, fire=True):
+        self.layer = layer
+        self.L = lanes
+        self.wbits = wbits
+        self.fire = fire
+        self.C, self.Ho, self.Wo = shape3(layer.out_shape)
+        self.G = -(-self.C // lanes)
+        self.D = self.Ho * self.Wo * self.G
+        A, Sb = layer.acc_bits, layer.state_bits
+        self.word = data.ArrayLayout(signed(A), lanes)
+        self.state_data = MemoryData(shape=self.word, depth=self.D, init=[])
+        super().__init__({
+            "upd": In(stream.Signature(CoreUpdateLayout(self.D))),
+            "wdata": In(data.ArrayLayout(signed(wbits), lanes)),
+            "out": Out(event_signature(layer.out_shape)),
+            "idle": Out(1),
+            "step_done": Out(1),
+            "sample_done": Out(1),
+            "ovf_step": Out(1),
+            "rb_addr": In(range(max(2, self.D))),
+            "rb_data": Out(self.word),
+            "tap_valid": Out(1),
+            "tap_addr": Out(range(max(2, self.D))),
+            "tap_u": Out(data.ArrayLayout(signed(Sb), lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, L, G, D = self.layer, self.L, self.G, self.D
+        A, Sb = layer.acc_bits, layer.state_bits
+        smin, smax = layer.state_min, layer.state_max
+        num, frac = layer.beta_num, layer.beta_frac_bits
+
+        mem = m.submodules.state = Memory(data=self.state_data)
+        rd = mem.read_port()
+        wr = mem.write_port()
+        m.d.comb += self.rb_data.eq(rd.data)
+
+        phase = Signal(2)
+        tok_kind = Signal(KIND_BITS)
+        m.d.comb += [self.idle.eq(phase == ACCUM), self.upd.ready.eq(phase == ACCUM)]
+
+        # ---------------------------------------------------------------- accumulate
+        r1v = Signal()
+        r1sa = Signal.like(self.upd.payload.sa)
+        r2v = Signal()
+        r2sa = Signal.like(self.upd.payload.sa)
+        r2data = Signal(self.word)
+        upd_fire = self.upd.valid & self.upd.ready
+        m.d.sync += [r1v.eq(upd_fire & (self.upd.payload.kind == SPIKE)),
+                     r1sa.eq(self.upd.payload.sa)]
+        fwd = r2v & (r2sa == r1sa)
+        old = Signal(self.word)
+        new = Signal(self.word)
+        m.d.comb += old.eq(Mux(fwd, r2data, rd.data))
+        for j in range(L):
+            m.d.comb += new[j].eq(old[j] + self.wdata[j])
+        m.d.sync += [r2v.eq(r1v), r2sa.eq(r1sa), r2data.eq(new)]
+
+        # ---------------------------------------------------------------- sweep
+        sw_active = Signal()
+        sw_a = Signal(range(max(2, D)))
+        sw_g = Signal(range(max(2, G)))
+        sw_x = Signal(range(max(2, self.Wo)))
+        sw_y = Signal(range(max(2, self.Ho)))
+        sw_cb = Signal(range(max(2, G * L)))
+        adv = Signal()
+
+        def meta(name):
+            return {
+                "v": Signal(name=f"{name}_v"),
+                "a": Signal.like(sw_a, name=f"{name}_a"),
+                "g": Signal.like(sw_g, name=f"{name}_g"),
+                "x": Signal.like(sw_x, name=f"{name}_x"),
+                "y": Signal.like(sw_y, name=f"{name}_y"),
+                "cb": Signal.like(sw_cb, name=f"{name}_cb"),
+            }
+        p1, p2, p3, p4 = meta("p1"), meta("p2"), meta("p3"), meta("p4")
+
+        def pass_meta(dst, src):
+            return [dst[k].eq(src[k]) for k in dst]
+
+        thr, bias = lane_params(layer, L)
+        has_bias = layer.bias is not None
+        # bias of the word in P1 (ROM read in P0 when G > 1)
+        bias_w = Signal(data.ArrayLayout(signed(Sb), L))
+        if has_bias and G > 1:
+            bmem = m.submodules.bias = Memory(shape=data.ArrayLayout(signed(Sb), L), depth=G,
+                                              init=[bias[g] for g in range(G)])
+            brd = bmem.read_port()
+            m.d.comb += [brd.addr.eq(sw_g), brd.en.eq(adv), bias_w.eq(brd.data)]
+        elif has_bias:
+            m.d.comb += bias_w.eq(Const.cast(data.ArrayLayout(signed(Sb), L).const(bias[0])))
+        # threshold of the word in P3 (ROM read in P2 when it varies by group)
+        thr_w = Signal(data.ArrayLayout(unsigned(Sb), L))
+        if G > 1 and len({tuple(t) for t in thr}) > 1:
+            tmem = m.submodules.thr = Memory(shape=data.ArrayLayout(unsigned(Sb), L), depth=G,
+                                             init=[thr[g] for g in range(G)])
+            trd = tmem.read_port()
+            m.d.comb += [trd.addr.eq(p2["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
+        else:
+            m.d.comb += thr_w.eq(Const.cast(data.ArrayLayout(unsigned(Sb), L).const(thr[0])))
+
+        acc2 = Signal(self.word)                                  # P2 register
+        u3 = Signal(data.ArrayLayout(signed(Sb), L))              # P3 register
+        ovf3 = Signal()
+        lk_bits = Sb + 1
+        leak4 = Signal(data.ArrayLayout(signed(lk_bits), L))      # P4 registers
+        thr4 = Signal(data.ArrayLayout(unsigned(Sb), L))
+        mask4 = Signal(L)        # spikes still to emit
+        s4 = Signal(L)           # spikes of the word (for the reset rule)
+        ovf_acc = Signal()
+
+        in_sweep = phase == SWEEP
+        single = (mask4 & (mask4 - 1)) == 0
+        m.d.comb += adv.eq(~p4["v"] | (single & ((mask4 == 0) | self.out.ready)))
+
+        with m.If(in_sweep & adv):
+            # P0 -> P1
+            m.d.sync += [p1["v"].eq(sw_active), p1["a"].eq(sw_a), p1["g"].eq(sw_g),
+                         p1["x"].eq(sw_x), p1["y"].eq(sw_y), p1["cb"].eq(sw_cb)]
+            with m.If(sw_active):
+                m.d.sync += sw_a.eq(sw_a + 1)
+                with m.If(sw_a == D - 1):
+                    m.d.sync += sw_active.eq(0)
+                with m.If(sw_g == G - 1):
+                    m.d.sync += [sw_g.eq(0), sw_cb.eq(0)]
+                    with m.If(sw_x == self.Wo - 1):
+                        m.d.sync += [sw_x.eq(0), sw_y.eq(sw_y + 1)]
+                    with m.Else():
+                        m.d.sync += sw_x.eq(sw_x + 1)
+                with m.Else():
+                    m.d.sync += [sw_g.eq(sw_g + 1), sw_cb.eq(sw_cb + L)]
+            # P1 -> P2: acc + bias
+            m.d.sync += pass_meta(p2, p1)
+            for j in range(L):
+                m.d.sync += acc2[j].eq(rd.data[j] + bias_w[j] if has_bias else rd.data[j])
+            # P2 -> P3: clamp
+            m.d.sync += pass_meta(p3, p2)
+            lane_ovf = []
+            for j in range(L):
+                hi = acc2[j] > smax
+                lo = acc2[j] < smin
+                lane_ovf.append(hi | lo)
+                m.d.sync += u3[j].eq(Mux(hi, smax, Mux(lo, smin, acc2[j])))
+            any_ovf = Signal()
+            m.d.comb += any_ovf.eq(Const(0, 1) if not lane_ovf else
+                                   _or_all(lane_ovf))
+            m.d.sync += ovf3.eq(any_ovf)
+            with m.If(p2["v"] & any_ovf):
+                m.d.sync += ovf_acc.eq(1)
+            # P3 -> P4: compare and leak product
+            m.d.sync += pass_meta(p4, p3)
+            for j in range(L):
+                u = u3[j]
+                if self.fire:
+                    fired = p3["v"] & (u >= thr_w[j])
+                    m.d.sync += [mask4[j].eq(fired), s4[j].eq(fired)]
+                else:
+                    m.d.sync += [mask4[j].eq(0), s4[j].eq(0)]
+                if num == (1 << frac):
+                    m.d.sync += leak4[j].eq(u)
+                elif num == 0:
+                    m.d.sync += leak4[j].eq(0)
+                else:
+                    m.d.sync += leak4[j].eq((u * num) >> frac)
+                m.d.sync += thr4[j].eq(thr_w[j])
+        with m.Elif(in_sweep & self.out.valid & self.out.ready):
+            m.d.sync += mask4.eq(mask4 & (mask4 - 1))
+
+        # P4: reset rule and write-back
+        v4 = Signal(data.ArrayLayout(signed(A), L))
+        for j in range(L):
+            s = s4[j]
+            lk = leak4[j]
+            if layer.reset == "subtract" and self.fire:
+                m.d.comb += v4[j].eq(lk - Mux(s, thr4[j], 0))
+            elif layer.reset == "zero" and self.fire:
+                m.d.comb += v4[j].eq(Mux(s, 0, lk))
+            else:
+                m.d.comb += v4[j].eq(lk)
+        m.d.comb += [self.tap_valid.eq(in_sweep & adv & p3["v"]),
+                     self.tap_addr.eq(p3["a"]), self.tap_u.eq(u3)]
+
+        # lowest fired lane
+        lane = Signal(range(max(2, L)))
+        for j in reversed(range(L)):
+            with m.If(mask4[j]):
+                m.d.comb += lane.eq(j)
+
+        clr = Signal(range(max(2, D)))
+        with m.Switch(phase):
+            with m.Case(ACCUM):
+                m.d.comb += [rd.addr.eq(Mux(self.upd.valid, self.upd.payload.sa, self.rb_addr)),
+                             rd.en.eq(1)]
+                with m.If(upd_fire & (self.upd.payload.kind == END_STEP)):
+                    m.d.sync += [phase.eq(SWEEP), tok_kind.eq(END_STEP), sw_active.eq(1),
+                                 sw_a.eq(0), sw_g.eq(0), sw_x.eq(0), sw_y.eq(0), sw_cb.eq(0),
+                                 ovf_acc.eq(0)]
+                with m.Elif(upd_fire & (self.upd.payload.kind == END_SAMPLE)):
+                    m.d.sync += [phase.eq(CLEAR), tok_kind.eq(END_SAMPLE), clr.eq(0)]
+            with m.Case(SWEEP):
+                m.d.comb += [rd.addr.eq(sw_a), rd.en.eq(adv)]
+                m.d.comb += [self.out.valid.eq(p4["v"] & (mask4 != 0)),
+                             self.out.payload.kind.eq(SPIKE),
+                             self.out.payload.c.eq(p4["cb"] + lane),
+                             self.out.payload.y.eq(p4["y"]),
+                             self.out.payload.x.eq(p4["x"])]
+                with m.If(~sw_active & ~p1["v"] & ~p2["v"] & ~p3["v"] & ~p4["v"]):
+                    m.d.sync += [phase.eq(TOKEN), self.ovf_step.eq(ovf_acc)]
+            with m.Case(CLEAR):
+                m.d.sync += clr.eq(clr + 1)
+                with m.If(clr == D - 1):
+                    m.d.sync += phase.eq(TOKEN)
+            with m.Case(TOKEN):
+                m.d.comb += [self.out.valid.eq(1), self.out.payload.kind.eq(tok_kind)]
+                with m.If(self.out.ready):
+                    m.d.sync += phase.eq(ACCUM)
+                    m.d.comb += [self.step_done.eq(tok_kind == END_STEP),
+                                 self.sample_done.eq(tok_kind == END_SAMPLE)]
+
+        # write port: accumulate, sweep write-back, clear
+        with m.If(r1v):
+            m.d.comb += [wr.addr.eq(r1sa), wr.data.eq(new), wr.en.eq(1)]
+        with m.Elif(in_sweep & p4["v"]):
+            m.d.comb += [wr.addr.eq(p4["a"]), wr.data.eq(v4), wr.en.eq(1)]
+        with m.Elif(phase == CLEAR):
+            m.d.comb += [wr.addr.eq(clr), wr.data.eq(0), wr.en.eq(1)]
+        return m
+
+
+def _or_all(bits):
+    out = bits[0]
+    for b in bits[1:]:
+        out = out | b
+    return out

@@ -1,0 +1,91 @@
+"""Event words and token layouts shared by every block of the accelerator.
+
+Every event stream in the design is an :class:`amaranth.lib.stream.Signature` stream
+(``valid``/``ready``/``payload``) whose payload is an :class:`EventLayout`:
+
+===========  ======================================================================
+field        meaning
+===========  ======================================================================
+``kind``     :data:`SPIKE` (0), :data:`END_STEP` (1) or :data:`END_SAMPLE` (2)
+``c``        channel (conv / pool tensors) or neuron index (1-D tensors of a linear
+             layer, whose ``y`` and ``x`` are always 0)
+``y``, ``x`` row and column
+===========  ======================================================================
+
+For a token (``kind != SPIKE``) the coordinates are 0 and meaningless.
+
+Stream rules, kept by every block:
+
+* a transfer happens in a cycle with ``valid & ready``;
+* ``valid`` and ``payload`` never depend combinationally on ``ready``;
+* once ``valid`` is raised, ``valid`` and ``payload`` are held until the transfer
+  (a source never withdraws an item);
+* nothing is dropped or duplicated; the end-of-step token follows every spike of its
+  step and the end-of-sample token follows the last end-of-step token of a sample.
+
+The network input uses :class:`InputLayout` (``kind``, ``p``, ``y``, ``x`` with
+``coord_bits`` wide coordinates, so that out-of-range events can be expressed and
+dropped by the range checker).
+
+This module has no logic; throughput is that of the blocks using it.
+"""
+
+from amaranth.hdl import unsigned
+from amaranth.lib import data, stream
+from amaranth.utils import bits_for
+
+__all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "InputLayout",
+           "event_signature", "input_signature", "shape3"]
+
+SPIKE = 0
+END_STEP = 1
+END_SAMPLE = 2
+KIND_BITS = 2
+
+
+def shape3(shape):
+    """``(C, H, W)`` of a tensor shape; a 1-D shape ``(N,)`` becomes ``(N, 1, 1)``."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    if len(shape) == 3:
+        return shape
+    raise ValueError(f"expected a (C, H, W) or (N,) shape, got {shape}")
+
+
+class EventLayout(data.StructLayout):
+    """Event word for a tensor of ``shape`` (``(C, H, W)`` or ``(N,)``).
+
+    Field widths are the smallest that hold ``0 .. size-1`` (at least one bit).
+    """
+    def __init__(self, shape):
+        C, H, W = shape3(shape)
+        self.tensor_shape = (C, H, W)
+        super().__init__({
+            "kind": unsigned(KIND_BITS),
+            "c": unsigned(bits_for(C - 1)),
+            "y": unsigned(bits_for(H - 1)),
+            "x": unsigned(bits_for(W - 1)),
+        })
+
+
+class InputLayout(data.StructLayout):
+    """Network input word: ``kind``, polarity ``p``, row ``y``, column ``x``."""
+    def __init__(self, coord_bits=16):
+        self.coord_bits = coord_bits
+        super().__init__({
+            "kind": unsigned(KIND_BITS),
+            "p": unsigned(coord_bits),
+            "y": unsigned(coord_bits),
+            "x": unsigned(coord_bits),
+        })
+
+
+def event_signature(shape):
+    """Stream signature carrying :class:`EventLayout` words of ``shape``."""
+    return stream.Signature(EventLayout(shape))
+
+
+def input_signature(coord_bits=16):
+    """Stream signature of the network input."""
+    return stream.Signature(InputLayout(coord_bits))

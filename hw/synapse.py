@@ -1,0 +1,137 @@
+"""Synaptic address iterator shared by the convolution, pooling and linear engines.
+
+A *job* describes the work of one input event: the first state address ``sa0``, the
+first weight address ``wa0`` and the extent ``ny x nx`` of its output window. The
+iterator walks the window, ``G`` lane groups per output position, and issues one
+*update* ``(sa, wa)`` per cycle on a valid/ready stream. Tokens (``kind != SPIKE``)
+pass through as a single update item.
+
+Address arithmetic (constants fixed at elaboration; ``G`` = lane groups):
+
+* inner loop ``g = 0..G-1``: ``sa += 1``, ``wa += 1``;
+* next column (``tx += 1``): ``sa += 1``, ``wa += col_step`` (``col_step = 1 - G - S*G``
+  for a convolution: the kernel column falls by the stride);
+* next row (``ty += 1``): ``sa = sa_row + row_sa``, ``wa = wa_row + row_wa`` with
+  ``row_sa = Wo*G`` and ``row_wa = -S*K*G``.
+
+Throughput: exactly one update per cycle while ``out.ready`` is high; a new job is
+taken in the same cycle as the last update of the previous one, so back-to-back jobs
+have no bubble. ``job.ready`` is ``~busy | (out.ready & last)``; ``out.valid`` is the
+registered ``busy`` flag and never depends on ``out.ready``.
+"""
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
+
+from .stream import KIND_BITS, SPIKE
+
+__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator"]
+
+
+class UpdateLayout(data.StructLayout):
+    """One state/weight address pair (or a token, ``kind != SPIKE``)."""
+    def __init__(self, sa_depth, wa_depth):
+        super().__init__({
+            "kind": unsigned(KIND_BITS),
+            "sa": unsigned(bits_for(max(0, sa_depth - 1))),
+            "wa": unsigned(bits_for(max(0, wa_depth - 1))),
+        })
+
+
+class JobLayout(data.StructLayout):
+    """The work of one input event: start addresses and window extent."""
+    def __init__(self, sa_depth, wa_depth, n_max):
+        super().__init__({
+            "kind": unsigned(KIND_BITS),
+            "sa": unsigned(bits_for(max(0, sa_depth - 1))),
+            "wa": unsigned(bits_for(max(0, wa_depth - 1))),
+            "ny": unsigned(bits_for(n_max)),
+            "nx": unsigned(bits_for(n_max)),
+        })
+
+
+class SynapseIterator(wiring.Component):
+    """Walk the output window of each job, one update per cycle.
+
+    Parameters
+    ----------
+    sa_depth, wa_depth : int
+        Depths of the state RAM and the weight ROM (address ranges).
+    n_max : int
+        Largest ``ny`` / ``nx`` of a job (``ceil(K/S)``, 1 for linear layers).
+    groups : int
+        Lane groups ``G`` per output position.
+    col_step, row_sa, row_wa : int
+        Address steps (see the module docstring); may be negative.
+
+    Attributes
+    ----------
+    job : In(stream JobLayout)
+        Jobs with ``ny, nx >= 1`` (tokens: any extent).
+    out : Out(stream UpdateLayout)
+        Updates.
+    """
+    def __init__(self, *, sa_depth, wa_depth, n_max, groups, col_step, row_sa, row_wa):
+        self.sa_depth, self.wa_depth = sa_depth, wa_depth
+        self.n_max, self.groups = n_max, groups
+        self.col_step, self.row_sa, self.row_wa = col_step, row_sa, row_wa
+        super().__init__({
+            "job": In(stream.Signature(JobLayout(sa_depth, wa_depth, n_max))),
+            "out": Out(stream.Signature(UpdateLayout(sa_depth, wa_depth))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        G = self.groups
+        busy = Signal()
+        kind = Signal(KIND_BITS)
+        saw = len(self.out.payload.sa)
+        waw = len(self.out.payload.wa)
+        # address registers are kept one bit wider and signed so that negative steps
+        # wrap harmlessly; only in-range values are ever issued
+        sa = Signal(signed(saw + 2))
+        wa = Signal(signed(waw + 2))
+        sa_row = Signal(signed(saw + 2))
+        wa_row = Signal(signed(waw + 2))
+        nb = bits_for(self.n_max)
+        ny = Signal(nb)
+        nx = Signal(nb)
+        ty = Signal(nb)
+        tx = Signal(nb)
+        g = Signal(range(max(2, G)))
+
+        last_g = (g == G - 1)
+        last_x = (tx == nx - 1)
+        last_y = (ty == ny - 1)
+        last = (kind != SPIKE) | (last_g & last_x & last_y)
+
+        m.d.comb += [
+            self.out.valid.eq(busy),
+            self.out.payload.kind.eq(kind),
+            self.out.payload.sa.eq(sa[:saw]),
+            self.out.payload.wa.eq(wa[:waw]),
+            self.job.ready.eq(~busy | (self.out.ready & last)),
+        ]
+        with m.If(self.job.valid & self.job.ready):
+            p = self.job.payload
+            m.d.sync += [
+                busy.eq(1), kind.eq(p.kind),
+                sa.eq(p.sa), wa.eq(p.wa), sa_row.eq(p.sa), wa_row.eq(p.wa),
+                ny.eq(p.ny), nx.eq(p.nx), ty.eq(0), tx.eq(0), g.eq(0),
+            ]
+        with m.Elif(busy & self.out.ready):
+            with m.If(last):
+                m.d.sync += busy.eq(0)
+            with m.Elif(~last_g):
+                m.d.sync += [g.eq(g + 1), sa.eq(sa + 1), wa.eq(wa + 1)]
+            with m.Elif(~last_x):
+                m.d.sync += [g.eq(0), tx.eq(tx + 1), sa.eq(sa + 1), wa.eq(wa + self.col_step)]
+            with m.Else():
+                m.d.sync += [
+                    g.eq(0), tx.eq(0), ty.eq(ty + 1),
+                    sa_row.eq(sa_row + self.row_sa), wa_row.eq(wa_row + self.row_wa),
+                    sa.eq(sa_row + self.row_sa), wa.eq(wa_row + self.row_wa),
+                ]
+        return m

@@ -1,0 +1,332 @@
+"""Simulation helpers shared by the hardware tests: packing stream words, random
+sources and sinks, reference runs of single layers, and state extraction."""
+
+import random
+
+import numpy as np
+
+from amaranth.sim import Simulator
+
+from hw.stream import END_SAMPLE, END_STEP, SPIKE, shape3
+from sim.events import BinnedEvents
+from sim.model import InputSpec, Model
+from sim.reference import run as ref_run
+
+
+def pack(layout, **fields):
+    word = 0
+    for name, value in fields.items():
+        f = layout[name]
+        word |= (int(value) & ((1 << f.width) - 1)) << f.offset
+    return word
+
+
+def unpack(layout, word, *names):
+    out = []
+    for name in names:
+        f = layout[name]
+        out.append((word >> f.offset) & ((1 << f.width) - 1))
+    return tuple(out)
+
+
+def lanes_to_ints(word, lanes, width):
+    """Split a packed word of ``lanes`` signed ``width``-bit lanes into Python ints."""
+    out = []
+    mask = (1 << width) - 1
+    for j in range(lanes):
+        v = (word >> (j * width)) & mask
+        if v >> (width - 1):
+            v -= 1 << width
+        out.append(v)
+    return out
+
+
+def events_of_step(binned, k, rng, shape):
+    """Input events of step ``k`` as ``(c, y, x)`` tuples: a count ``c`` becomes ``c``
+    events; the order is shuffled but repeated events are kept back to back."""
+    C, H, W = shape3(shape)
+    src, count = binned.step(k)
+    groups = [[(int(s) // (H * W), (int(s) // W) % H, int(s) % W)] * int(n)
+              for s, n in zip(src, count)]
+    rng.shuffle(groups)
+    return [e for g in groups for e in g]
+
+
+def single_layer_model(layer, timesteps, count_clip=1, readout="spike_count"):
+    return Model(input=InputSpec(shape=shape3(layer.in_shape), dt_us=1000, timesteps=timesteps,
+                                 count_clip=count_clip),
+                 layers=[layer], readout=readout)
+
+
+def words_to_states(words, core):
+    """Flat ``(C*H*W)`` int64 states from the list of state words of a core."""
+    C, Ho, Wo, G, L = core.C, core.Ho, core.Wo, core.G, core.L
+    out = np.zeros(C * Ho * Wo, dtype=np.int64)
+    for a, word in enumerate(words):
+        pos, g = divmod(a, G)
+        for j, v in enumerate(lanes_to_ints(word, L, core.layer.acc_bits)):
+            c = g * L + j
+            if c < C:
+                out[c * Ho * Wo + pos] = v
+            else:
+                assert v == 0, "padding lane changed"
+    return out
+
+
+def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
+              hold_ready_low=0, max_cycles=200000):
+    """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
+
+    ``items`` is a list of ``("s", c, y, x)`` / ``("t",)`` (end of step) / ``("e",)``
+    (end of sample). Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per
+    end-of-step token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order,
+    ``states[k]`` the flat stored states read from the RAM when the token left,
+    ``ovf[k]`` the step's overflow flag.
+    """
+    from hw.layer import LayerEngine
+    dut = LayerEngine(layer, lanes, fire=fire)
+    prng = random.Random(seed)
+    in_layout = dut.inp.payload.shape()
+    out_layout = dut.out.payload.shape()
+    words = []
+    for it in items:
+        if it[0] == "s":
+            words.append(pack(in_layout, kind=SPIKE, c=it[1], y=it[2], x=it[3]))
+        else:
+            words.append(pack(in_layout, kind=END_STEP if it[0] == "t" else END_SAMPLE))
+    res = {"spikes": [], "states": [], "ovf": [], "token_cycles": [], "sample_cycles": []}
+    core = dut.core
+
+    async def bench(ctx):
+        i = 0
+        cur = []
+        presenting = False
+        cycle = 0
+        n_tokens = sum(1 for it in items if it[0] != "s")
+        seen = 0
+        while seen < n_tokens:
+            if not presenting and i < len(words) and prng.random() >= gap:
+                ctx.set(dut.inp.payload.as_value(), words[i])
+                ctx.set(dut.inp.valid, 1)
+                presenting = True
+            r = 1 if (cycle >= hold_ready_low and prng.random() < ready) else 0
+            ctx.set(dut.out.ready, r)
+            _, _, iv, ir, ov, orr, op, sd, smd, ovf = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.out.valid, dut.out.ready,
+                dut.out.payload.as_value(), dut.step_done, dut.sample_done, dut.ovf_step)
+            cycle += 1
+            if iv and ir:
+                i += 1
+                presenting = False
+                ctx.set(dut.inp.valid, 0)
+            if ov and orr:
+                kind, c, y, x = unpack(out_layout, op, "kind", "c", "y", "x")
+                if kind == SPIKE:
+                    cur.append((c, y, x))
+                else:
+                    seen += 1
+                    if kind == END_STEP:
+                        assert sd
+                        res["spikes"].append(cur)
+                        res["ovf"].append(bool(ovf))
+                        res["token_cycles"].append(cycle)
+                        ws = [ctx.get(core.state_data[a]).as_value().value
+                              if hasattr(ctx.get(core.state_data[a]), "as_value")
+                              else ctx.get(core.state_data[a]) for a in range(core.D)]
+                        res["states"].append(words_to_states(ws, core))
+                    else:
+                        assert smd
+                        assert not cur, "spikes after the last end-of-step"
+                        res["sample_cycles"].append(cycle)
+                        ws = [ctx.get(core.state_data[a]) for a in range(core.D)]
+                    cur = []
+            assert cycle < max_cycles, "timeout"
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return res, dut
+
+
+def reference_layer(layer, binned, count_clip=1, fire=True):
+    """Reference spikes (sets of (c, y, x)) and flat states per step of a single layer."""
+    model = single_layer_model(layer, binned.timesteps, count_clip,
+                               "spike_count" if fire else "membrane")
+    r = ref_run(model, binned, backend="numpy")
+    spikes = [set(map(tuple, np.argwhere(r.spikes[layer.name][k].reshape(shape3(layer.out_shape)))))
+              for k in range(binned.timesteps)]
+    states = [r.states[layer.name][k].reshape(-1) for k in range(binned.timesteps)]
+    return spikes, states, r.overflow[layer.name], r
+
+
+def items_from_binned(binned, shape, rng, sample_end=True):
+    items = []
+    for k in range(binned.timesteps):
+        items += [("s", *e) for e in events_of_step(binned, k, rng, shape)]
+        items.append(("t",))
+    if sample_end:
+        items.append(("e",))
+    return items
+
+
+def mem_words(ctx, core):
+    out = []
+    for a in range(core.D):
+        v = ctx.get(core.state_data[a])
+        out.append(v.as_value().value if hasattr(v, "as_value") else int(v))
+    return out
+
+
+def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, readback=False,
+                bad_events=0, samples=1, burst=False, max_cycles=400000):
+    """Drive :class:`hw.network.Network` with ``binned`` (``samples`` times) and record
+    per layer and step: spikes (list of flat indices in emission order), stored states
+    (flat), overflow flags, finish cycles; plus scores/prediction per sample and status.
+
+    ``readback``: after each step wait for ``idle`` and read every state word through the
+    ``rb_*`` port (otherwise the RAM is read directly at each layer's step strobe).
+    ``bad_events``: out-of-range events mixed into each step (must be dropped).
+    ``burst``: no gaps at the source for the first half of every step.
+    """
+    from hw.network import Network
+    dut = Network(model, lanes=lanes, fifo_depth=fifo_depth)
+    prng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    layout = dut.inp.payload.shape()
+    P, H, W = model.input.shape
+    T = binned.timesteps
+    steps = []
+    for s in range(samples):
+        for k in range(T):
+            ev = [pack(layout, kind=SPIKE, p=c, y=y, x=x)
+                  for c, y, x in events_of_step(binned, k, nprng, model.input.shape)]
+            for _ in range(bad_events):
+                which = prng.randrange(3)
+                p_, y_, x_ = prng.randrange(P), prng.randrange(H), prng.randrange(W)
+                if which == 0:
+                    p_ = P + prng.randrange(3)
+                elif which == 1:
+                    y_ = H + prng.randrange(1000)
+                else:
+                    x_ = W + prng.randrange(1000)
+                ev.insert(prng.randrange(len(ev) + 1), pack(layout, kind=SPIKE, p=p_, y=y_, x=x_))
+            ev.append(pack(layout, kind=END_STEP))
+            steps.append(ev)
+        steps.append([pack(layout, kind=END_SAMPLE)])
+    n_layers = len(model.layers)
+    shapes = [shape3(l.out_shape) for l in model.layers]
+    rec = {"spikes": [[] for _ in range(n_layers)], "states": [[] for _ in range(n_layers)],
+           "ovf": [[] for _ in range(n_layers)], "cycles": [[] for _ in range(n_layers)],
+           "scores": [], "prediction": [], "status": {}}
+    cur = [[] for _ in range(n_layers)]
+    layers = dut.layers
+
+    def flat(i, c, y, x):
+        C, Hh, Ww = shapes[i]
+        return (c * Hh + y) * Ww + x
+
+    mon = []
+    for l in layers:
+        mon += [l.out.valid, l.out.ready, l.out.payload.as_value(), l.step_done, l.ovf_step]
+    out_layouts = [l.out.payload.shape() for l in layers]
+
+    state = {"cycle": 0, "samples": 0}
+
+    async def tick(ctx):
+        """One clock edge; records every handshake, strobe and result of the cycle."""
+        vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle, *mon)
+        state["cycle"] += 1
+        assert state["cycle"] < max_cycles, "timeout"
+        iv, ir, done, cyc = vals[2:6]
+        vals = vals[6:]
+        for li in range(n_layers):
+            ov, orr, op, sd, ovf = vals[5 * li:5 * li + 5]
+            if ov and orr:
+                kind, c, y, x = unpack(out_layouts[li], op, "kind", "c", "y", "x")
+                if kind == SPIKE:
+                    cur[li].append(flat(li, c, y, x))
+                elif kind == END_STEP:
+                    assert sd
+                    rec["spikes"][li].append(cur[li])
+                    rec["ovf"][li].append(bool(ovf))
+                    rec["cycles"][li].append(cyc)
+                    cur[li] = []
+                    if not readback:
+                        rec["states"][li].append(words_to_states(
+                            mem_words(ctx, layers[li].core), layers[li].core))
+                else:
+                    assert not cur[li]
+        if done:
+            rec["scores"].append([ctx.get(dut.scores[c]) for c in range(dut.n_classes)])
+            rec["prediction"].append(ctx.get(dut.prediction))
+            state["samples"] += 1
+        return iv and ir
+
+    async def bench(ctx):
+        n_steps = 0
+        for ev in steps:
+            i = 0
+            presenting = False
+            is_step = unpack(layout, ev[-1], "kind")[0] == END_STEP
+            n_steps += is_step
+            while i < len(ev) or (is_step and len(rec["spikes"][-1]) < n_steps):
+                if not presenting and i < len(ev):
+                    g = 0 if (burst and i < len(ev) // 2) else gap
+                    if prng.random() >= g:
+                        ctx.set(dut.inp.payload.as_value(), ev[i])
+                        ctx.set(dut.inp.valid, 1)
+                        presenting = True
+                if await tick(ctx):
+                    i += 1
+                    presenting = False
+                    ctx.set(dut.inp.valid, 0)
+            if readback and is_step:
+                while not ctx.get(dut.idle):
+                    await tick(ctx)
+                for li, l in enumerate(layers):
+                    words = []
+                    ctx.set(dut.rb_layer, li)
+                    width = l.L * l.layer.acc_bits
+                    for a in range(l.D):
+                        ctx.set(dut.rb_addr, a)
+                        await tick(ctx)
+                        words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
+                    rec["states"][li].append(words_to_states(words, l.core))
+        while state["samples"] < samples:
+            await tick(ctx)
+        for _ in range(3):
+            await tick(ctx)
+        for name in ("dropped", "range_error", "steps", "samples", "idle"):
+            rec["status"][name] = ctx.get(getattr(dut, name))
+        rec["status"]["ovf_sticky"] = [ctx.get(dut.ovf_sticky[i]) for i in range(n_layers)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return rec, dut
+
+
+def check_network(model, binned, rec, samples=1):
+    """Compare a :func:`run_network` record with the reference, every spike and state."""
+    r = ref_run(model, binned, backend="numpy")
+    T = binned.timesteps
+    for li, layer in enumerate(model.layers):
+        assert len(rec["spikes"][li]) == T * samples
+        for s in range(samples):
+            for k in range(T):
+                got = rec["spikes"][li][s * T + k]
+                want = np.flatnonzero(r.spikes[layer.name][k].reshape(-1)).tolist()
+                assert len(got) == len(set(got)), f"{layer.name} step {k}: duplicated spike"
+                assert sorted(got) == want, f"{layer.name} step {k}: spikes differ"
+                assert rec["ovf"][li][s * T + k] == bool(r.overflow[layer.name][k]), \
+                    f"{layer.name} step {k}: overflow flag"
+                np.testing.assert_array_equal(rec["states"][li][s * T + k],
+                                              r.states[layer.name][k].reshape(-1),
+                                              err_msg=f"{layer.name} step {k}: states")
+    assert len(rec["scores"]) == samples
+    for s in range(samples):
+        np.testing.assert_array_equal(np.array(rec["scores"][s]), r.scores)
+        assert rec["prediction"][s] == r.prediction
+    return r
