@@ -1,0 +1,84 @@
+"""Network top against the reference: random models of every layer type and readout,
+random input gaps, full FIFOs, out-of-range events, readback through the status port,
+several samples in a row, and the status counters."""
+
+import numpy as np
+import pytest
+
+from sim.randmodel import model_from_spec, random_binned, random_model
+
+from .harness import check_network, run_network
+
+
+def _case(seed, **kw):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, **kw)
+    binned = random_binned(rng, model.input.shape, model.input.timesteps, model.input.count_clip)
+    return model, binned
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_networks(seed):
+    model, binned = _case(seed)
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=[1 + (seed + i) % 3 for i in
+                                                                   range(len(model.layers))],
+                         fifo_depth=2 + seed % 4)
+    check_network(model, binned, rec)
+    T = model.input.timesteps
+    assert rec["status"]["steps"] == T
+    assert rec["status"]["samples"] == 1
+    assert rec["status"]["idle"] == 1
+    # a layer finishes step k after the layer before it, and its steps in order
+    for li in range(len(model.layers)):
+        assert rec["cycles"][li] == sorted(rec["cycles"][li])
+        if li:
+            assert all(a > b for a, b in zip(rec["cycles"][li], rec["cycles"][li - 1]))
+    sticky = [bool(rec["ovf"][li] and any(rec["ovf"][li])) for li in range(len(model.layers))]
+    assert [bool(s) for s in rec["status"]["ovf_sticky"]] == sticky
+
+
+@pytest.mark.parametrize("seed", [20, 21, 22])
+def test_readback_and_bad_events(seed):
+    model, binned = _case(seed)
+    rec, _ = run_network(model, binned, seed=seed, readback=True, bad_events=2)
+    check_network(model, binned, rec)
+    assert rec["status"]["dropped"] == 2 * model.input.timesteps
+    assert rec["status"]["range_error"] == 1
+
+
+@pytest.mark.parametrize("seed", [30, 31])
+def test_full_fifos(seed):
+    """Bursts into 2-deep FIFOs: every FIFO fills; nothing is lost and nothing deadlocks."""
+    model, binned = _case(seed, kinds=("conv2d", "conv2d", "linear"), input_shape=(2, 8, 8))
+    rec, _ = run_network(model, binned, seed=seed, gap=0.0, fifo_depth=2, burst=True)
+    check_network(model, binned, rec)
+
+
+def test_two_samples_restart_from_zero():
+    model, binned = _case(40, kinds=("conv2d", "linear"), readout="spike_count")
+    rec, _ = run_network(model, binned, seed=40, samples=2)
+    check_network(model, binned, rec, samples=2)
+    assert rec["status"]["samples"] == 2
+
+
+@pytest.mark.parametrize("readout", ["spike_count", "membrane"])
+def test_conv_pool_linear_stack(readout):
+    rng = np.random.default_rng(50)
+    model = model_from_spec([("conv2d", 3, 3, 2, 1), ("sumpool2d", 2), ("linear", 4)], rng,
+                            input_shape=(2, 8, 8), timesteps=3, readout=readout,
+                            thresholds=[20, 2, 30])
+    binned = random_binned(rng, (2, 8, 8), 3, density=0.3)
+    rec, _ = run_network(model, binned, seed=50)
+    r = check_network(model, binned, rec)
+    assert r.spike_count[model.layers[0].name] > 0
+
+
+def test_ties_go_to_the_lowest_index():
+    """All classes silent: every score is 0 and the prediction is class 0."""
+    rng = np.random.default_rng(60)
+    model = model_from_spec([("linear", 5)], rng, input_shape=(1, 2, 3), timesteps=2,
+                            thresholds=[30000])
+    binned = random_binned(rng, (1, 2, 3), 2, density=0.5)
+    rec, _ = run_network(model, binned, seed=60)
+    check_network(model, binned, rec)
+    assert rec["prediction"] == [0] and rec["scores"][0] == [0] * 5
