@@ -117,6 +117,8 @@ class CycleReport:
         First offer cycle; cycle of the last ``done``.
     sample_first : list of int
         Cycle in which the first word of every sample is offered.
+    blocked : list of int
+        Per FIFO: cycles in which its writer offered a word and the FIFO was full.
     """
     step_done: list
     sweep_start: list
@@ -126,6 +128,7 @@ class CycleReport:
     start: int = 0
     end: int = 0
     sample_first: list = field(default_factory=list)
+    blocked: list = field(default_factory=list)
 
     def step_cycles(self, i):
         """Cycles layer ``i`` spends on each step: the distance between consecutive
@@ -308,13 +311,13 @@ class _Layer:
         return (SPIKE, g * self.L + lane, y, x)
 
 
-def _reference_spikes(model, binned):
-    r = reference_run(model, binned, record=True, backend="auto")
+def _reference_spikes(model, binned, backend):
+    r = reference_run(model, binned, record=True, backend=backend)
     return [r.spikes[layer.name] for layer in model.layers]
 
 
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
-            sync_cycles=None, out_ready=None, max_cycles=50_000_000):
+            sync_cycles=None, max_cycles=50_000_000, backend="auto"):
     """Predict the cycles of the network top for ``samples`` runs of ``binned``.
 
     Parameters
@@ -336,8 +339,8 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Step synchronisation: after each end-of-step word, wait for the first cycle
         ``t`` with ``idle`` (from the cycle after the transfer on), and offer the next word
         at ``t + 1 + sync_cycles`` (plus its gap).
-    out_ready : callable, optional
-        Not used by the network top (its last layer feeds the readout); reserved.
+    backend : str
+        Backend of :func:`sim.reference.run` that provides the spikes.
 
     Returns
     -------
@@ -349,7 +352,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     P, H, W = model.input.shape
     if words is None:
         words = input_words(model, binned, samples=samples)
-    spikes = _reference_spikes(model, binned)
+    spikes = _reference_spikes(model, binned, backend)
     membrane = model.readout == "membrane"
     layers = []
     shape = tuple(model.input.shape)
@@ -375,7 +378,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     nw = len(words)
     gaps = list(gaps) if gaps is not None else None
     rep = CycleReport(step_done=[[] for _ in range(n)], sweep_start=[[] for _ in range(n)],
-                      sample_done=[], accepted=[], start=start)
+                      sample_done=[], accepted=[], start=start, blocked=[0] * n)
     new_sample = True
     am_busy = False
     am_i = 0
@@ -431,6 +434,8 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                     w_item = (SPIKE, int(layers[i].work[it[1], it[2], it[3]])) \
                         if kind == SPIKE else (kind, 0)
                 w_en = v
+            if w_en and not f.w_rdy():
+                rep.blocked[i] += 1
             f_out_valid = f.out_valid
             f_out_item = f.out_item
             f.update(w_en, w_item, hs[i][4])

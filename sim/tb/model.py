@@ -79,6 +79,8 @@ class NetworkModel:
         Out-of-range spikes mixed into every step (the hardware must drop them).
     coord_bits : int
         Width of the input coordinates.
+    backend : str
+        Backend of :func:`sim.reference.run` (numpy: no compile time in a bench).
 
     Attributes
     ----------
@@ -96,7 +98,7 @@ class NetworkModel:
     """
 
     def __init__(self, model, binned, params=None, *, samples=1, order_seed=None,
-                 bad_per_step=0, coord_bits=16):
+                 bad_per_step=0, coord_bits=16, backend="numpy"):
         self.model = model
         self.binned = binned
         self.params = params or HwParams()
@@ -113,7 +115,8 @@ class NetworkModel:
         lanes = lanes_of(model, self.params.lanes)
         self.layers = [LayerInfo(layer, L) for layer, L in zip(model.layers, lanes)]
         self.input = input_layout(coord_bits)
-        r = reference_run(model, binned, record=True, backend="auto")
+        self.backend = backend
+        r = reference_run(model, binned, record=True, backend=backend)
         self.result = r
         self.spikes, self.states, self.overflow = [], [], []
         for layer in model.layers:
@@ -139,4 +142,4 @@ class NetworkModel:
     def cycles(self, *, start, gaps=None, sync_cycles=None):
         """Cycle prediction (:class:`sim.cycles.CycleReport`) for this input sequence."""
         return predict(self.model, self.binned, self.params, words=self.words, start=start,
-                       gaps=gaps, sync_cycles=sync_cycles)
+                       gaps=gaps, sync_cycles=sync_cycles, backend=self.backend)

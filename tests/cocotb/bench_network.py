@@ -77,15 +77,21 @@ async def network(dut):
         sbits, signed = max(1, model.input.timesteps.bit_length()) + 1, False
 
     async def results():
+        # ``prediction`` is registered in the cycle of the ``done`` strobe: read it (and
+        # the scores, registered earlier) in the cycle after the strobe
+        pending = False
         while True:
             await FallingEdge(dut.clk)
             await ReadOnly()
-            if int(dut.done.value):
+            if pending:
                 raw = int(dut.scores.value)
                 sc = [(raw >> (c * sbits)) & ((1 << sbits) - 1) for c in range(nc)]
                 if signed:
                     sc = [_signed(v, sbits) for v in sc]
                 sb.result(sc, int(dut.prediction.value))
+                if not int(dut.result_valid.value):
+                    sb._error("result_valid low after done")
+            pending = bool(int(dut.done.value))
     cocotb.start_soon(results())
 
     port = StatusPort(dut, nm.layers)
