@@ -15,7 +15,9 @@ a temporary directory moved into place when complete):
   ROM ``.hex`` images with checksums); ``model.meta`` records the export command, the
   training command, the data set and the accuracy summary;
 - ``report.json`` and ``report.md`` (:mod:`quant.report`; the table is also printed);
-- ``README.md`` with the commands that rebuild the directory.
+- ``README.md`` with the commands that rebuild the directory;
+- with ``--include-checkpoint``, a copy of the float checkpoint (``checkpoint.pt``),
+  so that fine-tuning and benchmarks can start from the shipped model.
 
 Widths default to the ones the checkpoint was trained or fine-tuned for (8-bit
 weights, 16-bit states unless ``quant.qat`` said otherwise). Bad input (a missing or
@@ -26,6 +28,8 @@ and exits with status 2; nothing is written then.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -59,6 +63,8 @@ def _parser():
     p.add_argument("--root", help="data directory (tonic data sets)")
     p.add_argument("--limit", type=int, help="evaluate only this many test samples")
     p.add_argument("--backend", choices=["auto", "numpy", "numba"], default="auto")
+    p.add_argument("--include-checkpoint", action="store_true",
+                   help="copy the checkpoint into the model directory (checkpoint.pt)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="do not print the report table")
     return p
@@ -66,7 +72,7 @@ def _parser():
 
 def export(doc, out, *, weight_bits, state_bits, per_channel, beta_frac_bits=None,
            name_prefix=None, root=None, limit=None, backend="auto", command=None,
-           progress=False):
+           progress=False, include_checkpoint=False):
     """Quantize checkpoint ``doc``, evaluate and write the model directory ``out``.
 
     Returns ``(model, report)``.
@@ -103,9 +109,12 @@ def export(doc, out, *, weight_bits, state_bits, per_channel, beta_frac_bits=Non
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out) as tmp:
         save_model(model, tmp)
+        os.chmod(tmp, 0o755)                  # mkdtemp makes it private
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(markdown(report, f"{out.name}: export report"))
         (tmp / "README.md").write_text(_readme(out.name, doc, command, report))
+        if include_checkpoint:
+            shutil.copyfile(doc["path"], tmp / "checkpoint.pt")
     model.path = out
     return model, report
 
@@ -149,7 +158,8 @@ def main(argv=None):
     model, report = export(doc, args.out, weight_bits=wb, state_bits=sb, per_channel=bool(pc),
                            beta_frac_bits=bf, name_prefix=args.name_prefix, root=args.root,
                            limit=args.limit, backend=args.backend, command=command,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress,
+                           include_checkpoint=args.include_checkpoint)
     if not args.quiet:
         print(markdown(report, f"{Path(args.out).name}: export report"))
     print(f"wrote {args.out}: float {_pct(report.get('float_accuracy'))}, fixed "

@@ -42,7 +42,7 @@ from .ir import FloatLayer, FloatNet
 from .lif import SURROGATES, SpikingLayer, SpikingNet
 from .ptq import quantize
 
-__all__ = ["ARCHS", "build_net", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
+__all__ = ["ARCHS", "build_net", "calibrate", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
            "fixed_accuracy", "main"]
 
 CHECKPOINT_FORMAT = "snn-fpga-checkpoint"
@@ -101,6 +101,41 @@ def build_net(arch, input_shape, n_classes, *, timesteps, dt_us=1000, count_clip
         shape = layer.out_shape
     return SpikingNet(layers, input_shape, timesteps, dt_us, count_clip, readout,
                       surrogate=surrogate, slope=slope)
+
+
+def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
+    """Scale each weighted layer's initial weights until it fires at about ``target``.
+
+    Sparse event inputs leave deep layers silent with a plain random init (no
+    gradient flows through a layer that never comes near its threshold). Layer by
+    layer, from the input, the weights are multiplied by a factor found by bisection
+    on a log scale so that the mean spike rate (spikes per neuron per step) on the
+    calibration batch ``x`` is close to ``target`` (``target_out`` for the output
+    layer). Returns the factors.
+    """
+    factors = {}
+    layers = list(net.layers)
+    for i, layer in enumerate(layers):
+        if layer.weight is None:
+            continue
+        goal = target_out if i == len(layers) - 1 else target
+        w0 = layer.weight.detach().clone()
+        lo, hi = -4.0, 4.0                     # log2 of the factor
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            with torch.no_grad():
+                layer.weight.copy_(w0 * 2.0 ** mid)
+                _, tr = net(x, record=True)
+            rate = float(tr["spikes"][layer.name].float().mean())
+            if rate < goal:
+                lo = mid
+            else:
+                hi = mid
+        f = 2.0 ** ((lo + hi) / 2)
+        with torch.no_grad():
+            layer.weight.copy_(w0 * f)
+        factors[layer.name] = f
+    return factors
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -349,6 +384,9 @@ def _parser():
     p.add_argument("--surrogate", choices=sorted(SURROGATES), default="fast_sigmoid")
     p.add_argument("--slope", type=float, default=5.0)
     p.add_argument("--init-gain", type=float, default=2.0)
+    p.add_argument("--calibrate", type=float, default=0.05, metavar="RATE",
+                   help="scale initial weights so hidden layers fire at RATE spikes per "
+                        "neuron and step on a training batch (0: off)")
     p.add_argument("--weight-bits", type=int, default=8, help="widths of the fixed-point line")
     p.add_argument("--state-bits", type=int, default=16)
     p.add_argument("--per-channel", action="store_true")
@@ -394,6 +432,13 @@ def main(argv=None):
                     count_clip=clip, beta=args.beta, threshold=args.threshold,
                     reset=args.reset, readout=args.readout, surrogate=args.surrogate,
                     slope=args.slope, bias=args.bias, init_gain=args.init_gain, seed=args.seed)
+    if args.calibrate > 0:
+        torch.manual_seed(args.seed)
+        x, _ = train.frames(np.random.default_rng(args.seed).permutation(len(train))[:64])
+        factors = calibrate(net, torch.from_numpy(x), target=args.calibrate,
+                            target_out=min(0.5, 2 * args.calibrate))
+        print("initial weights scaled: " + ", ".join(f"{k} x{v:.2f}" for k, v in
+                                                     factors.items()), flush=True)
     qconfig = dict(weight_bits=args.weight_bits, state_bits=args.state_bits,
                    per_channel=args.per_channel)
     try:
@@ -413,7 +458,7 @@ def main(argv=None):
                "limit": args.limit}
     train_cfg = {"arch": arch, **hp, "max_steps": args.max_steps, "beta": args.beta,
                  "threshold": args.threshold, "reset": args.reset, "bias": args.bias,
-                 "init_gain": args.init_gain, "torch": str(torch.__version__)}
+                 "init_gain": args.init_gain, "calibrate": args.calibrate, "torch": str(torch.__version__)}
     save_checkpoint(out / "checkpoint.pt", net, dataset=dataset, train=train_cfg,
                     history=history, quant={**qconfig, "beta_frac_bits": None},
                     command=command_line(argv, "quant.train"))
