@@ -1,15 +1,21 @@
 """The board's RTL in simulation behind a pseudo-terminal.
 
-:class:`SimBoard` runs :class:`boards.link.HostLink` (UART, protocol, input checks) in
-``amaranth.sim`` and bridges its UART pins to a pseudo-terminal: bytes the host writes
-are bit-banged onto ``rx`` at the UART divisor, and the bits on ``tx`` are decoded
-back into bytes for the host. ``python -m boards.host --port PATH`` then talks to the
-simulated hardware exactly as to a board.
+:class:`SimBoard` runs the board's RTL in ``amaranth.sim`` and bridges its UART pins to
+a pseudo-terminal: bytes the host writes are bit-banged onto ``rx`` at the UART divisor,
+and the bits on ``tx`` are decoded back into bytes for the host. ``python -m boards.host
+--port PATH`` then talks to the simulated hardware exactly as to a board.
 
-Until the network top is wired in, the network behind the link is the bit-exact
-reference (:func:`sim.reference.run` on the words the link delivered), answering a few
-cycles after the end-of-sample token. Simulated time is much slower than real time
-(tens of thousands of cycles per second), so use a small divisor and small samples.
+Two designs can stand behind the pty:
+
+- ``network="rtl"`` (default): the whole board top, :class:`boards.top.BoardTop` (host
+  link, the generated network :class:`hw.network.Network`, LEDs, reset logic), exactly
+  the design that ``python -m hw.build`` puts on a board;
+- ``network="reference"``: only :class:`boards.link.HostLink`, with the bit-exact
+  reference (:func:`sim.reference.run` on the words the link delivered) answering a few
+  cycles after the end-of-sample token (for tests of the link alone).
+
+Simulated time is much slower than real time (a few thousand cycles per second for a
+small network), so use a small divisor, a small model and few samples.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ __all__ = ["SimBoard"]
 
 
 class SimBoard:
-    """HostLink in simulation on a pty, with the reference as the network.
+    """The board's RTL in simulation on a pty (see the module docstring).
 
     Parameters
     ----------
@@ -40,16 +46,38 @@ class SimBoard:
     divisor : int
         UART clock cycles per bit in the simulation.
     latency : int
-        Cycles between the end-of-sample token and ``result_valid``.
+        ``network="reference"`` only: cycles between the end-of-sample token and
+        ``result_valid``.
+    network : {"rtl", "reference"}
+    **top_params
+        ``network="rtl"``: passed to :class:`boards.top.BoardTop` (``lanes``,
+        ``fifo_depth``, ``link_depth``).
+
+    Attributes
+    ----------
+    cycles : int
+        Clock cycles simulated so far.
+    leds : int
+        ``network="rtl"``: the LED pins at the last check (see :class:`BoardTop`).
     """
 
-    def __init__(self, model, divisor=4, latency=10):
+    def __init__(self, model, divisor=4, latency=10, network="rtl", **top_params):
+        if network not in ("rtl", "reference"):
+            raise ValueError(f"network must be 'rtl' or 'reference', not {network!r}")
         self.model = model
         self.divisor = divisor
         self.latency = latency
+        self.network = network
         self.version = pr.VersionAnswer.for_model(model)
-        self.link = HostLink(divisor, self.version, score_width=32, depth=256)
+        if network == "rtl":
+            from .top import BoardTop
+            self.top = BoardTop(model, divisor, **top_params)
+            self.link = None
+        else:
+            self.top = None
+            self.link = HostLink(divisor, self.version, score_width=32, depth=256)
         self.cycles = 0
+        self.leds = 0
 
     def _network_outcome(self, words):
         P, H, W = self.model.input.shape
@@ -75,6 +103,69 @@ class SimBoard:
         tty.setraw(slave)
         path = os.ttyname(slave)
         stopping = threading.Event()
+        if self.network == "rtl":
+            sim = self._rtl_sim(master, stopping)
+        else:
+            sim = self._reference_sim(master, stopping)
+        thread = threading.Thread(target=sim.run, daemon=True)
+        thread.start()
+
+        def stop():
+            stopping.set()
+            thread.join(timeout=5)
+            for fd in (master, slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+        return path, stop
+
+    def _rtl_sim(self, master, stopping):
+        dut = self.top
+        div = self.divisor
+
+        async def rx_driver(ctx):
+            # host -> rx pin: poll the pty every 64 cycles, send its bytes bit by bit
+            while not stopping.is_set():
+                r, _, _ = select.select([master], [], [], 0)
+                data = b""
+                if r:
+                    try:
+                        data = os.read(master, 256)
+                    except OSError:
+                        return
+                for b in data:
+                    for level in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
+                        ctx.set(dut.rx, level)
+                        await ctx.tick().repeat(div)
+                        self.cycles += div
+                if not data:
+                    await ctx.tick().repeat(64)
+                    self.cycles += 64
+                self.leds = ctx.get(dut.leds)
+
+        async def tx_monitor(ctx):
+            # tx pin -> host: wait for a start bit, sample every bit in its middle
+            while True:
+                await ctx.negedge(dut.tx)
+                await ctx.tick().repeat(div + div // 2)
+                byte = 0
+                for i in range(8):
+                    byte |= ctx.get(dut.tx) << i
+                    await ctx.tick().repeat(div)
+                try:
+                    os.write(master, bytes([byte]))
+                except OSError:
+                    return
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(rx_driver)
+        sim.add_testbench(tx_monitor, background=True)
+        return sim
+
+    def _reference_sim(self, master, stopping):
         dut = self.link
         div = self.divisor
 
@@ -141,16 +232,4 @@ class SimBoard:
         sim = Simulator(dut)
         sim.add_clock(1e-8)
         sim.add_testbench(bench)
-        thread = threading.Thread(target=sim.run, daemon=True)
-        thread.start()
-
-        def stop():
-            stopping.set()
-            thread.join(timeout=5)
-            for fd in (master, slave):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-        return path, stop
+        return sim

@@ -24,7 +24,7 @@ def test_host_against_simulated_link(tmp_path, capsys):
         save_events(tmp_path / "ev" / f"{i}.npz", ev, label=i % 4)
         refs.append(reference_run(model, bin_events(ev, inp.shape, 3, inp.dt_us), record=False))
     save_model(model, tmp_path / "model")
-    board = SimBoard(model, divisor=4)
+    board = SimBoard(model, divisor=4, network="reference")
     path, stop = board.serve()
     try:
         rc = main(["--port", path, "--events", str(tmp_path / "ev"), "--model",

