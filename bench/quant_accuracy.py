@@ -14,8 +14,9 @@ What is measured
   states, per layer and per output channel), and each integer model is run through the
   bit-exact reference (:func:`sim.reference.run`) on the whole test set. Then the
   float checkpoint is fine-tuned with quantization-aware training at 4-bit weights
-  (per layer and per channel, :func:`quant.qat.finetune`, 6 epochs) and measured the
-  same way: the gap between "PTQ 4-bit" and "QAT 4-bit" is what QAT recovers.
+  (per layer and per channel) and 3-bit weights (per channel)
+  (:func:`quant.qat.finetune`, 6 epochs, lr 1e-3) and measured the same way: the gap
+  between PTQ and QAT at the same widths is what QAT recovers.
 - ``gesture_synth`` (procedural 2 x 128 x 128 event camera, 8 motion classes, the
   27.7k-neuron topology): the shipped checkpoint, 8-bit weights / 16-bit states,
   reference accuracy on the 320-sample test split.
@@ -93,16 +94,16 @@ def main(argv=None):
               flush=True)
     float_acc = rows[0]["float_accuracy"]
     qat_epochs = 1 if args.quick else 6
-    for pc in (False, True):
-        qconfig = dict(weight_bits=4, state_bits=16, per_channel=pc, beta_frac_bits=None)
+    for wb, pc in ((4, False), (4, True), (3, True)):
+        qconfig = dict(weight_bits=wb, state_bits=16, per_channel=pc, beta_frac_bits=None)
         qnet, hist, ptq_acc = finetune(doc, qconfig=qconfig, epochs=qat_epochs, lr=1e-3,
                                        seed=0, limit=limit, progress=False,
                                        log=lambda m: print("  " + m, flush=True))
         model = quantize(qnet.to_floatnet(), **qconfig)
         r = _eval(model, test)
-        rows.append({"method": "QAT", "weight_bits": 4, "state_bits": 16, "per_channel": pc,
+        rows.append({"method": "QAT", "weight_bits": wb, "state_bits": 16, "per_channel": pc,
                      "epochs": qat_epochs, "lr": 1e-3, "ptq_accuracy_before": ptq_acc, **r})
-        print(f"digits QAT w4/s16{'/pc' if pc else ''}: PTQ {100 * ptq_acc:.2f}% -> "
+        print(f"digits QAT w{wb}/s16{'/pc' if pc else ''}: PTQ {100 * ptq_acc:.2f}% -> "
               f"QAT {100 * r['fixed_accuracy']:.2f}%", flush=True)
     results["digits"]["float_accuracy"] = float_acc
     results["digits"]["rows"] = rows
@@ -124,12 +125,17 @@ def main(argv=None):
     row8 = rows[0]
     ptq4 = next(r for r in rows if r["method"] == "PTQ" and r["weight_bits"] == 4
                 and not r["per_channel"])
-    qat4 = next(r for r in rows if r["method"] == "QAT" and not r["per_channel"])
+    qat4 = next(r for r in rows if r["method"] == "QAT" and r["weight_bits"] == 4
+                and not r["per_channel"])
+    ptq3 = next(r for r in rows if r["method"] == "PTQ" and r["weight_bits"] == 3)
+    qat3 = next(r for r in rows if r["method"] == "QAT" and r["weight_bits"] == 3)
     results["targets"] = {
         "digits_float_ge_95": float_acc >= 0.95,
         "digits_8bit_within_1pt": abs(row8["fixed_accuracy"] - float_acc) <= 0.01,
         "digits_4bit_qat_recovers_points": 100 * (qat4["fixed_accuracy"]
                                                   - ptq4["fixed_accuracy"]),
+        "digits_3bit_pc_qat_recovers_points": 100 * (qat3["fixed_accuracy"]
+                                                     - ptq3["fixed_accuracy"]),
         "gesture_fixed_ge_90": (results["gesture_synth"].get("fixed_accuracy") or 0) >= 0.90,
     }
     results["seconds"] = round(time.time() - t0, 1)

@@ -249,7 +249,7 @@ def gesture_sample(rng, label, *, timesteps=16, dt_us=10_000, size=128, noise=0.
     cx, cy = rng.uniform(0.35, 0.65, 2) * size
     a0 = rng.uniform(0, 2 * np.pi)
     dist = rng.uniform(0.15, 0.3) * size                   # translation over the sample
-    turn = rng.uniform(0.5, 1.0) * np.pi / 2               # rotation over the sample
+    turn = rng.uniform(1.0, 2.0) * np.pi / 2               # rotation over the sample
     grow = rng.uniform(1.4, 1.8)                           # scale factor over the sample
     n = timesteps * subframes
     dur = timesteps * dt_us

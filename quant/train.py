@@ -23,7 +23,6 @@ directory and :mod:`quant.qat` fine-tunes it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from .ir import FloatLayer, FloatNet
 from .lif import SURROGATES, SpikingLayer, SpikingNet
 from .ptq import quantize
 
-__all__ = ["ARCHS", "build_net", "calibrate", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
+__all__ = ["cli", "ARCHS", "build_net", "calibrate", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
            "fixed_accuracy", "main"]
 
 CHECKPOINT_FORMAT = "snn-fpga-checkpoint"
@@ -360,7 +359,8 @@ def command_line(argv, module):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m quant.train", description=__doc__.split("\n")[0])
+    from sim.cli import ArgumentParser
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--out", required=True, help="run directory (gets checkpoint.pt)")
     p.add_argument("--root", help="directory holding tonic data sets (nmnist, dvs_gesture)")
@@ -396,8 +396,11 @@ def _parser():
     return p
 
 
+PROG = "python -m quant.train"
+
+
 def _fail(msg):
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
     return 2
 
 
@@ -407,9 +410,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     d = default_input(args.dataset)
-    T = args.timesteps or d["timesteps"]
-    dt = args.dt_us or d["dt_us"]
-    clip = args.count_clip or d["count_clip"]
+    T = args.timesteps if args.timesteps is not None else d["timesteps"]
+    dt = args.dt_us if args.dt_us is not None else d["dt_us"]
+    clip = args.count_clip if args.count_clip is not None else d["count_clip"]
     for what, v in (("--timesteps", T), ("--dt-us", dt), ("--count-clip", clip)):
         if v < 1:
             return _fail(f"{what}: expected a positive integer, got {v}")
@@ -470,5 +473,11 @@ def main(argv=None):
     return 0
 
 
+def cli(argv=None):
+    """``main`` with bad input reported as one line and exit status 2."""
+    from sim.cli import main_guard
+    return main_guard(main, argv, prog=PROG, errors=(DataError, CheckpointError))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

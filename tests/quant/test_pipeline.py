@@ -140,3 +140,48 @@ def test_export_error_leaves_existing_model(digits_run, tmp_path):
     with pytest.raises(NetImportError, match="layer fc1: beta 2.0"):
         qexport.export(doc, out, weight_bits=8, state_bits=16, per_channel=False, limit=4)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_train_cli_bad_input(tmp_path, capsys):
+    cases = [
+        (["--dataset", "mnist", "--out", str(tmp_path / "a")], "invalid choice: 'mnist'"),
+        (["--dataset", "nmnist", "--out", str(tmp_path / "b")], "needs --root PATH"),
+        (["--dataset", "nmnist", "--root", str(tmp_path / "none"), "--out",
+          str(tmp_path / "c")], "data directory not found"),
+        (["--dataset", "digits", "--out", str(tmp_path / "d"), "--timesteps", "0"],
+         "--timesteps: expected a positive integer"),
+    ]
+    for args, want in cases:
+        with pytest.raises(SystemExit) as exc:
+            sys.exit(qtrain.cli(args))
+        err = capsys.readouterr().err
+        assert exc.value.code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and want in lines[0], (args, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_on_tonic_layout(tmp_path):
+    """N-MNIST read from a copy on disk (tonic's layout), trained for two steps."""
+    pytest.importorskip("tonic")
+    from sim.events import EVENT_DTYPE
+    from tests.quant.test_data import _write_nmnist_bin
+    rng = np.random.default_rng(0)
+    for split in ("Train", "Test"):
+        for label in range(10):
+            d = tmp_path / "data" / "NMNIST" / split / str(label)
+            d.mkdir(parents=True)
+            ev = np.zeros(80, dtype=EVENT_DTYPE)
+            ev["x"], ev["y"] = rng.integers(0, 34, 80), rng.integers(0, 34, 80)
+            ev["p"], ev["t"] = rng.integers(0, 2, 80), np.sort(rng.integers(0, 200_000, 80))
+            _write_nmnist_bin(d / "00001.bin", ev)
+    out = tmp_path / "run"
+    assert qtrain.cli(["--dataset", "nmnist", "--root", str(tmp_path / "data"), "--out",
+                       str(out), "--epochs", "1", "--max-steps", "2", "--batch-size", "5",
+                       "--timesteps", "4", "--no-progress"]) == 0
+    doc = qtrain.load_checkpoint(out)
+    assert doc["floatnet"].input_shape == (2, 34, 34)
+    assert doc["dataset"]["root"] == str(tmp_path / "data")
+    assert qexport.cli([str(out), "--out", str(tmp_path / "m"), "--quiet",
+                        "--no-progress"]) == 0
+    assert load_model(tmp_path / "m").n_classes == 10
