@@ -41,8 +41,9 @@ from .ir import FloatLayer, FloatNet
 from .lif import SURROGATES, SpikingLayer, SpikingNet
 from .ptq import quantize
 
-__all__ = ["cli", "ARCHS", "build_net", "calibrate", "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
-           "fixed_accuracy", "main"]
+__all__ = ["cli", "main", "ARCHS", "build_net", "calibrate", "data_from_checkpoint",
+           "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
+           "fixed_accuracy"]
 
 CHECKPOINT_FORMAT = "snn-fpga-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -59,11 +60,11 @@ ARCHS = {
 }
 _DEFAULT_ARCH = {"digits": "digits", "gesture_synth": "gesture", "dvs_gesture": "gesture",
                  "nmnist": "nmnist"}
-_DEFAULTS = {   # per data set: epochs, lr, batch size
-    "digits": dict(epochs=30, lr=1e-2, batch_size=32),
-    "gesture_synth": dict(epochs=10, lr=3e-3, batch_size=16),
-    "nmnist": dict(epochs=5, lr=2e-3, batch_size=64),
-    "dvs_gesture": dict(epochs=20, lr=2e-3, batch_size=16),
+_DEFAULTS = {   # per data set: epochs, lr, batch size, calibration rate
+    "digits": dict(epochs=30, lr=1e-2, batch_size=32, calibrate=0.05),
+    "gesture_synth": dict(epochs=25, lr=3e-3, batch_size=16, calibrate=0.0),
+    "nmnist": dict(epochs=5, lr=2e-3, batch_size=64, calibrate=0.05),
+    "dvs_gesture": dict(epochs=20, lr=2e-3, batch_size=16, calibrate=0.05),
 }
 
 
@@ -384,9 +385,9 @@ def _parser():
     p.add_argument("--surrogate", choices=sorted(SURROGATES), default="fast_sigmoid")
     p.add_argument("--slope", type=float, default=5.0)
     p.add_argument("--init-gain", type=float, default=2.0)
-    p.add_argument("--calibrate", type=float, default=0.05, metavar="RATE",
+    p.add_argument("--calibrate", type=float, metavar="RATE",
                    help="scale initial weights so hidden layers fire at RATE spikes per "
-                        "neuron and step on a training batch (0: off)")
+                        "neuron and step on a training batch (0: off; default per data set)")
     p.add_argument("--weight-bits", type=int, default=8, help="widths of the fixed-point line")
     p.add_argument("--state-bits", type=int, default=16)
     p.add_argument("--per-channel", action="store_true")
@@ -417,7 +418,7 @@ def main(argv=None):
         if v < 1:
             return _fail(f"{what}: expected a positive integer, got {v}")
     hp = dict(_DEFAULTS[args.dataset])
-    for k in ("epochs", "lr", "batch_size"):
+    for k in ("epochs", "lr", "batch_size", "calibrate"):
         if getattr(args, k) is not None:
             hp[k] = getattr(args, k)
     kw = {"encoding": args.encoding} if args.dataset == "digits" else {}
@@ -435,11 +436,11 @@ def main(argv=None):
                     count_clip=clip, beta=args.beta, threshold=args.threshold,
                     reset=args.reset, readout=args.readout, surrogate=args.surrogate,
                     slope=args.slope, bias=args.bias, init_gain=args.init_gain, seed=args.seed)
-    if args.calibrate > 0:
+    if hp["calibrate"] > 0:
         torch.manual_seed(args.seed)
         x, _ = train.frames(np.random.default_rng(args.seed).permutation(len(train))[:64])
-        factors = calibrate(net, torch.from_numpy(x), target=args.calibrate,
-                            target_out=min(0.5, 2 * args.calibrate))
+        factors = calibrate(net, torch.from_numpy(x), target=hp["calibrate"],
+                            target_out=min(0.5, 2 * hp["calibrate"]))
         print("initial weights scaled: " + ", ".join(f"{k} x{v:.2f}" for k, v in
                                                      factors.items()), flush=True)
     qconfig = dict(weight_bits=args.weight_bits, state_bits=args.state_bits,
@@ -461,7 +462,7 @@ def main(argv=None):
                "limit": args.limit}
     train_cfg = {"arch": arch, **hp, "max_steps": args.max_steps, "beta": args.beta,
                  "threshold": args.threshold, "reset": args.reset, "bias": args.bias,
-                 "init_gain": args.init_gain, "calibrate": args.calibrate, "torch": str(torch.__version__)}
+                 "init_gain": args.init_gain, "torch": str(torch.__version__)}
     save_checkpoint(out / "checkpoint.pt", net, dataset=dataset, train=train_cfg,
                     history=history, quant={**qconfig, "beta_frac_bits": None},
                     command=command_line(argv, "quant.train"))
