@@ -33,6 +33,12 @@ Status (all registered unless noted)
     on), ``ovf_sticky[i]``. ``clear`` resets the sticky flags and ``dropped``.
     ``idle``: nothing is in flight anywhere.
 
+Step log
+    Per layer a small RAM of ``T`` words records ``cycle`` at each ``step_done`` strobe at
+    address ``step_index``: put a layer on ``log_layer`` and a step on ``log_step``;
+    ``log_cycle`` holds "the cycle at which that layer finished that step of the current
+    (or last) sample" one cycle later.
+
 Readback
     While ``idle``: put a layer on ``rb_layer`` and a state-RAM word address on
     ``rb_addr``; ``rb_data`` holds that word (``L`` lanes of ``acc_bits``, lane 0 in the
@@ -46,6 +52,7 @@ cycle with a write-to-read latency of 2 cycles.
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
@@ -87,6 +94,7 @@ class Network(wiring.Component):
     step_done, ovf_step, ovf_sticky : Out(ArrayLayout(1, n_layers))
     step_index : Out(ArrayLayout(16, n_layers))
     step_cycle : Out(ArrayLayout(cycle_bits, n_layers))
+    log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
     def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
@@ -136,6 +144,9 @@ class Network(wiring.Component):
             "ovf_sticky": Out(data.ArrayLayout(1, n)),
             "step_index": Out(data.ArrayLayout(16, n)),
             "step_cycle": Out(data.ArrayLayout(cycle_bits, n)),
+            "log_layer": In(range(max(2, n))),
+            "log_step": In(range(max(2, model.input.timesteps))),
+            "log_cycle": Out(cycle_bits),
             "rb_layer": In(range(max(2, n))),
             "rb_addr": In(range(max(2, rb_depth))),
             "rb_data": Out(rb_width),
@@ -204,6 +215,22 @@ class Network(wiring.Component):
         with m.If(self.layers[-1].step_done):
             m.d.sync += self.steps.eq(self.steps + 1)
 
+        # step log: per layer, the cycle at which it finished step k of the current sample
+        T = model.input.timesteps
+        log_sel = Signal.like(self.log_layer)
+        m.d.sync += log_sel.eq(self.log_layer)
+        for i, l in enumerate(self.layers):
+            log = Memory(shape=self.cycle_bits, depth=T, init=[])
+            m.submodules[f"steplog{i}"] = log
+            wp = log.write_port()
+            rp = log.read_port()
+            m.d.comb += [wp.addr.eq(self.step_index[i]), wp.data.eq(self.cycle),
+                         wp.en.eq(l.step_done & (self.step_index[i] < T)),
+                         rp.addr.eq(self.log_step)]
+            with m.If(log_sel == i):
+                m.d.comb += self.log_cycle.eq(rp.data)
+
+        self.fifos = fifos
         idle = 1
         for l, f in zip(self.layers, fifos):
             idle = idle & ~l.busy & (f.level == 0)

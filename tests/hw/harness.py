@@ -229,17 +229,24 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     mon = []
     for l in layers:
         mon += [l.out.valid, l.out.ready, l.out.payload.as_value(), l.step_done, l.ovf_step]
+    sim = Simulator(dut)            # elaborates: the FIFOs exist from here on
+    fifo_rdy = [f.w_rdy for f in dut.fifos]
+    rec["fifo_full"] = [False] * len(fifo_rdy)
     out_layouts = [l.out.payload.shape() for l in layers]
 
     state = {"cycle": 0, "samples": 0}
 
     async def tick(ctx):
         """One clock edge; records every handshake, strobe and result of the cycle."""
-        vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle, *mon)
+        vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle,
+                                       *fifo_rdy, *mon)
         state["cycle"] += 1
         assert state["cycle"] < max_cycles, "timeout"
         iv, ir, done, cyc = vals[2:6]
-        vals = vals[6:]
+        for fi, r in enumerate(vals[6:6 + len(fifo_rdy)]):
+            if not r:
+                rec["fifo_full"][fi] = True
+        vals = vals[6 + len(fifo_rdy):]
         for li in range(n_layers):
             ov, orr, op, sd, ovf = vals[5 * li:5 * li + 5]
             if ov and orr:
@@ -297,11 +304,19 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
             await tick(ctx)
         for _ in range(3):
             await tick(ctx)
+        rec["log"] = []
+        for li in range(n_layers):
+            ctx.set(dut.log_layer, li)
+            row = []
+            for k in range(T):
+                ctx.set(dut.log_step, k)
+                await tick(ctx)
+                row.append(ctx.get(dut.log_cycle))
+            rec["log"].append(row)
         for name in ("dropped", "range_error", "steps", "samples", "idle"):
             rec["status"][name] = ctx.get(getattr(dut, name))
         rec["status"]["ovf_sticky"] = [ctx.get(dut.ovf_sticky[i]) for i in range(n_layers)]
 
-    sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()

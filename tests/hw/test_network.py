@@ -35,6 +35,8 @@ def test_random_networks(seed):
             assert all(a > b for a, b in zip(rec["cycles"][li], rec["cycles"][li - 1]))
     sticky = [bool(rec["ovf"][li] and any(rec["ovf"][li])) for li in range(len(model.layers))]
     assert [bool(s) for s in rec["status"]["ovf_sticky"]] == sticky
+    # the step log holds the cycle of every step_done strobe
+    assert rec["log"] == [c[-T:] for c in rec["cycles"]]
 
 
 @pytest.mark.parametrize("seed", [20, 21, 22])
@@ -52,6 +54,7 @@ def test_full_fifos(seed):
     model, binned = _case(seed, kinds=("conv2d", "conv2d", "linear"), input_shape=(2, 8, 8))
     rec, _ = run_network(model, binned, seed=seed, gap=0.0, fifo_depth=2, burst=True)
     check_network(model, binned, rec)
+    assert all(rec["fifo_full"]), rec["fifo_full"]
 
 
 def test_two_samples_restart_from_zero():
@@ -71,6 +74,21 @@ def test_conv_pool_linear_stack(readout):
     rec, _ = run_network(model, binned, seed=50)
     r = check_network(model, binned, rec)
     assert r.spike_count[model.layers[0].name] > 0
+
+
+def test_membrane_tie_goes_to_the_lowest_index():
+    """Classes 1 and 2 have identical weights larger than the others: equal membrane
+    potentials, the prediction is 1."""
+    rng = np.random.default_rng(61)
+    model = model_from_spec([("linear", 4)], rng, input_shape=(1, 2, 3), timesteps=2,
+                            readout="membrane")
+    w = model.layers[0].weights
+    w[:] = np.abs(w) // 2
+    w[1] = w[2] = np.abs(w).max() + 1
+    binned = random_binned(rng, (1, 2, 3), 2, density=0.6)
+    rec, _ = run_network(model, binned, seed=61)
+    r = check_network(model, binned, rec)
+    assert r.scores[1] == r.scores[2] > 0 and rec["prediction"] == [1]
 
 
 def test_ties_go_to_the_lowest_index():
