@@ -12,8 +12,9 @@ addresses are two table lookups and an add away:
 * weight address ``wa = ((c*K + ky)*K + kx)*G + g`` (one ROM word holds the weights of
   the ``L`` output channels of group ``g``).
 
-Pipeline: input -> stage A (table lookups, registered) -> stage B (sums, registered;
-events with no output position are dropped here) -> :class:`~hw.synapse.SynapseIterator`
+Pipeline: input -> stage A (table lookups and one add each: ``sa0``, ``c``/``ky`` part of
+``wa0``; registered) -> stage B (the ``kx`` add; registered; events with no output
+position are dropped here) -> :class:`~hw.synapse.SynapseIterator`
 -> ``out``. Throughput: one update (one output position x ``L`` lanes) per cycle with
 no bubble between events; an event costs exactly ``ny*nx*G`` cycles of the iterator, an
 event with no valid position costs none there (it occupies stages A/B for one cycle
@@ -104,12 +105,12 @@ class ConvEngine(wiring.Component):
             col_step=1 - G - S * G, row_sa=Wo * G, row_wa=-S * K * G)
         wiring.connect(m, wiring.flipped(self.out), it.out)
 
-        # stage A: table lookups
+        # stage A: table lookups and the first adds
         a_valid = Signal()
         a_kind = Signal(KIND_BITS)
-        a_ysa, a_ywa, a_yn = Signal.like(y_sa[0]), Signal.like(y_wa[0]), Signal.like(y_n[0])
-        a_xsa, a_xwa, a_xn = Signal.like(x_sa[0]), Signal.like(x_wa[0]), Signal.like(x_n[0])
-        a_cwa = Signal.like(c_wa[0])
+        a_sa = Signal(len(self.out.payload.sa) + 1)
+        a_wa = Signal(len(self.out.payload.wa) + 1)
+        a_xwa, a_yn, a_xn = Signal.like(x_wa[0]), Signal.like(y_n[0]), Signal.like(x_n[0])
         # stage B: job register
         b_valid = Signal()
         job = it.job
@@ -120,9 +121,9 @@ class ConvEngine(wiring.Component):
         with m.If(self.inp.valid & self.inp.ready):
             m.d.sync += [
                 a_valid.eq(1), a_kind.eq(p.kind),
-                a_ysa.eq(y_sa[p.y]), a_ywa.eq(y_wa[p.y]), a_yn.eq(y_n[p.y]),
-                a_xsa.eq(x_sa[p.x]), a_xwa.eq(x_wa[p.x]), a_xn.eq(x_n[p.x]),
-                a_cwa.eq(c_wa[p.c]),
+                a_sa.eq(y_sa[p.y] + x_sa[p.x]),
+                a_wa.eq(c_wa[p.c] + y_wa[p.y]),
+                a_xwa.eq(x_wa[p.x]), a_yn.eq(y_n[p.y]), a_xn.eq(x_n[p.x]),
             ]
         with m.Elif(b_ready):
             m.d.sync += a_valid.eq(0)
@@ -132,8 +133,8 @@ class ConvEngine(wiring.Component):
             m.d.sync += [
                 b_valid.eq(keep),
                 job.payload.kind.eq(a_kind),
-                job.payload.sa.eq(a_ysa + a_xsa),
-                job.payload.wa.eq(a_cwa + a_ywa + a_xwa),
+                job.payload.sa.eq(a_sa),
+                job.payload.wa.eq(a_wa + a_xwa),
                 job.payload.ny.eq(a_yn),
                 job.payload.nx.eq(a_xn),
             ]
