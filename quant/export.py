@@ -128,7 +128,15 @@ def _readme(name, doc, command, report):
         lines.append(doc["qat"]["float_command"])
     if doc.get("command"):
         lines.append(doc["command"])
+    hist = [h for h in (doc.get("history") or []) if isinstance(h, dict)]
+    train_s = sum(h.get("seconds", 0) for h in hist if not h.get("qat"))
+    qat_s = sum(h.get("seconds", 0) for h in hist if h.get("qat"))
     lines += [command or "", "```", "",
+              f"Training took {train_s / 60:.1f} min on one CPU thread"
+              + (f", fine-tuning {qat_s / 60:.1f} min" if qat_s else "")
+              + " (sum of the epochs, evaluation included; the machine was shared, so an "
+                "idle one is faster). Runs are seeded and repeat exactly on one machine.",
+              "",
               f"Test accuracy: float {_pct(report.get('float_accuracy'))}, fixed point "
               f"{_pct(report.get('fixed_accuracy'))} (bit-exact reference, "
               f"{report['samples']} samples). Details: report.md, report.json.", ""]

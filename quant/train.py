@@ -116,8 +116,8 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
     factors = {}
     layers = list(net.layers)
     for i, layer in enumerate(layers):
-        if layer.weight is None:
-            continue
+        if layer.weight is None or (net.readout == "membrane" and i == len(layers) - 1):
+            continue                           # a membrane output never fires
         goal = target_out if i == len(layers) - 1 else target
         w0 = layer.weight.detach().clone()
         lo, hi = -4.0, 4.0                     # log2 of the factor

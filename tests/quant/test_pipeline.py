@@ -185,3 +185,17 @@ def test_train_on_tonic_layout(tmp_path):
     assert qexport.cli([str(out), "--out", str(tmp_path / "m"), "--quiet",
                         "--no-progress"]) == 0
     assert load_model(tmp_path / "m").n_classes == 10
+
+
+def test_membrane_readout_end_to_end(tmp_path):
+    out = tmp_path / "mem"
+    assert qtrain.cli(["--dataset", "digits", "--out", str(out), "--readout", "membrane",
+                       "--epochs", "1", "--max-steps", "4", "--limit", "64", "--per-channel",
+                       "--no-progress"]) == 0
+    assert qexport.cli([str(out), "--out", str(tmp_path / "m"), "--limit", "24", "--quiet",
+                        "--no-progress", "--per-channel"]) == 0
+    model = load_model(tmp_path / "m")
+    assert model.readout == "membrane"
+    assert len(set(model.layers[-1].threshold.tolist())) == 1    # one scale for the scores
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    assert report["torch_integer_agreement"] == 1.0
