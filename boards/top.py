@@ -38,7 +38,7 @@ from __future__ import annotations
 from amaranth import Cat, Module, Signal
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -69,6 +69,11 @@ def led_plan(n_classes, n_leds):
         if len(plan) < n_leds:
             plan.append(what)
     return plan
+
+
+def _raw(platform, name, number):
+    """``dir`` for requesting every subsignal of a resource as a raw port."""
+    return {sub.name: "-" for sub in platform.lookup(name, number).ios}
 
 
 class BoardTop(wiring.Component):
@@ -201,19 +206,24 @@ class BoardTop(wiring.Component):
         return m
 
     def _connect(self, m, platform):
-        """Connect the ports to the board's resources."""
+        """Connect the ports to the board's resources (through I/O buffers)."""
         b = self.board
-        uart = platform.request(*b.uart)
-        m.d.comb += [self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
+        uart = platform.request(*b.uart, dir=_raw(platform, *b.uart))
+        m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [self.rx.eq(rx.i), tx.o.eq(self.tx)]
         for i, (name, number) in enumerate(b.leds[:self.n_leds]):
-            led = platform.request(name, number)
+            m.submodules[f"led_buf{i}"] = led = io.Buffer("o", platform.request(name, number,
+                                                                              dir="-"))
             m.d.comb += led.o.eq(self.leds[i])
-        btn = platform.request(*b.button)
+        m.submodules.button_buf = btn = io.Buffer("i", platform.request(*b.button, dir="-"))
         m.d.comb += self.button.eq(btn.i)
         if "error" not in self.plan:
             try:
-                rgb = platform.request("rgb_led", 0)
+                rgb = platform.request("rgb_led", 0, dir=_raw(platform, "rgb_led", 0))
             except ResourceError:   # the board has no RGB LED
                 rgb = None
             if rgb is not None:
-                m.d.comb += [rgb.r.o.eq(self.rgb_error), rgb.b.o.eq(self.rgb_overflow)]
+                m.submodules.rgb_r = r = io.Buffer("o", rgb.r)
+                m.submodules.rgb_b = bl = io.Buffer("o", rgb.b)
+                m.d.comb += [r.o.eq(self.rgb_error), bl.o.eq(self.rgb_overflow)]

@@ -1,0 +1,139 @@
+"""``python -m hw.build``: the files it writes, its report, its resource estimate and its
+answers to bad input (one line, exit status 2, nothing written)."""
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from boards.build import ERRORS, PROG, main, memory_fit
+from boards.platforms import get_board
+from sim.cli import main_guard
+from sim.model import save_model
+from sim.randmodel import model_from_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_model(tmp_path, name="model", spec=None, shape=(1, 4, 4)):
+    rng = np.random.default_rng(1)
+    spec = spec or [("conv2d", 2, 3, 1, 1), ("linear", 3)]
+    model = model_from_spec(spec, rng, input_shape=shape, timesteps=3)
+    save_model(model, tmp_path / name)
+    return tmp_path / name
+
+
+def run(argv, capsys):
+    out = io.StringIO()
+    rc = main_guard(lambda a: main(a, out=out), argv, prog=PROG, errors=ERRORS)
+    err = capsys.readouterr().err
+    return rc, out.getvalue(), err
+
+
+def test_build_writes_every_file(tmp_path, capsys):
+    model = tiny_model(tmp_path)
+    out = tmp_path / "build" / "arty_a7"
+    (tmp_path / "build").mkdir()
+    rc, text, err = run(["--board", "arty_a7", "--model", str(model), "--out", str(out),
+                         "--no-estimate", "--samples", "2"], capsys)
+    assert rc == 0, err
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    for f in ["snn_board.v", "snn_board.xdc", "snn_board.tcl", "build_snn_board.sh",
+              "snn_core.v", "model.json", "report.json", "report.txt",
+              "roms/conv1.weights.hex", "roms/linear2.weights.hex",
+              "roms/conv1.lanes2.hex", "roms/linear2.lanes3.hex"]:
+        assert f in names, f
+    # the exchange ROM images are those the model directory holds (written by sim.model)
+    for f in ["conv1.weights.hex", "linear2.weights.hex"]:
+        assert (out / "roms" / f).read_text() == (model / f).read_text()
+    # the constraints place the UART on the Arty's FTDI pins (A9 rx, D10 tx)
+    xdc = (out / "snn_board.xdc").read_text()
+    assert "LOC A9" in xdc and "LOC D10" in xdc
+    assert "module snn_board" in (out / "snn_board.v").read_text()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["board"]["name"] == "arty_a7" and rep["board"]["clock_hz"] == 100e6
+    perf = rep["performance"]
+    assert perf["latency_cycles"] > 0
+    assert perf["latency_us"] == pytest.approx(perf["latency_cycles"] / 100)
+    assert perf["throughput_per_s"] == pytest.approx(100e6 / perf["cycles_per_sample"])
+    assert rep["energy"]["snn_pj_per_inference"] > 0
+    assert rep["memory_fit"]["fits"]
+    assert "resources_estimate" not in rep
+    # without Vivado the exact command for later is printed
+    assert not rep["toolchain"]["ran"]
+    assert f"cd {out} && sh build_snn_board.sh" in text
+    assert (out / "report.txt").read_text().strip() in text
+    assert "[1/" in text                            # progress lines
+    assert not [p for p in (tmp_path / "build").iterdir() if p.name.startswith(".")]
+
+
+def test_build_runs_the_resource_estimate(tmp_path, capsys):
+    model = tiny_model(tmp_path, spec=[("linear", 3)], shape=(1, 2, 2))
+    out = tmp_path / "out"
+    rc, text, err = run(["--model", str(model), "--out", str(out), "--samples", "1"], capsys)
+    assert rc == 0, err
+    est = json.loads((out / "report.json").read_text())["resources_estimate"]
+    assert "estimate" in est["label"]
+    cells = est["cells"]
+    # the counts are the cell census of the synthesized netlist
+    assert est["ff"] == sum(n for t, n in cells.items() if t.startswith("FD"))
+    assert est["ff"] > 32 and est["lut_logic"] > 32       # a UART and a deframer at least
+    assert est["available"]["lut"] == 20_800 and est["fits"]
+    assert (out / "estimate" / "synth_xilinx.log").is_file()
+    assert "estimate" in text and "LUT" in text and "DSP" in text
+
+
+def test_unknown_board_lists_the_known_ones(tmp_path, capsys):
+    rc, text, err = run(["--board", "nexys9", "--model", str(tmp_path)], capsys)
+    assert rc == 2
+    assert err.count("\n") == 1 and "nexys9" in err
+    for name in ["arty_a7", "arty_a7_100", "icebreaker", "ulx3s_85f"]:
+        assert name in err
+
+
+def test_missing_model_is_bad_input(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, text, err = run(["--model", str(tmp_path / "nothing"), "--out", str(out)], capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert str(tmp_path / "nothing") in err
+    assert not out.exists()
+
+
+def test_model_too_big_fails_before_synthesis_with_the_numbers(tmp_path, capsys):
+    model = tiny_model(tmp_path, spec=[("conv2d", 8, 3, 1, 1), ("linear", 2)], shape=(1, 32, 32))
+    out = tmp_path / "out"
+    rc, text, err = run(["--board", "icebreaker", "--model", str(model), "--out", str(out)],
+                        capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert "does not fit icebreaker" in err
+    # the state RAM of conv1: 1024 words of 8 lanes x acc_bits; 4 Kb blocks of 1024 x 4
+    from sim.model import load_model
+    acc = load_model(model).layers[0].acc_bits
+    need = -(-8 * acc // 4)
+    assert f"need " in err and "has 30 block RAMs" in err
+    needed = int(err.split("need ")[1].split()[0])
+    assert needed >= need
+    assert not out.exists()
+    assert "[2/" not in text                      # stopped before writing or synthesis
+
+
+def test_memory_fit_counts_blocks():
+    arty = get_board("arty_a7")
+    fit = memory_fit(arty, [("a", 64, 100), ("b", 4096, 36), ("c", 512, 36)])
+    # a: 64 deep -> LUT RAM: 34 RAM64M (64 x 3) of 4 LUTs; b: 4096 x 36 -> 8 x (512 x 36)
+    # or 9 x (4096 x 4): 8 RAMB18; c: one RAMB18
+    assert fit["lutram_luts"] == 136 and fit["bram_blocks"] == 9
+    assert fit["available"]["bram_blocks"] == 100 and fit["fits"]
+    assert not memory_fit(arty, [("big", 16384, 200)])["fits"]
+
+
+def test_hw_build_is_the_command(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hw.build", "--board", "nope"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("python -m hw.build: error:") and "arty_a7" in r.stderr
+    assert "Traceback" not in r.stderr
