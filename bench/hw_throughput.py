@@ -10,7 +10,9 @@ the sink is always ready. Measured:
   between the first and the last update in which no update was issued;
 * ``synops_per_cycle``: weight additions into real (not padding) lanes per accumulation
   cycle, and ``lane_busy`` = synops / (L x cycles) (goal: >= 0.8 while events wait);
-* the sweep: neurons per cycle (``L`` minus the pipeline fill and spike emission).
+* the sweep: neurons per cycle. With spikes to emit the sweep is bound by the one-event-
+  per-cycle output; a second table runs the sweep with unreachable thresholds, where it
+  takes exactly ``D + 6`` cycles for ``D = neurons / L`` words (``L`` neurons per cycle).
 
 Events: a generated moving-edge stream (``sim.events.make_events`` when it fits the shape,
 else a random frame) binned with the model's rules; for deeper layers random spikes of the
@@ -175,6 +177,21 @@ def main():
               f"{r['cycles_per_event']:7.2f} {r['positions_per_event'] * r['groups']:8.2f} "
               f"{r['bubbles']:7d} {r['synops_per_cycle']:10.2f} {r['lane_busy']:9.1%} "
               f"{r['sweep_cycles']:9d} {r['neurons_per_sweep_cycle']:6.2f}")
+    # the sweep alone: thresholds out of reach (no spike to emit), L neurons per cycle
+    from dataclasses import replace
+    sweeps = []
+    print(f"{'layer':8} {'L':>3} {'D':>5} {'neurons':>7} {'sweep cyc':>9} {'D+6':>5} {'n/cyc':>6}")
+    for layer, shape, L in [(camera.layers[0], (2, 128, 128), 4),
+                            (camera.layers[3], tuple(camera.layers[2].out_shape), 16),
+                            (digits.layers[0], (1, 28, 28), 12)]:
+        quiet = replace(layer, threshold=np.full_like(layer.threshold, layer.state_max))
+        r = measure(quiet, shape, L, random_events(shape, 5, rng))
+        D = r["neurons"] // L if r["groups"] == 1 else -(-shape3(layer.out_shape)[0] // L) * \
+            (r["neurons"] // shape3(layer.out_shape)[0])
+        r["D"] = D
+        sweeps.append(r)
+        print(f"{r['layer']:8} {L:3d} {D:5d} {r['neurons']:7d} {r['sweep_cycles']:9d} {D + 6:5d} "
+              f"{r['neurons_per_sweep_cycle']:6.2f}")
     summary = {
         "no_bubbles": all(r["bubbles"] == 0 for r in results),
         "cycles_equal_positions": all(abs(r["cycles_per_event"] - r["positions_per_event"] *
@@ -182,11 +199,12 @@ def main():
         "min_lane_busy_at_default_lanes": min(r["lane_busy"] for r in results
                                               if r["groups"] == 1),
         "goal_lane_busy": 0.8,
+        "sweep_is_D_plus_6_without_spikes": all(r["sweep_cycles"] == r["D"] + 6 for r in sweeps),
     }
     print(json.dumps(summary))
     out = ROOT / "bench" / "results" / "hw_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cases": results, "summary": summary}, indent=1) + "\n")
+    out.write_text(json.dumps({"cases": results, "sweeps": sweeps, "summary": summary}, indent=1) + "\n")
     return 0
 
 
