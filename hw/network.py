@@ -99,7 +99,14 @@ class Network(wiring.Component):
     """
     def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
         if not isinstance(model, Model):
-            model = load_model(model)
+            try:
+                model = load_model(model)
+            except Exception:
+                self._MustUse__silence = True
+                raise
+        if not isinstance(fifo_depth, int) or fifo_depth < 2:
+            self._MustUse__silence = True      # a rejected design is not "unused"
+            raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
         self.model = model
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits
@@ -115,6 +122,9 @@ class Network(wiring.Component):
                 L = lanes[i]
             else:
                 L = lanes
+            if L is not None and (not isinstance(L, int) or L < 1):
+                self._MustUse__silence = True
+                raise ValueError(f"lanes of layer {layer.name}: {L!r} must be a positive integer")
             self.layers.append(LayerEngine(layer, L, fire=not (membrane and i == n - 1),
                                            in_shape=shape))
             shape = tuple(layer.out_shape)
