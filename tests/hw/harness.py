@@ -130,15 +130,13 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
                         res["spikes"].append(cur)
                         res["ovf"].append(bool(ovf))
                         res["token_cycles"].append(cycle)
-                        ws = [ctx.get(core.state_data[a]).as_value().value
-                              if hasattr(ctx.get(core.state_data[a]), "as_value")
-                              else ctx.get(core.state_data[a]) for a in range(core.D)]
-                        res["states"].append(words_to_states(ws, core))
+                        res["states"].append(words_to_states(mem_words(ctx, core), core))
                     else:
                         assert smd
                         assert not cur, "spikes after the last end-of-step"
                         res["sample_cycles"].append(cycle)
-                        ws = [ctx.get(core.state_data[a]) for a in range(core.D)]
+                        assert not words_to_states(mem_words(ctx, core), core).any(), \
+                            "end of sample must clear every state"
                     cur = []
             assert cycle < max_cycles, "timeout"
 
