@@ -100,3 +100,17 @@ def test_ties_go_to_the_lowest_index():
     rec, _ = run_network(model, binned, seed=60)
     check_network(model, binned, rec)
     assert rec["prediction"] == [0] and rec["scores"][0] == [0] * 5
+
+
+@pytest.mark.slow
+def test_event_camera_topology_small_input():
+    """The event-camera network's layer stack (conv 5x5 s2 p2 twice, conv 3x3 s2 p1 twice,
+    linear) on a 2x32x32 input, default lanes, against the reference."""
+    rng = np.random.default_rng(70)
+    model = model_from_spec([("conv2d", 4, 5, 2, 2), ("conv2d", 8, 5, 2, 2),
+                             ("conv2d", 8, 3, 2, 1), ("conv2d", 16, 3, 2, 1), ("linear", 11)],
+                            rng, input_shape=(2, 32, 32), timesteps=3)
+    binned = random_binned(rng, (2, 32, 32), 3, density=0.05)
+    rec, _ = run_network(model, binned, seed=70, gap=0.2, fifo_depth=8)
+    r = check_network(model, binned, rec)
+    assert all(r.spike_count[l.name] > 0 for l in model.layers[:-1])
