@@ -1,0 +1,59 @@
+"""The shipped models: the torch integer mode and the reference agree on the test sets.
+
+Every spike and every stored state of every layer and step is compared, for every
+test sample of ``models/digits`` and for a slice of ``models/gesture_synth``'s test
+set (the full set is measured by ``bench/quant_accuracy.py``).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from quant.lif import SpikingNet
+from quant.train import data_from_checkpoint, load_checkpoint
+from sim.model import load_model
+from sim.reference import run
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def _check(name, limit, batch):
+    path = MODELS / name
+    if not (path / "checkpoint.pt").is_file():
+        pytest.fail(f"{path} has no checkpoint.pt")
+    model = load_model(path)
+    doc = load_checkpoint(path / "checkpoint.pt")
+    data = data_from_checkpoint(doc, "test", limit=limit)
+    net = SpikingNet.from_model(model)
+    n = len(data)
+    preds = []
+    for a in range(0, n, batch):
+        idx = list(range(a, min(n, a + batch)))
+        x, _ = data.frames(idx)
+        with torch.no_grad():
+            scores, tr = net(torch.from_numpy(x), record=True)
+        for j, i in enumerate(idx):
+            ref = run(model, data.binned(i), record=True)
+            for layer in model.layers:
+                assert np.array_equal(tr["spikes"][layer.name][:, j].numpy(),
+                                      ref.spikes[layer.name]), (i, layer.name)
+                assert np.array_equal(tr["states"][layer.name][:, j].numpy(),
+                                      ref.states[layer.name]), (i, layer.name)
+            assert np.array_equal(scores[j].numpy(), ref.scores)
+            preds.append(ref.prediction)
+    return model, data, np.array(preds)
+
+
+def test_digits_every_test_sample():
+    model, data, preds = _check("digits", None, 120)
+    assert len(preds) == 360
+    acc = float((preds == data.labels).mean())
+    assert acc == pytest.approx(model.meta["accuracy"]["fixed_accuracy"])
+    assert acc >= 0.95
+
+
+def test_gesture_synth_test_slice():
+    model, data, preds = _check("gesture_synth", 16, 8)
+    assert model.n_neurons == 27656 and model.layers[0].in_shape == (2, 128, 128)
