@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .stream import SPIKE, KIND_BITS, event_signature
-from .synapse import JobLayout, SynapseIterator, UpdateLayout
+from .synapse import SynapseIterator, UpdateLayout
 
 __all__ = ["ConvEngine", "axis_table"]
 

@@ -59,7 +59,7 @@ from amaranth.utils import bits_for
 from sim.model import Model, load_model
 
 from .layer import LayerEngine
-from .stream import END_SAMPLE, END_STEP, SPIKE, EventLayout, input_signature, shape3
+from .stream import END_SAMPLE, SPIKE, input_signature, shape3
 
 __all__ = ["Network"]
 

@@ -8,7 +8,6 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from hw.stream import END_SAMPLE, END_STEP, SPIKE, shape3
-from sim.events import BinnedEvents
 from sim.model import InputSpec, Model
 from sim.reference import run as ref_run
 

@@ -1,5 +1,5 @@
 """hw.generate: deterministic Verilog without source locations that lints clean with
-Verilator, and the command line's error handling."""
+Verilator."""
 
 import shutil
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.generate import generate, main
+from hw.generate import generate
 from sim.model import save_model
 from sim.randmodel import model_from_spec, random_model
 
@@ -53,19 +53,6 @@ def test_verilator_lint(tmp_path, seed):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "%Error" not in r.stderr
-
-
-def test_cli_writes_file_and_rejects_bad_input(tmp_path, capsys):
-    save_model(_model(), tmp_path / "m")
-    out = tmp_path / "top.v"
-    assert main([str(tmp_path / "m"), "-o", str(out)]) == 0
-    assert out.read_text() == generate(tmp_path / "m")
-    assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "x.v")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "missing" in err[0]
-    assert not (tmp_path / "x.v").exists()
-    assert main([str(tmp_path / "m"), "-o", str(tmp_path / "y.v"), "--lanes", "0"]) == 2
-    assert not (tmp_path / "y.v").exists()
 
 
 def test_generate_is_deterministic_across_processes():

@@ -1,0 +1,27 @@
+"""python -m hw.build: writes the Verilog; bad input gives one line, exit 2, no file."""
+
+import numpy as np
+
+from hw.build import main
+from hw.generate import generate
+from sim.model import save_model
+from sim.randmodel import model_from_spec
+
+
+def _model():
+    rng = np.random.default_rng(3)
+    return model_from_spec([("conv2d", 2, 3, 2, 1), ("linear", 3)], rng,
+                           input_shape=(2, 6, 6), timesteps=2)
+
+
+def test_cli_writes_file_and_rejects_bad_input(tmp_path, capsys):
+    save_model(_model(), tmp_path / "m")
+    out = tmp_path / "top.v"
+    assert main([str(tmp_path / "m"), "-o", str(out)]) == 0
+    assert out.read_text() == generate(tmp_path / "m")
+    assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "x.v")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    assert not (tmp_path / "x.v").exists()
+    assert main([str(tmp_path / "m"), "-o", str(tmp_path / "y.v"), "--lanes", "0"]) == 2
+    assert not (tmp_path / "y.v").exists()
