@@ -199,3 +199,20 @@ def test_membrane_readout_end_to_end(tmp_path):
     assert len(set(model.layers[-1].threshold.tolist())) == 1    # one scale for the scores
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["torch_integer_agreement"] == 1.0
+
+
+def test_qat_cli_bad_input(digits_run, tmp_path, capsys):
+    cases = [
+        ([str(tmp_path / "none.pt"), "--out", str(tmp_path / "a")], "checkpoint not found"),
+        ([str(digits_run), "--out", str(tmp_path / "b"), "--weight-bits", "1"],
+         "--weight-bits: 1 is outside"),
+        ([str(digits_run), "--out", str(tmp_path / "c"), "--epochs", "0"], "--epochs"),
+    ]
+    for args, want in cases:
+        with pytest.raises(SystemExit) as exc:
+            sys.exit(qqat.cli(args))
+        err = capsys.readouterr().err
+        assert exc.value.code == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and want in lines[0], (args, err)
+    assert list(tmp_path.iterdir()) == []
