@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.events import EVENT_DTYPE, BinnedEvents, bin_events
+from sim.events import EVENT_DTYPE, bin_events
 
 __all__ = ["DataError", "EventSet", "BinnedSet", "DATASETS", "GESTURE_CLASSES",
            "load_dataset", "digits_events", "gesture_sample", "default_input"]
