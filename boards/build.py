@@ -449,6 +449,8 @@ def build(args, out=sys.stdout):
                      "leds": top.plan},
         "memory_fit": fit,
     }
+    if args.out is None:
+        out_dir.parent.mkdir(exist_ok=True)        # build/ of the current directory
     with atomic_dir(out_dir) as tmp:
         progress("writing the build plan (Verilog, constraints, scripts) and ROM images")
         plan = board.platform().build(
