@@ -103,8 +103,8 @@ def test_membrane_layer_never_fires():
 @pytest.mark.parametrize("lanes,fire_scale", [(2, 100.0), (2, 0.01), (3, 0.01)])
 def test_sweep_cycle_counts(lanes, fire_scale):
     """The documented timing: a step token accepted by the core in cycle 0 leaves in cycle
-    ``D + 6 + sum(max(0, p - 1))``; a clear takes ``D + 1``; the first word is emitted
-    in cycle 5."""
+    ``D + 6 + sum(max(0, p - 1))``; a clear takes ``D + 1``; word ``a`` enters the last
+    stage in cycle ``a + 5 + extra(a)``."""
     rng = np.random.default_rng(13)
     layer = random_layer(rng, "c", "conv2d", (1, 4, 5), kernel=3, stride=1, padding=1,
                          out_channels=4, fire_scale=fire_scale, bias=False, leak=False)
@@ -149,10 +149,16 @@ def test_sweep_cycle_counts(lanes, fire_scale):
     extra = sum(max(0, p - 1) for p in per_word.values())
     assert tok - t_step == dut.D + 6 + extra
     assert tok2 - t_sample == dut.D + 1
-    if spikes:
-        first_word = min(per_word)
-        extra_before = sum(max(0, p - 1) for a, p in per_word.items() if a < first_word)
-        assert spikes[0][2] - t_step == 1 + first_word + extra_before + 4
+    # every spike: word a enters P4 in cycle a + 5 + extra(a), its lanes follow in order
+    rank, last_c = {}, {}
+    for _, _, cycle, (c, y, x) in spikes:
+        a = (y * 5 + x) * G + c // lanes
+        r = rank.get(a, 0)
+        rank[a] = r + 1
+        assert c > last_c.get(a, -1), "lowest lane first"
+        last_c[a] = c
+        extra_a = sum(max(0, p - 1) for b, p in per_word.items() if b < a)
+        assert cycle - t_step == a + 5 + extra_a + r
     if fire_scale > 1:
         assert not spikes or len(spikes) < 3
     else:
