@@ -533,7 +533,9 @@ def _program(board, out_dir, report, out):
 
 
 def build_parser():
-    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+                        epilog="python -m hw.build MODEL_DIR -o top.v writes only the Verilog "
+                               "of the network top. See docs/boards.md.")
     ap.add_argument("--board", default="arty_a7",
                     help=f"target board: {', '.join(board_names())} (default arty_a7)")
     ap.add_argument("--model", default=None,

@@ -1,8 +1,20 @@
-"""``python -m hw.build``: write the Verilog of the network top for a model directory.
+"""``python -m hw.build``: the command a user types first.
 
-Usage::
+Two forms::
 
+    python -m hw.build --board arty_a7 [--model models/digits] [--out build/arty_a7]
+                       [--toolchain auto|vivado|open|none] [--program] ...
     python -m hw.build MODEL_DIR -o top.v [--lanes N] [--fifo-depth N] [--name NAME]
+
+The first (no ``-o``) builds a model for an FPGA board: board top with the UART host
+link and LEDs, constraints, vendor scripts, ROM images, resource estimate, report, open
+place and route, programming (docs/boards.md). That flow lives in :mod:`boards.build`,
+because boards are a layer above the hardware generator (``boards`` imports ``hw``,
+nothing imports ``boards``): this module is only its documented launcher and runs it
+with :mod:`runpy` by name, so ``hw`` has no import dependency on ``boards``.
+
+The second (``-o FILE``) writes only the Verilog of the network top
+(:func:`hw.generate.generate`).
 
 Bad input (a broken model directory, a bad parameter): one line on stderr, exit status 2,
 nothing written (the file is written to a temporary name in the target directory and
@@ -16,12 +28,35 @@ import tempfile
 
 from .generate import generate
 
-__all__ = ["main"]
+__all__ = ["main", "verilog_main", "board_main"]
+
+
+def _wants_verilog(argv):
+    return any(a in ("-o", "--output") or a.startswith("--output=") for a in argv)
 
 
 def main(argv=None):
+    """Dispatch: ``-o FILE`` writes the network's Verilog, anything else is a board build."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _wants_verilog(argv):
+        return verilog_main(argv)
+    return board_main(argv)
+
+
+def board_main(argv):
+    """Run ``boards.build`` (loaded by name, see the module docstring); returns its status."""
+    import runpy
+
+    from sim.cli import main_guard
+    ns = runpy.run_module("boards.build", run_name="boards.build")
+    return main_guard(ns["main"], argv, prog=ns["PROG"], errors=ns["ERRORS"])
+
+
+def verilog_main(argv=None):
+    """``python -m hw.build MODEL_DIR -o top.v``: the Verilog of the network top."""
     from sim.model import ModelError
-    ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hw.build",
+                                 description="write the Verilog of the network top")
     ap.add_argument("model", help="model directory")
     ap.add_argument("-o", "--output", required=True, help="Verilog file to write")
     ap.add_argument("--lanes", type=int, default=None, help="lanes of every layer")
