@@ -1,0 +1,68 @@
+"""Tests of the cycle model that need no RTL (the RTL benches in tests/cocotb compare it
+with the hardware cycle for cycle)."""
+
+import numpy as np
+
+from sim.cycles import HwParams, input_words, layer_work, predict
+from sim.events import BinnedEvents
+from sim.model import InputSpec, Model
+from sim.randmodel import random_binned, random_layer, random_model
+
+
+def _one_linear():
+    rng = np.random.default_rng(0)
+    layer = random_layer(rng, "fc", "linear", (1, 1, 2), n_out=2, reset="zero", leak=False,
+                         bias=False)
+    layer.weights[:] = 5
+    layer.threshold[:] = 1
+    model = Model(input=InputSpec(shape=(1, 1, 2), dt_us=1000, timesteps=1, count_clip=1),
+                  layers=[layer], readout="spike_count")
+    return model, BinnedEvents.from_frames(np.array([[[[1, 0]]]]))
+
+
+def test_hand_timeline():
+    """One spike into a 2-output linear layer (G = 1, D = 1, both outputs fire), words
+    offered from cycle 0, FIFO depth 4. By hand, from the documented pipeline:
+    spike accepted 0, END_STEP 1, END_SAMPLE 2; the token leaves the FIFO output register
+    in cycle 3, stage A 4, stage B / iterator job 5, reaches the core in 6 (sweep start);
+    sweep: P0 7, P1 8, P2 9, P3 10, P4 11-12 (two spikes, one per cycle), pipeline empty
+    in 13, token transfers in 14. End of sample: core takes it in 15, clears (D = 1) in
+    16, token in 17; the arg-max over 2 classes strobes ``done`` in 19."""
+    model, binned = _one_linear()
+    r = predict(model, binned, HwParams(fifo_depth=4), backend="numpy")
+    assert r.accepted == [0, 1, 2]
+    assert r.sweep_start == [[6]]
+    assert r.step_done == [[14]]
+    assert r.sample_done == [19]
+    assert r.latency_cycles() == 19
+    assert r.latency_s(100e6) == 19 / 100e6
+
+
+def test_gaps_only_delay():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        model = random_model(rng, timesteps=3)
+        binned = random_binned(rng, model.input.shape, 3, model.input.count_clip)
+        base = predict(model, binned, HwParams(fifo_depth=3), backend="numpy")
+        n = len(input_words(model, binned))
+        gaps = rng.integers(0, 4, size=n).tolist()
+        slow = predict(model, binned, HwParams(fifo_depth=3), gaps=gaps, backend="numpy")
+        for a, b in zip(base.step_done, slow.step_done):
+            assert all(y >= x for x, y in zip(a, b))
+            assert all(y > x for x, y in zip(a, a[1:]))
+        assert slow.end >= base.end + gaps[0]
+
+
+def test_layer_work_counts_receptive_fields():
+    """The iterator work of an input spike is the number of output positions whose
+    window holds it, times the lane groups (checked against a brute-force count)."""
+    rng = np.random.default_rng(1)
+    layer = random_layer(rng, "c", "conv2d", (1, 7, 6), kernel=3, stride=2, padding=1,
+                         out_channels=5)
+    work = layer_work(layer, (1, 7, 6), lanes=2)
+    _, Ho, Wo = layer.out_shape
+    for y in range(7):
+        for x in range(6):
+            n = sum(1 for oy in range(Ho) for ox in range(Wo)
+                    if 0 <= y - (oy * 2 - 1) < 3 and 0 <= x - (ox * 2 - 1) < 3)
+            assert work[0, y, x] == n * 3
