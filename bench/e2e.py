@@ -357,6 +357,22 @@ def machine():
             "platform": platform.platform()}
 
 
+def _command(argv):
+    """The command line as recorded (without ``--build DIR``: a local path)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--build":
+            skip = True
+            continue
+        if a.startswith("--build="):
+            continue
+        out.append(a)
+    return " ".join(["python -m bench.e2e", *out])
+
+
 def main(argv=None):
     ap = ArgumentParser(prog="python -m bench.e2e",
                         description="float -> reference -> RTL (UART and stream), end to end")
@@ -409,7 +425,7 @@ def main(argv=None):
         "benchmark": "e2e",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": machine(),
-        "command": "python -m bench.e2e " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": _command(sys.argv[1:] if argv is None else argv),
         "model": str(args.model), "simulator": None if args.no_rtl else args.sim,
         "divisor": args.divisor, "fifo_depth": args.fifo_depth, "clock_hz": CLOCK_HZ,
         "float_source": ("checkpoint.pt in the model directory" if doc is not None
@@ -427,6 +443,7 @@ def main(argv=None):
     }
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(doc_out, indent=1))
+        os.chmod(tmp, 0o644)
     print(f"wrote {out}")
     bad = summ.get("uart", {}).get("mismatches", 0) + summ.get("stream", {}).get("mismatches", 0)
     bad += summ.get("stream", {}).get("cycle_model_disagreements", 0)
