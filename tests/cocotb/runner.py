@@ -93,9 +93,25 @@ def run_bench(bdir, verilog_path, toplevel, bench_module, case, *, testcase=None
         pytest.fail("iverilog not found (SIM=icarus)")
     runner = get_runner(sim)
     wv = waves()
-    runner.build(sources=[str(verilog_path)], hdl_toplevel=toplevel, build_dir=str(bdir),
-                 timescale=("1ns", "1ps"), waves=wv, build_args=build_args, always=True,
-                 log_file=str(Path(bdir) / "build.log"))
+    sources = [str(verilog_path)]
+    build_waves = wv
+    if wv and sim == "icarus":
+        # cocotb's own dump module is SystemVerilog (needs -g2012): use a plain one
+        dump = Path(bdir) / "waves_dump.v"
+        dump.write_text(f'module waves_dump();\ninitial begin\n'
+                        f'  $dumpfile("{Path(bdir) / (toplevel + ".fst")}");\n'
+                        f'  $dumpvars(0, {toplevel});\nend\nendmodule\n')
+        sources.append(str(dump))
+        build_args += ["-s", "waves_dump"]
+        build_waves = False
+    saved = os.environ.pop("WAVES", None)      # cocotb's runner reads WAVES itself
+    try:
+        runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=str(bdir),
+                     timescale=("1ns", "1ps"), waves=build_waves, build_args=build_args,
+                     always=True, log_file=str(Path(bdir) / "build.log"))
+    finally:
+        if saved is not None:
+            os.environ["WAVES"] = saved
     results = Path(bdir) / "results.xml"
     try:
         runner.test(test_module=bench_module, hdl_toplevel=toplevel, build_dir=str(bdir),
