@@ -55,6 +55,10 @@ class LinkError(Exception):
     """The board did not answer as the protocol says (exit status 1)."""
 
 
+#: Model used with --dataset when --model is not given (relative to the working directory).
+DEFAULT_MODEL = "models/digits"
+
+
 @dataclass
 class Sample:
     name: str
@@ -81,6 +85,20 @@ def load_samples(path):
             raise HostError(str(e)) from None
         out.append(Sample(f.name, ev, label))
     return out
+
+
+def dataset_samples(name, model, limit=None):
+    """The test split of a built-in data set, coded with the model's input settings."""
+    from sim.datasets import DataError, load_dataset
+    inp = model.input
+    try:
+        data = load_dataset(name, "test", timesteps=inp.timesteps, dt_us=inp.dt_us, limit=limit)
+    except DataError as e:
+        raise HostError(f"--dataset {name}: {e}") from None
+    if tuple(data.shape) != tuple(inp.shape):
+        raise HostError(f"--dataset {name}: its sensor {list(data.shape)} does not match the "
+                        f"model input {list(inp.shape)}")
+    return [Sample(f"{name}[{i}]", *data.sample(i)) for i in range(len(data))]
 
 
 class BoardLink:
@@ -166,9 +184,8 @@ def _write_json(path, obj):
 def run(args, out=None):
     """The tool's work; raises :class:`HostError` or :class:`LinkError`."""
     out = out or sys.stdout
-    if args.dataset is not None:
-        raise HostError(f"--dataset {args.dataset}: no events export of this data set exists "
-                        f"yet; export samples to a directory and use --events")
+    if args.dataset is not None and not args.model:
+        args.model = DEFAULT_MODEL
     from .platforms import BoardError, get_board
     try:
         board = get_board(args.board)
@@ -178,7 +195,6 @@ def run(args, out=None):
         args.baud = board.default_baud
     elif args.baud <= 0:
         raise HostError(f"--baud {args.baud}: must be positive")
-    samples = load_samples(args.events)
     model = None
     binned = None
     if args.model:
@@ -188,6 +204,9 @@ def run(args, out=None):
         except (ModelError, OSError) as e:
             raise HostError(str(e)) from None
         inp = model.input
+    samples = (dataset_samples(args.dataset, model, args.limit) if args.dataset
+               else load_samples(args.events))
+    if model is not None:
         binned = _bin_all(samples, tuple(inp.shape), inp.timesteps, inp.dt_us, inp.count_clip)
     if args.json and not Path(args.json).parent.is_dir():
         raise HostError(f"--json {args.json}: directory does not exist")
@@ -276,13 +295,17 @@ def build_parser():
     ap.add_argument("--port", required=True, help="serial device, pty path or pyserial URL")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", help="event file or directory of event files")
-    src.add_argument("--dataset", choices=["digits"], help="a built-in data set")
+    src.add_argument("--dataset", choices=["digits"],
+                     help="the test split of a built-in data set, coded with the model's "
+                          "input settings (--model, default models/digits)")
     ap.add_argument("--board", default=None,
                     help="board name (sets the default baud rate; default arty_a7)")
     ap.add_argument("--baud", type=int, default=None,
                     help="baud rate (default: the board's, 2000000 on arty_a7)")
     ap.add_argument("--model", help="model directory: check the board's model id and "
                                     "compare answers with the reference")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="with --dataset: only the first N test samples")
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait per answer")
     ap.add_argument("--json", help="write per-sample results and the summary here")
     return ap

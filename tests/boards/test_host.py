@@ -118,12 +118,14 @@ def test_model_mismatch_and_bad_arguments(tmp_path, model, board, capsys):
                  str(tmp_path / "other")]) == 1
     assert "model id" in capsys.readouterr().err and emu.results == []
     assert main(["--port", path, "--events", str(tmp_path / "nope")]) == 2
-    assert main(["--port", path, "--dataset", "digits"]) == 2
+    save_model(model, tmp_path / "model")   # a 2x9x11 sensor: digits cannot feed it
+    assert main(["--port", path, "--dataset", "digits", "--model", str(tmp_path / "model")]) == 2
     assert main(["--port", path, "--events", str(tmp_path / "ev"), "--board", "zedboard"]) == 2
     assert main(["--port", str(tmp_path / "no-such-tty"), "--events",
                  str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
-    assert "nope" in err and "digits" in err and "no-such-tty" in err
+    assert "nope" in err and "--dataset digits" in err and "[1, 8, 8]" in err
+    assert "no-such-tty" in err
     assert "zedboard" in err and "arty_a7" in err
 
 
@@ -154,3 +156,32 @@ def test_emulator_flags(model):
     status = pr.decode_answer(pr.Parser(pr.BOARD_TYPES).feed(
         emu.feed(pr.encode_frame(pr.RESET)))[0])
     assert (status.flags, status.bad_frames, status.samples) == (0, 0, 0)
+
+
+def test_dataset_digits_with_the_shipped_model(tmp_path, capsys):
+    from pathlib import Path
+
+    from sim.datasets import load_dataset
+    from sim.model import load_model
+    root = Path(__file__).resolve().parents[2]
+    model = load_model(root / "models" / "digits")
+    emu = BoardEmulator(model)
+    path, stop = serve_pty(emu)
+    try:
+        out_json = tmp_path / "res.json"
+        rc = main(["--port", path, "--dataset", "digits", "--limit", "8", "--model",
+                   str(root / "models" / "digits"), "--json", str(out_json), "--timeout", "10"])
+    finally:
+        stop()
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads(out_json.read_text())
+    inp = model.input
+    data = load_dataset("digits", "test", timesteps=inp.timesteps, dt_us=inp.dt_us, limit=8)
+    assert len(res["samples"]) == 8
+    for i, rec in enumerate(res["samples"]):
+        ev, label = data.sample(i)
+        ref = reference_run(model, bin_events(ev, inp.shape, inp.timesteps, inp.dt_us,
+                                              inp.count_clip), record=False)
+        assert rec["label"] == label
+        assert rec["prediction"] == ref.prediction
+        assert rec["scores"] == [int(v) for v in ref.scores]
