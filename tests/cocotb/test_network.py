@@ -74,8 +74,10 @@ def test_bad_input_dropped(tmp_path):
     _run(tmp_path, "bad_input", model, binned, fifo_depth=3, bad_per_step=3, order_seed=1)
 
 
-def test_default_digits_model(tmp_path):
-    """The shipped model on real samples (two test digits, back to back)."""
+@pytest.mark.parametrize("image", [-1, -2])
+def test_default_digits_model(tmp_path, image):
+    """The shipped model on real samples (scikit-learn test digits, rate coded as in
+    quant.data), each sent twice back to back (the end-of-sample clear)."""
     mdir = ROOT / "models" / "digits"
     if not (mdir / "model.json").exists():
         pytest.skip("models/digits is not in the repository yet (built by quant)")
@@ -84,10 +86,10 @@ def test_default_digits_model(tmp_path):
     from sklearn.datasets import load_digits
     model = load_model(mdir)
     inp = model.input
-    img = load_digits().images[-1]
+    img = load_digits().images[image]
     ev = digits_events(img, np.random.default_rng(0), timesteps=inp.timesteps, dt_us=inp.dt_us)
     binned = bin_events(ev, inp.shape, inp.timesteps, inp.dt_us, inp.count_clip)
-    _run(tmp_path, "digits", model, binned, fifo_depth=16, samples=2)
+    _run(tmp_path, f"digits{-image}", model, binned, fifo_depth=16, samples=2)
 
 
 def test_scoreboard_names_first_mismatch(tmp_path):
