@@ -76,12 +76,12 @@ def test_bad_input_dropped(tmp_path):
 
 @pytest.mark.parametrize("image", [-1, -2])
 def test_default_digits_model(tmp_path, image):
-    """The shipped model on real samples (scikit-learn test digits, rate coded as in
-    quant.data), each sent twice back to back (the end-of-sample clear)."""
+    """The shipped model on real samples (scikit-learn test digits, rate coded by
+    sim.datasets), each sent twice back to back (the end-of-sample clear)."""
     mdir = ROOT / "models" / "digits"
     if not (mdir / "model.json").exists():
         pytest.skip("models/digits is not in the repository yet (built by quant)")
-    from quant.data import digits_events
+    from sim.datasets import digits_events
     from sim.events import bin_events
     from sklearn.datasets import load_digits
     model = load_model(mdir)
