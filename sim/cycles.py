@@ -329,7 +329,9 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Lanes and FIFO depth (defaults: ``hw`` defaults).
     words : list of (kind, p, y, x), optional
         The exact input sequence; default :func:`input_words` (``samples`` copies, sources
-        in ascending order). Out-of-range spikes in it are dropped as the RTL does.
+        in ascending order). Every sample in it must be ``binned`` (in any order of its
+        words): the layer spikes come from one reference run. Out-of-range spikes in it
+        are dropped as the RTL does.
     start : int
         Cycle (RTL ``cycle`` counter value) in which the first word is offered.
     gaps : sequence of int, optional
