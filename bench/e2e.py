@@ -153,12 +153,15 @@ def _cocotb(sim, bdir, verilog, toplevel, testcase, case, quick_build=False):
 
 
 def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=None,
-            uart_limit=None, stream=True, uart=True, quick_build=False):
+            uart_limit=None, stream=True, uart=True, quick_build=False, stream_sim=None):
     """Run the samples of ``data`` through the RTL: the board top over its UART (the first
     ``uart_limit`` samples, default all) and the network top on its input stream.
 
+    ``stream_sim`` runs the stream part on another simulator (default ``sim``).
+
     Returns ``{"uart": {...} or None, "stream": {...} or None}`` with the bench outputs.
     """
+    stream_sim = stream_sim or sim
     from amaranth.back import verilog as averilog
 
     from boards import protocol as pr
@@ -187,7 +190,7 @@ def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=Non
             out["uart"] = _cocotb(sim, bdir, bdir / "board_top.v", "board_top", "uart",
                                   {"divisor": divisor, "bytes": frames}, quick_build)
         if stream:
-            bdir = build / f"stream_{sim}"
+            bdir = build / f"stream_{stream_sim}"
             bdir.mkdir(parents=True, exist_ok=True)
             (bdir / "network_top.v").write_text(generate(model, name="network_top",
                                                          fifo_depth=fifo_depth))
@@ -195,7 +198,8 @@ def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=Non
             words = [[lay.pack(kind=k, p=p, y=y, x=x) for k, p, y, x in
                       input_words(model, data.binned(i))] for i in range(n)]
             sbits, signed = _score_format(model)
-            out["stream"] = _cocotb(sim, bdir, bdir / "network_top.v", "network_top", "stream",
+            out["stream"] = _cocotb(stream_sim, bdir, bdir / "network_top.v", "network_top",
+                                    "stream",
                                     {"words": words, "n_classes": model.n_classes,
                                      "score_bits": sbits, "score_signed": signed},
                                     quick_build)
@@ -381,6 +385,8 @@ def main(argv=None):
     ap.add_argument("--uart-limit", type=int, default=None,
                     help="send only the first N samples over the UART (default: all)")
     ap.add_argument("--sim", choices=("verilator", "icarus"), default="verilator")
+    ap.add_argument("--stream-sim", choices=("verilator", "icarus"), default=None,
+                    help="simulator of the stream part (default: --sim)")
     ap.add_argument("--divisor", type=int, default=4, help="UART cycles per bit (default 4)")
     ap.add_argument("--fifo-depth", type=int, default=16)
     ap.add_argument("--quick-build", action="store_true",
@@ -412,7 +418,8 @@ def main(argv=None):
     if not args.no_rtl:
         rtl = run_rtl(model, data, sim=args.sim, divisor=args.divisor,
                       fifo_depth=args.fifo_depth, build=args.build, uart_limit=args.uart_limit,
-                      uart=args.uart_limit != 0, quick_build=args.quick_build)
+                      uart=args.uart_limit != 0, quick_build=args.quick_build,
+                      stream_sim=args.stream_sim)
     t3 = time.perf_counter()
     rows = compare(model, data, ref, rtl, fifo_depth=args.fifo_depth, divisor=args.divisor)
     summ = summarize(rows, fpred, data.labels, model, args.divisor)
@@ -427,6 +434,7 @@ def main(argv=None):
         "machine": machine(),
         "command": _command(sys.argv[1:] if argv is None else argv),
         "model": str(args.model), "simulator": None if args.no_rtl else args.sim,
+        "stream_simulator": None if args.no_rtl else (args.stream_sim or args.sim),
         "divisor": args.divisor, "fifo_depth": args.fifo_depth, "clock_hz": CLOCK_HZ,
         "float_source": ("checkpoint.pt in the model directory" if doc is not None
                          else "none (no checkpoint in the model directory)"),
