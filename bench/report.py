@@ -343,6 +343,36 @@ def _f(x, nd=1):
     return f"{x:,}"
 
 
+#: The expensive benchmarks, rerun by ``python -m bench --rerun-all`` (each writes its JSON).
+EXPENSIVE = [
+    ["-m", "bench.e2e", "--model", "models/digits"],
+    ["-m", "bench.reference_speed"],
+    ["bench/hw_throughput.py"],
+    ["bench/hw_resources.py"],
+    ["-m", "bench.sim_speed"],
+]
+
+
+def rerun_expensive(log=print, dry_run=False):
+    """Run every benchmark of :data:`EXPENSIVE` (tens of minutes); returns the list of
+    ``(command, exit status)``; a failing one is reported and the others still run."""
+    import subprocess
+    import sys
+    out = []
+    for args in EXPENSIVE:
+        cmd = [sys.executable, *args]
+        text = "python " + " ".join(args)
+        log(f"$ {text}")
+        if dry_run:
+            out.append((text, None))
+            continue
+        rc = subprocess.run(cmd, cwd=ROOT).returncode
+        if rc:
+            log(f"  exit status {rc}: its JSON is left as it was")
+        out.append((text, rc))
+    return out
+
+
 def build(rerun_all=False, log=print, samples=8):
     """Compute the cheap parts, reuse (or with ``rerun_all`` recompute) the expensive
     ones, write the JSONs, PNGs and ``report.md``; returns the summary dict."""
