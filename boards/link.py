@@ -139,7 +139,7 @@ class HostLink(wiring.Component):
         cycles = Signal(32)
         last_cycles = Signal(32)
         samples = Signal(32)
-        new_flags = Signal(32)
+        new_flags = Signal(6)     # every bit driven below; flags zero-extends it
 
         with m.If(taken):
             with m.If(out_of_range):
