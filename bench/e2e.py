@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import machine
 from sim.cli import ArgumentParser, CliError, atomic_path, run_main
 from sim.model import load_model
 from sim.reference import run as reference_run
@@ -348,17 +348,7 @@ def table(summ):
     return "\n".join(lines)
 
 
-def machine():
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+
 
 
 def _command(argv):

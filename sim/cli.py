@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 
 from .events import EventError
+from .fsutil import replace_dir
 from .model import ModelError
 
 __all__ = ["EXIT_BAD_INPUT", "CliError", "ArgumentParser", "one_line", "main_guard",
@@ -146,13 +147,7 @@ def atomic_dir(path):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=_parent(path)))
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.rename(path, old / "x")
-            os.rename(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from .fsutil import replace_dir
 
 __all__ = [
     "FORMAT", "VERSION", "LAYER_TYPES", "RESETS", "READOUTS",
@@ -659,13 +660,7 @@ def save_model(model, path, *, overwrite=True):
     try:
         doc = model_to_json(model, tmp)
         (tmp / "model.json").write_text(json.dumps(doc, indent=1) + "\n")
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.rename(path, old / "x")
-            os.rename(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
