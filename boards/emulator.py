@@ -126,8 +126,17 @@ class BoardEmulator:
         return b""
 
 
-def serve_pty(emulator):
-    """Serve ``emulator`` on a new pseudo-terminal in a daemon thread.
+def run_on_pty(make_worker, join_timeout=2.0):
+    """Run a board model behind a new raw pseudo-terminal, in a daemon thread.
+
+    Parameters
+    ----------
+    make_worker : callable
+        ``make_worker(master_fd, stopping)`` returns the thread's target: it talks to
+        the host through ``master_fd`` and returns once ``stopping`` (a
+        :class:`threading.Event`) is set.
+    join_timeout : float
+        Seconds ``stop`` waits for the thread.
 
     Returns
     -------
@@ -142,26 +151,12 @@ def serve_pty(emulator):
     tty.setraw(slave)
     path = os.ttyname(slave)
     stopping = threading.Event()
-
-    def loop():
-        while not stopping.is_set():
-            r, _, _ = select.select([master], [], [], 0.05)
-            if not r:
-                continue
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                break
-            answer = emulator.feed(data)
-            if answer:
-                os.write(master, answer)
-
-    thread = threading.Thread(target=loop, daemon=True)
+    thread = threading.Thread(target=make_worker(master, stopping), daemon=True)
     thread.start()
 
     def stop():
         stopping.set()
-        thread.join(timeout=2)
+        thread.join(timeout=join_timeout)
         for fd in (master, slave):
             try:
                 os.close(fd)
@@ -169,6 +164,26 @@ def serve_pty(emulator):
                 pass
 
     return path, stop
+
+
+def serve_pty(emulator):
+    """Serve ``emulator`` on a new pseudo-terminal (see :func:`run_on_pty`)."""
+    def worker(master, stopping):
+        def loop():
+            while not stopping.is_set():
+                r, _, _ = select.select([master], [], [], 0.05)
+                if not r:
+                    continue
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break
+                answer = emulator.feed(data)
+                if answer:
+                    os.write(master, answer)
+        return loop
+
+    return run_on_pty(worker)
 
 
 def main(argv=None):

@@ -32,6 +32,7 @@ from sim.events import BinnedEvents
 from sim.reference import run as reference_run
 
 from . import protocol as pr
+from .emulator import run_on_pty
 from .link import HostLink
 
 __all__ = ["SimBoard"]
@@ -97,29 +98,12 @@ class SimBoard:
 
     def serve(self):
         """Start the simulation on a new pty in a daemon thread; returns ``(path, stop)``."""
-        import tty
+        def worker(master, stopping):
+            if self.network == "rtl":
+                return self._rtl_sim(master, stopping).run
+            return self._reference_sim(master, stopping).run
 
-        master, slave = os.openpty()
-        tty.setraw(slave)
-        path = os.ttyname(slave)
-        stopping = threading.Event()
-        if self.network == "rtl":
-            sim = self._rtl_sim(master, stopping)
-        else:
-            sim = self._reference_sim(master, stopping)
-        thread = threading.Thread(target=sim.run, daemon=True)
-        thread.start()
-
-        def stop():
-            stopping.set()
-            thread.join(timeout=5)
-            for fd in (master, slave):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-        return path, stop
+        return run_on_pty(worker, join_timeout=5.0)
 
     def _rtl_sim(self, master, stopping):
         dut = self.top
