@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quick start, part 2: install what the tests need (Icarus Verilog, test extras), run them.
+# Quick start, part 2: install what the tests need (Icarus Verilog, the test extras and
+# tonic, so that its file readers are tested too), run them.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/sim -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,5 +10,5 @@ if ! command -v iverilog >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iverilog >/dev/null
 fi
 [ -x .venv/bin/python ] || bash scripts/install.sh
-.venv/bin/python -m pip install -q -e '.[torch,test]'
+.venv/bin/python -m pip install -q -e '.[torch,test,tonic]'
 exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
