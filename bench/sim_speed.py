@@ -3,18 +3,22 @@ Verilog, Verilator (both through cocotb) and ``amaranth.sim``.
 
 The same stimulus top is used everywhere: the network plus a ROM holding the input
 words of ``samples`` copies of one sample, offered back to back, and a ``finished`` flag
-raised when the last result is out. No Python runs per cycle in the HDL simulators (the
-clock is cocotb's GPI clock and the test only waits for ``finished``), so the figure
-is the simulator's own speed.
+raised when the last result is out. No Python runs per cycle in the HDL simulators: the
+clock and the reset come from a small Verilog wrapper (``always #5``) and the cocotb test
+only waits for ``finished``, so the figure is the simulator's own speed.
 
 Usage::
 
     python -m bench.sim_speed [--samples N] [--amaranth-samples N] [--out FILE]
 
 Writes ``bench/results/sim_speed.json`` (cycles, seconds, cycles/s per simulator and
-the Verilator / Icarus ratio; goal: >= 50). Verilator is measured twice: under cocotb
-(its runner builds with ``--public-flat-rw`` and ``--vpi``, and this top needs
-``--timing`` for the clock in the wrapper) and bare (a C++ ``main`` toggling the clock).
+the Verilator / Icarus ratio; goal: >= 50). Verilator is measured twice: under cocotb,
+built like the test suite's ``SIM=verilator`` (``tests.cocotb.runner.verilator_runner``:
+only the top's ports public to VPI instead of cocotb's blanket ``--public-flat-rw``,
+``-O3``) plus ``--timing`` for the wrapper's delays and ``VERILATOR_CFLAGS`` for the
+C++ compiler; and bare (a C++ ``main`` toggling the clock, no VPI, same C++ flags). cocotb's C++ GPI clock (``Clock(impl="gpi")`` on
+``speed_top`` without ``--timing``; ``run_hdl(..., clock="gpi")``) measured slower than
+the wrapper under Verilator (two timed VPI callbacks per cycle).
 """
 
 import argparse
@@ -35,6 +39,9 @@ if str(ROOT) not in sys.path:
 SPEC = [("conv2d", 4, 3, 1, 1), ("sumpool2d", 2), ("linear", 10)]
 INPUT = (2, 16, 16)
 T = 8
+# C++ optimisation of the Verilator models (after Verilator's default -Os; about 25 %
+# faster here, at a longer build)
+VERILATOR_CFLAGS = "-O3 -march=native"
 
 
 def bench_model(seed=0):
@@ -93,13 +100,23 @@ def input_words(model, binned, samples):
 # ------------------------------------------------------------------------ cocotb side
 try:
     import cocotb
-    from cocotb.triggers import RisingEdge
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, RisingEdge
 
     @cocotb.test()
     async def speed(dut):
-        # the clock and the reset come from the Verilog wrapper (TB_WRAPPER): nothing
-        # here runs per cycle
-        await RisingEdge(dut.started)
+        if os.environ.get("SPEED_CLOCK") == "gpi":
+            # the top is ``speed_top`` itself: the clock is cocotb's C++ GPI clock (two
+            # timed callbacks per cycle, no Python), the reset is set from here
+            Clock(dut.clk, 10, unit="ns", impl="gpi").start(start_high=False)
+            dut.rst.value = 1
+            await ClockCycles(dut.clk, 3)
+            dut.rst.value = 0
+            await RisingEdge(dut.clk)
+        else:
+            # the clock and the reset come from the Verilog wrapper (TB_WRAPPER)
+            await RisingEdge(dut.started)
+        # nothing runs in Python until ``finished`` rises
         c0 = int(dut.cycle.value)
         t0 = time.perf_counter()
         await RisingEdge(dut.finished)
@@ -129,30 +146,47 @@ endmodule
 """
 
 
-def run_hdl(sim, verilog, workdir):
+def run_hdl(sim, verilog, workdir, clock="wrapper"):
+    """Build and run the cocotb ``speed`` test; ``clock="wrapper"``: the clock is an
+    ``always #5`` in a Verilog wrapper (Icarus' fastest; Verilator would need
+    ``--timing``); ``clock="gpi"``: the top is ``speed_top`` and the clock is cocotb's
+    C++ GPI clock. Verilator builds through ``tests.cocotb.runner.verilator_runner``
+    (only the top's ports public, ``-O3``, ``VERILATOR_CFLAGS``; ``--timing`` only with
+    the wrapper)."""
     from cocotb_tools.runner import get_runner
+
+    from tests.cocotb.runner import verilator_args, verilator_runner
     workdir = Path(workdir)
     out = workdir / "speed.json"
     os.environ["SPEED_OUT"] = str(out)
-    build_args = (["-g2005"] if sim == "icarus" else
-                  ["-Wno-fatal", "-O3", "--timing", "-CFLAGS", "-std=c++20 -fcoroutines"])
-    tb = Path(workdir) / "speed_tb.v"
-    tb.write_text(TB_WRAPPER)
+    sources = [str(verilog)]
+    if clock == "wrapper":
+        top = "speed_tb"
+        tb = workdir / "speed_tb.v"
+        tb.write_text(TB_WRAPPER)
+        sources.append(str(tb))
+    else:
+        top = "speed_top"
     if sim == "verilator":
-        from tests.cocotb.runner import _verilator_env
-        _verilator_env()
+        runner = verilator_runner()
+        build_args = verilator_args(workdir, top, cflags=VERILATOR_CFLAGS)
+        if clock == "wrapper":
+            build_args += ["--timing", "-CFLAGS", "-std=c++20 -fcoroutines"]
+    else:
+        runner = get_runner(sim)
+        build_args = ["-g2005"]
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    runner = get_runner(sim)
     t = time.perf_counter()
-    runner.build(sources=[str(verilog), str(tb)], hdl_toplevel="speed_tb", build_dir=str(workdir),
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=str(workdir),
                  timescale=("1ns", "1ps"), build_args=build_args, always=True,
                  log_file=str(workdir / "build.log"))
     build_s = time.perf_counter() - t
-    runner.test(test_module="sim_speed", hdl_toplevel="speed_tb", build_dir=str(workdir),
+    runner.test(test_module="sim_speed", hdl_toplevel=top, build_dir=str(workdir),
                 test_dir=str(workdir), timescale=("1ns", "1ps"), log_file=str(workdir / "sim.log"),
-                results_xml=str(workdir / "results.xml"))
+                results_xml=str(workdir / "results.xml"), extra_env={"SPEED_CLOCK": clock})
     r = json.loads(out.read_text())
     r["build_seconds"] = round(build_s, 2)
+    r["clock"] = clock
     return r
 
 
@@ -191,6 +225,7 @@ def run_verilator_bare(verilog, workdir):
     (workdir / "main.cpp").write_text(MAIN_CPP)
     t = time.perf_counter()
     subprocess.run(["verilator", "--cc", "--exe", "--build", "-O3", "-Wno-fatal",
+                    "-CFLAGS", VERILATOR_CFLAGS,
                     "--top-module", "speed_top", "-Mdir", "obj", "-o", "speed",
                     "main.cpp", str(verilog)], cwd=workdir, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
