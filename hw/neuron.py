@@ -13,21 +13,25 @@ State RAM
 Accumulate phase (``ACCUM``)
     ``upd`` (valid/ready, ``ready = 1`` in this phase) carries state addresses; the weight
     word of an update arrives on ``wdata`` one cycle after its transfer (the layer's ROM
-    has a registered output). Cycle ``n``: read the state word; cycle ``n+1``: add the
-    ``L`` sign-extended weights lane by lane and write back. Back-to-back updates of one
-    address are exact: the word written in the previous cycle is forwarded (compare and
-    mux) instead of the stale RAM output. Throughput: one update (``L`` synaptic
-    operations) per cycle, never a stall.
+    has a registered output). Cycle ``n``: read the state word; cycle ``n+1``: register
+    the RAM output (and the weights); cycle ``n+2``: add the ``L`` sign-extended weights
+    lane by lane and write back. The RAM output never feeds the adder directly (it is
+    the slowest signal of the design). Updates of one address in consecutive cycles, or
+    one cycle apart, are exact: the word written in the previous cycle is forwarded
+    (compare and mux) over the stale RAM output when it is registered, and again over the
+    register when it is added. Throughput: one update (``L`` synaptic operations) per
+    cycle, never a stall.
 
 Sweep (``SWEEP``, on an end-of-step token)
     Reads every word once in address order, ``L`` neurons per cycle, through a
-    5-stage pipeline: P0 read; P1 ``acc + bias``; P2 clamp to ``state_bits`` (overflow
-    flag); P3 ``s = u >= threshold`` and the leak product ``u * num``; P4
+    6-stage pipeline: P0 read; P1 register the RAM output (forwarding the word the last
+    update wrote in the previous cycle); P2 ``acc + bias``; P3 clamp to ``state_bits``
+    (overflow flag); P4 ``s = u >= threshold`` and the leak product ``u * num``; P5
     ``v = (u*num >> frac)`` with the reset rule, write back, and emission. The fired
     lanes of a word are emitted one per cycle, lowest lane first, as events
-    ``(c = g*L + lane, y, x)``. The pipeline advances when P4 is empty, holds no spike,
+    ``(c = g*L + lane, y, x)``. The pipeline advances when P5 is empty, holds no spike,
     or emits its last spike in this cycle (``out.ready``), so a word with ``p`` spikes
-    occupies P4 for ``max(1, p)`` cycles when ``out.ready`` stays high.
+    occupies P5 for ``max(1, p)`` cycles when ``out.ready`` stays high.
 
 Token (``TOKEN``)
     When the sweep pipeline is empty the token is offered on ``out``; its transfer
@@ -38,7 +42,7 @@ Token (``TOKEN``)
 Exact cycle counts (no back-pressure on ``out``), counted from the cycle in which the
 token is accepted on ``upd`` (cycle 0): the sweep issues word ``a`` in cycle ``1 + a +
 extra(a)``, where ``extra(a)`` is the sum of ``max(0, p_b - 1)`` over the words ``b < a``
-(``p_b`` = spikes of word ``b``); the token is offered in cycle ``D + 6 + extra(D)`` and
+(``p_b`` = spikes of word ``b``); the token is offered in cycle ``D + 7 + extra(D)`` and
 transfers in that cycle when ``out.ready``. A clear: token offered in cycle ``D + 1``.
 
 Readback
@@ -109,7 +113,7 @@ class NeuronCore(wiring.Component):
     Attributes
     ----------
     upd : In(stream of :class:`CoreUpdateLayout`)
-    wdata : In(ArrayLayout(signed(wbits), L))
+    wdata : In(wbits * L), lane ``j`` (signed) in bits ``j*wbits .. j*wbits+wbits-1``
     out : Out(event stream of the layer's output shape)
     idle, step_done, sample_done, ovf_step : Out(1)
     rb_addr : In, rb_data : Out(ArrayLayout(signed(acc_bits), L))
@@ -128,7 +132,10 @@ class NeuronCore(wiring.Component):
         self.state_data = MemoryData(shape=self.word, depth=self.D, init=[])
         super().__init__({
             "upd": In(stream.Signature(CoreUpdateLayout(self.D))),
-            "wdata": In(data.ArrayLayout(signed(wbits), lanes)),
+            # flat (lane j in bits j*wbits..): an array-view port here gives Yosys both
+            # "wdata" and "wdata[j]" names for the nets that feed the weight register,
+            # and its abc9 pass then fails on a duplicate wire name (ECP5 flow)
+            "wdata": In(wbits * lanes),
             "out": Out(event_signature(layer.out_shape)),
             "idle": Out(1),
             "step_done": Out(1),
@@ -158,21 +165,41 @@ class NeuronCore(wiring.Component):
         m.d.comb += [self.idle.eq(phase == ACCUM), self.upd.ready.eq(phase == ACCUM)]
 
         # ---------------------------------------------------------------- accumulate
-        r1v = Signal()
-        r1sa = Signal.like(self.upd.payload.sa)
-        r2v = Signal()
-        r2sa = Signal.like(self.upd.payload.sa)
-        r2data = Signal(self.word)
+        # Stage A (cycle n): read issued.  Stage B (n+1): the RAM output, with the word
+        # written in cycle n forwarded over it, is registered (``dq``, shared with the
+        # sweep's P1 -> P2 register); the weights arrive and are registered.  Stage C
+        # (n+2): ``dq`` (or the word written in n+1, forwarded) plus the weights is written.
+        # (flat signals, not array views: the per-lane debug names of a view register
+        # make Yosys's abc9 fail with a duplicate wire name on the ECP5)
+        W = A * L
+        ra = Signal(range(max(2, D)))        # address of the word on rd.data
+        wl_v = Signal()                      # the write of the previous cycle
+        wl_a = Signal(range(max(2, D)))
+        wl_d = Signal(W)
+        m.d.sync += [wl_v.eq(wr.en), wl_a.eq(wr.addr), wl_d.eq(wr.data.as_value())]
+        with m.If(rd.en):
+            m.d.sync += ra.eq(rd.addr)
+        dq = Signal(W)                       # registered read data
+        dq_en = Signal()
+        with m.If(dq_en):
+            m.d.sync += dq.eq(Mux(wl_v & (wl_a == ra), wl_d, rd.data.as_value()))
+        bv = Signal()
+        bsa = Signal.like(self.upd.payload.sa)
+        cv = Signal()
+        csa = Signal.like(self.upd.payload.sa)
+        cw = Signal(self.wbits * L)
+        cfwd = Signal()                      # the write of stage B's cycle hits stage C's word
         upd_fire = self.upd.valid & self.upd.ready
-        m.d.sync += [r1v.eq(upd_fire & (self.upd.payload.kind == SPIKE)),
-                     r1sa.eq(self.upd.payload.sa)]
-        fwd = r2v & (r2sa == r1sa)
-        old = Signal(self.word)
+        m.d.sync += [bv.eq(upd_fire & (self.upd.payload.kind == SPIKE)),
+                     bsa.eq(self.upd.payload.sa),
+                     cv.eq(bv), csa.eq(bsa), cw.eq(self.wdata),
+                     cfwd.eq(wr.en & (wr.addr == bsa))]
+        old = Signal(W)
         new = Signal(self.word)
-        m.d.comb += old.eq(Mux(fwd, r2data, rd.data))
+        m.d.comb += old.eq(Mux(cfwd, wl_d, dq))
         for j in range(L):
-            m.d.comb += new[j].eq(old[j] + self.wdata[j])
-        m.d.sync += [r2v.eq(r1v), r2sa.eq(r1sa), r2data.eq(new)]
+            m.d.comb += new[j].eq(old.word_select(j, A).as_signed()
+                                  + cw.word_select(j, self.wbits).as_signed())
 
         # ---------------------------------------------------------------- sweep
         sw_active = Signal()
@@ -192,45 +219,45 @@ class NeuronCore(wiring.Component):
                 "y": Signal.like(sw_y, name=f"{name}_y"),
                 "cb": Signal.like(sw_cb, name=f"{name}_cb"),
             }
-        p1, p2, p3, p4 = meta("p1"), meta("p2"), meta("p3"), meta("p4")
+        p1, p2, p3, p4, p5 = meta("p1"), meta("p2"), meta("p3"), meta("p4"), meta("p5")
 
         def pass_meta(dst, src):
             return [dst[k].eq(src[k]) for k in dst]
 
         thr, bias = lane_params(layer, L)
         has_bias = layer.bias is not None
-        # bias of the word in P1 (ROM read in P0 when G > 1)
+        # bias of the word in P2 (ROM read in P1 when G > 1)
         bias_w = Signal(data.ArrayLayout(signed(Sb), L))
         if has_bias and G > 1:
             bmem = m.submodules.bias = Memory(shape=data.ArrayLayout(signed(Sb), L), depth=G,
                                               init=[bias[g] for g in range(G)])
             brd = bmem.read_port()
-            m.d.comb += [brd.addr.eq(sw_g), brd.en.eq(adv), bias_w.eq(brd.data)]
+            m.d.comb += [brd.addr.eq(p1["g"]), brd.en.eq(adv), bias_w.eq(brd.data)]
         elif has_bias:
             m.d.comb += bias_w.eq(Const.cast(data.ArrayLayout(signed(Sb), L).const(bias[0])))
-        # threshold of the word in P3 (ROM read in P2 when it varies by group)
+        # threshold of the word in P4 (ROM read in P3 when it varies by group)
         thr_w = Signal(data.ArrayLayout(unsigned(Sb), L))
         if G > 1 and len({tuple(t) for t in thr}) > 1:
             tmem = m.submodules.thr = Memory(shape=data.ArrayLayout(unsigned(Sb), L), depth=G,
                                              init=[thr[g] for g in range(G)])
             trd = tmem.read_port()
-            m.d.comb += [trd.addr.eq(p2["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
+            m.d.comb += [trd.addr.eq(p3["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
         else:
             m.d.comb += thr_w.eq(Const.cast(data.ArrayLayout(unsigned(Sb), L).const(thr[0])))
 
-        acc2 = Signal(self.word)                                  # P2 register
-        u3 = Signal(data.ArrayLayout(signed(Sb), L))              # P3 register
-        ovf3 = Signal()
+        acc3 = Signal(self.word)                                  # P3 register
+        u4 = Signal(data.ArrayLayout(signed(Sb), L))              # P4 register
+        ovf4 = Signal()
         lk_bits = Sb + 1
-        leak4 = Signal(data.ArrayLayout(signed(lk_bits), L))      # P4 registers
-        thr4 = Signal(data.ArrayLayout(unsigned(Sb), L))
-        mask4 = Signal(L)        # spikes still to emit
-        s4 = Signal(L)           # spikes of the word (for the reset rule)
+        leak5 = Signal(data.ArrayLayout(signed(lk_bits), L))      # P5 registers
+        thr5 = Signal(data.ArrayLayout(unsigned(Sb), L))
+        mask5 = Signal(L)        # spikes still to emit
+        s5 = Signal(L)           # spikes of the word (for the reset rule)
         ovf_acc = Signal()
 
         in_sweep = phase == SWEEP
-        single = (mask4 & (mask4 - 1)) == 0
-        m.d.comb += adv.eq(~p4["v"] | (single & ((mask4 == 0) | self.out.ready)))
+        single = (mask5 & (mask5 - 1)) == 0
+        m.d.comb += adv.eq(~p5["v"] | (single & ((mask5 == 0) | self.out.ready)))
 
         with m.If(in_sweep & adv):
             # P0 -> P1
@@ -248,64 +275,68 @@ class NeuronCore(wiring.Component):
                         m.d.sync += sw_x.eq(sw_x + 1)
                 with m.Else():
                     m.d.sync += [sw_g.eq(sw_g + 1), sw_cb.eq(sw_cb + L)]
-            # P1 -> P2: acc + bias
+            # P1 -> P2: register the read data (dq, enabled below)
             m.d.sync += pass_meta(p2, p1)
-            for j in range(L):
-                m.d.sync += acc2[j].eq(rd.data[j] + bias_w[j] if has_bias else rd.data[j])
-            # P2 -> P3: clamp
+            # P2 -> P3: acc + bias
             m.d.sync += pass_meta(p3, p2)
+            for j in range(L):
+                dj = dq.word_select(j, A).as_signed()
+                m.d.sync += acc3[j].eq(dj + bias_w[j] if has_bias else dj)
+            # P3 -> P4: clamp
+            m.d.sync += pass_meta(p4, p3)
             lane_ovf = []
             for j in range(L):
-                hi = acc2[j] > smax
-                lo = acc2[j] < smin
+                hi = acc3[j] > smax
+                lo = acc3[j] < smin
                 lane_ovf.append(hi | lo)
-                m.d.sync += u3[j].eq(Mux(hi, smax, Mux(lo, smin, acc2[j])))
+                m.d.sync += u4[j].eq(Mux(hi, smax, Mux(lo, smin, acc3[j])))
             any_ovf = Signal()
             m.d.comb += any_ovf.eq(Const(0, 1) if not lane_ovf else
                                    _or_all(lane_ovf))
-            m.d.sync += ovf3.eq(any_ovf)
-            with m.If(p2["v"] & any_ovf):
+            m.d.sync += ovf4.eq(any_ovf)
+            with m.If(p3["v"] & any_ovf):
                 m.d.sync += ovf_acc.eq(1)
-            # P3 -> P4: compare and leak product
-            m.d.sync += pass_meta(p4, p3)
+            # P4 -> P5: compare and leak product
+            m.d.sync += pass_meta(p5, p4)
             for j in range(L):
-                u = u3[j]
+                u = u4[j]
                 if self.fire:
-                    fired = p3["v"] & (u >= thr_w[j])
-                    m.d.sync += [mask4[j].eq(fired), s4[j].eq(fired)]
+                    fired = p4["v"] & (u >= thr_w[j])
+                    m.d.sync += [mask5[j].eq(fired), s5[j].eq(fired)]
                 else:
-                    m.d.sync += [mask4[j].eq(0), s4[j].eq(0)]
+                    m.d.sync += [mask5[j].eq(0), s5[j].eq(0)]
                 if num == (1 << frac):
-                    m.d.sync += leak4[j].eq(u)
+                    m.d.sync += leak5[j].eq(u)
                 elif num == 0:
-                    m.d.sync += leak4[j].eq(0)
+                    m.d.sync += leak5[j].eq(0)
                 else:
-                    m.d.sync += leak4[j].eq((u * num) >> frac)
-                m.d.sync += thr4[j].eq(thr_w[j])
+                    m.d.sync += leak5[j].eq((u * num) >> frac)
+                m.d.sync += thr5[j].eq(thr_w[j])
         with m.Elif(in_sweep & self.out.valid & self.out.ready):
-            m.d.sync += mask4.eq(mask4 & (mask4 - 1))
+            m.d.sync += mask5.eq(mask5 & (mask5 - 1))
 
-        # P4: reset rule and write-back
-        v4 = Signal(data.ArrayLayout(signed(A), L))
+        # P5: reset rule and write-back
+        v5 = Signal(data.ArrayLayout(signed(A), L))
         for j in range(L):
-            s = s4[j]
-            lk = leak4[j]
+            s = s5[j]
+            lk = leak5[j]
             if layer.reset == "subtract" and self.fire:
-                m.d.comb += v4[j].eq(lk - Mux(s, thr4[j], 0))
+                m.d.comb += v5[j].eq(lk - Mux(s, thr5[j], 0))
             elif layer.reset == "zero" and self.fire:
-                m.d.comb += v4[j].eq(Mux(s, 0, lk))
+                m.d.comb += v5[j].eq(Mux(s, 0, lk))
             else:
-                m.d.comb += v4[j].eq(lk)
-        m.d.comb += [self.tap_valid.eq(in_sweep & adv & p3["v"]),
-                     self.tap_addr.eq(p3["a"]), self.tap_u.eq(u3)]
+                m.d.comb += v5[j].eq(lk)
+        m.d.comb += [self.tap_valid.eq(in_sweep & adv & p4["v"]),
+                     self.tap_addr.eq(p4["a"]), self.tap_u.eq(u4)]
 
         # lowest fired lane
         lane = Signal(range(max(2, L)))
         for j in reversed(range(L)):
-            with m.If(mask4[j]):
+            with m.If(mask5[j]):
                 m.d.comb += lane.eq(j)
 
         clr = Signal(range(max(2, D)))
+        m.d.comb += dq_en.eq((phase == ACCUM) | (in_sweep & adv))
         with m.Switch(phase):
             with m.Case(ACCUM):
                 m.d.comb += [rd.addr.eq(Mux(self.upd.valid, self.upd.payload.sa, self.rb_addr)),
@@ -318,12 +349,12 @@ class NeuronCore(wiring.Component):
                     m.d.sync += [phase.eq(CLEAR), tok_kind.eq(END_SAMPLE), clr.eq(0)]
             with m.Case(SWEEP):
                 m.d.comb += [rd.addr.eq(sw_a), rd.en.eq(adv)]
-                m.d.comb += [self.out.valid.eq(p4["v"] & (mask4 != 0)),
+                m.d.comb += [self.out.valid.eq(p5["v"] & (mask5 != 0)),
                              self.out.payload.kind.eq(SPIKE),
-                             self.out.payload.c.eq(p4["cb"] + lane),
-                             self.out.payload.y.eq(p4["y"]),
-                             self.out.payload.x.eq(p4["x"])]
-                with m.If(~sw_active & ~p1["v"] & ~p2["v"] & ~p3["v"] & ~p4["v"]):
+                             self.out.payload.c.eq(p5["cb"] + lane),
+                             self.out.payload.y.eq(p5["y"]),
+                             self.out.payload.x.eq(p5["x"])]
+                with m.If(~sw_active & ~p1["v"] & ~p2["v"] & ~p3["v"] & ~p4["v"] & ~p5["v"]):
                     m.d.sync += [phase.eq(TOKEN), self.ovf_step.eq(ovf_acc)]
             with m.Case(CLEAR):
                 m.d.sync += clr.eq(clr + 1)
@@ -336,13 +367,14 @@ class NeuronCore(wiring.Component):
                     m.d.comb += [self.step_done.eq(tok_kind == END_STEP),
                                  self.sample_done.eq(tok_kind == END_SAMPLE)]
 
-        # write port: accumulate, sweep write-back, clear
-        with m.If(r1v):
-            m.d.comb += [wr.addr.eq(r1sa), wr.data.eq(new), wr.en.eq(1)]
-        with m.Elif(in_sweep & p4["v"]):
-            m.d.comb += [wr.addr.eq(p4["a"]), wr.data.eq(v4), wr.en.eq(1)]
-        with m.Elif(phase == CLEAR):
+        # write port: clear (first: a clear starting while the last update of the sample
+        # is still in stage C makes that update moot), accumulate, sweep write-back
+        with m.If(phase == CLEAR):
             m.d.comb += [wr.addr.eq(clr), wr.data.eq(0), wr.en.eq(1)]
+        with m.Elif(cv):
+            m.d.comb += [wr.addr.eq(csa), wr.data.eq(new), wr.en.eq(1)]
+        with m.Elif(in_sweep & p5["v"]):
+            m.d.comb += [wr.addr.eq(p5["a"]), wr.data.eq(v5), wr.en.eq(1)]
         return m
 
 

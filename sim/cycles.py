@@ -20,7 +20,7 @@ arithmetic of its own. It mirrors, per layer ``i``:
   output position; the :class:`hw.synapse.SynapseIterator` spends ``ny*nx*G`` cycles on a
   conv/pool spike, ``G`` on a linear spike, one on a token, and takes the next job in the
   cycle of the last update;
-* the neuron core: accumulate (always ready), the 5-stage sweep over the ``D`` state
+* the neuron core: accumulate (always ready), the 6-stage sweep over the ``D`` state
   words that stalls while a word with several spikes emits them one per cycle or the
   output is not ready, the clear of an end-of-sample token (``D`` cycles), and the
   token hand-over;
@@ -286,9 +286,9 @@ class _Layer:
         self.tok_kind = 0
         self.sw_active = False
         self.sw_a = 0
-        self.pv = [False, False, False, False]      # p1..p4 valid
-        self.pa = [0, 0, 0, 0]                      # p1..p4 address
-        self.mask4 = 0
+        self.pv = [False] * 5                       # p1..p5 valid
+        self.pa = [0] * 5                           # p1..p5 address
+        self.mask5 = 0
         self.clr = 0
         self.step = 0
 
@@ -297,16 +297,16 @@ class _Layer:
 
     def out_valid(self):
         if self.phase == 1:
-            return self.pv[3] and self.mask4 != 0
+            return self.pv[4] and self.mask5 != 0
         return self.phase == 3
 
     def out_item(self):
         """The word on ``out``: ``(kind, c, y, x)``."""
         if self.phase == 3:
             return (self.tok_kind, 0, 0, 0)
-        m = self.mask4
+        m = self.mask5
         lane = (m & -m).bit_length() - 1
-        pos, g = divmod(self.pa[3], self.G)
+        pos, g = divmod(self.pa[4], self.G)
         y, x = divmod(pos, self.Wo)
         return (SPIKE, g * self.L + lane, y, x)
 
@@ -484,22 +484,22 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                     ly.clr = 0
             elif ph == 1:
                 pv, pa = ly.pv, ly.pa
-                m4 = ly.mask4
-                single = (m4 & (m4 - 1)) == 0
-                adv = (not pv[3]) or (single and (m4 == 0 or out_rdy))
-                if not (ly.sw_active or pv[0] or pv[1] or pv[2] or pv[3]):
+                m5 = ly.mask5
+                single = (m5 & (m5 - 1)) == 0
+                adv = (not pv[4]) or (single and (m5 == 0 or out_rdy))
+                if not (ly.sw_active or any(pv)):
                     ly.phase = 3
                 if adv:
-                    new4 = ly.masks[ly.step].get(pa[2], 0) if pv[2] else 0
-                    ly.pv = [ly.sw_active, pv[0], pv[1], pv[2]]
-                    ly.pa = [ly.sw_a, pa[0], pa[1], pa[2]]
-                    ly.mask4 = new4
+                    new5 = ly.masks[ly.step].get(pa[3], 0) if pv[3] else 0
+                    ly.pv = [ly.sw_active] + pv[:4]
+                    ly.pa = [ly.sw_a] + pa[:4]
+                    ly.mask5 = new5
                     if ly.sw_active:
                         if ly.sw_a == ly.D - 1:
                             ly.sw_active = False
                         ly.sw_a += 1
                 elif out_v and out_rdy:
-                    ly.mask4 = m4 & (m4 - 1)
+                    ly.mask5 = m5 & (m5 - 1)
             elif ph == 2:
                 if ly.clr == ly.D - 1:
                     ly.phase = 3

@@ -9,6 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.layer import LayerEngine
+from hw.neuron import NeuronCore
 from hw.stream import END_SAMPLE, END_STEP, SPIKE
 from sim.events import BinnedEvents
 from sim.randmodel import random_binned, random_layer
@@ -103,8 +104,8 @@ def test_membrane_layer_never_fires():
 @pytest.mark.parametrize("lanes,fire_scale", [(2, 100.0), (2, 0.01), (3, 0.01)])
 def test_sweep_cycle_counts(lanes, fire_scale):
     """The documented timing: a step token accepted by the core in cycle 0 leaves in cycle
-    ``D + 6 + sum(max(0, p - 1))``; a clear takes ``D + 1``; word ``a`` enters the last
-    stage in cycle ``a + 5 + extra(a)``."""
+    ``D + 7 + sum(max(0, p - 1))``; a clear takes ``D + 1``; word ``a`` enters the last
+    stage (P5) in cycle ``a + 6 + extra(a)``."""
     rng = np.random.default_rng(13)
     layer = random_layer(rng, "c", "conv2d", (1, 4, 5), kernel=3, stride=1, padding=1,
                          out_channels=4, fire_scale=fire_scale, bias=False, leak=False)
@@ -147,9 +148,9 @@ def test_sweep_cycle_counts(lanes, fire_scale):
         a = (y * 5 + x) * G + c // lanes
         per_word[a] = per_word.get(a, 0) + 1
     extra = sum(max(0, p - 1) for p in per_word.values())
-    assert tok - t_step == dut.D + 6 + extra
+    assert tok - t_step == dut.D + 7 + extra
     assert tok2 - t_sample == dut.D + 1
-    # every spike: word a enters P4 in cycle a + 5 + extra(a), its lanes follow in order
+    # every spike: word a enters P5 in cycle a + 6 + extra(a), its lanes follow in order
     rank, last_c = {}, {}
     for _, _, cycle, (c, y, x) in spikes:
         a = (y * 5 + x) * G + c // lanes
@@ -158,8 +159,88 @@ def test_sweep_cycle_counts(lanes, fire_scale):
         assert c > last_c.get(a, -1), "lowest lane first"
         last_c[a] = c
         extra_a = sum(max(0, p - 1) for b, p in per_word.items() if b < a)
-        assert cycle - t_step == a + 5 + extra_a + r
+        assert cycle - t_step == a + 6 + extra_a + r
     if fire_scale > 1:
         assert not spikes or len(spikes) < 3
     else:
         assert extra > 0
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_core_rmw_hazards_direct(lanes):
+    """The core alone, driven with hand-picked address patterns that the layer engine
+    rarely produces: the same word 1 and 2 cycles apart (``a a``, ``a b a``), the last
+    update of a step on word 0 right before the token (its write-back lands in the cycle
+    the sweep reads word 0), and an end-of-sample token right after an update (its write
+    lands in the first clear cycle). Membrane core (no firing), no leak, no bias: the
+    tapped ``u`` of every word of every step must be the clamped running sum computed here
+    from the update list."""
+    rng = np.random.default_rng(17 + lanes)
+    layer = random_layer(rng, "c", "conv2d", (1, 2, 2), kernel=1, stride=1, padding=0,
+                         out_channels=4, weight_bits=5, state_bits=7, leak=False, bias=False)
+    wbits = 5
+    dut = NeuronCore(layer, lanes, wbits=wbits, fire=False)
+    D, L = dut.D, lanes
+    smin, smax = layer.state_min, layer.state_max
+    pats = [[0, 0, 0], [1, 2, 1, 2, 1], [3, 0, 3, 0, 0], [D - 1, 1, D - 1, 1, 0]]
+    items, steps = [], []
+    for k in range(8):
+        seq = list(pats[k % len(pats)]) + rng.integers(0, min(D, 3), size=6).tolist()
+        seq += [0] if k % 2 == 0 else [int(rng.integers(D)), 0]
+        ups = [(a, rng.integers(-(1 << (wbits - 1)), 1 << (wbits - 1), size=L).tolist())
+               for a in seq]
+        items += [("u", a, w) for a, w in ups]
+        kind = END_SAMPLE if k in (3, 6) else END_STEP
+        items.append(("t", kind))
+        steps.append((kind, ups))
+    taps, toks = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.out.ready, 1)
+        i, pend = 0, None
+        for _ in range(2000):
+            w = pend if pend is not None else rng.integers(-16, 16, size=L).tolist()
+            ctx.set(dut.wdata, sum((x & ((1 << wbits) - 1)) << (j * wbits)
+                                              for j, x in enumerate(w)))
+            it = items[i] if i < len(items) else None
+            ctx.set(dut.upd.valid, it is not None)
+            if it is not None:
+                ctx.set(dut.upd.payload.kind, SPIKE if it[0] == "u" else it[1])
+                ctx.set(dut.upd.payload.sa, it[1] if it[0] == "u" else 0)
+            _, _, rdy, tv, ta, tu, ov, ok = await ctx.tick().sample(
+                dut.upd.ready, dut.tap_valid, dut.tap_addr, dut.tap_u.as_value(),
+                dut.out.valid, dut.out.payload.kind)
+            pend = None
+            if it is not None and rdy:
+                i += 1
+                pend = it[2] if it[0] == "u" else None
+            if tv:
+                taps.append((ta, tu))
+            if ov:
+                toks.append(ok)
+            if i == len(items) and len(toks) == len(steps):
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert toks == [kind for kind, _ in steps]
+    Sb = layer.state_bits
+    v = np.zeros((D, L), dtype=np.int64)
+    got = iter(taps)
+    for kind, ups in steps:
+        for a, w in ups:
+            v[a] += w
+        if kind == END_SAMPLE:
+            v[:] = 0
+            continue
+        u = np.clip(v, smin, smax)
+        for a in range(D):
+            ta, tu = next(got)
+            assert ta == a
+            lanes_u = [((tu >> (j * Sb)) & ((1 << Sb) - 1)) for j in range(L)]
+            lanes_u = [x - (1 << Sb) if x >> (Sb - 1) else x for x in lanes_u]
+            assert lanes_u == u[a].tolist(), f"word {a}"
+        v = u
+    assert next(got, None) is None

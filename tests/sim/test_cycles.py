@@ -25,17 +25,17 @@ def test_hand_timeline():
     offered from cycle 0, FIFO depth 4. By hand, from the documented pipeline:
     spike accepted 0, END_STEP 1, END_SAMPLE 2; the token leaves the FIFO output register
     in cycle 3, stage A 4, stage B / iterator job 5, reaches the core in 6 (sweep start);
-    sweep: P0 7, P1 8, P2 9, P3 10, P4 11-12 (two spikes, one per cycle), pipeline empty
-    in 13, token transfers in 14. End of sample: core takes it in 15, clears (D = 1) in
-    16, token in 17; the arg-max over 2 classes strobes ``done`` in 19."""
+    sweep: P0 7, P1 8, P2 9, P3 10, P4 11, P5 12-13 (two spikes, one per cycle), pipeline
+    empty in 14, token transfers in 15. End of sample: core takes it in 16, clears (D = 1)
+    in 17, token in 18; the arg-max over 2 classes strobes ``done`` in 20."""
     model, binned = _one_linear()
     r = predict(model, binned, HwParams(fifo_depth=4), backend="numpy")
     assert r.accepted == [0, 1, 2]
     assert r.sweep_start == [[6]]
-    assert r.step_done == [[14]]
-    assert r.sample_done == [19]
-    assert r.latency_cycles() == 19
-    assert r.latency_s(100e6) == 19 / 100e6
+    assert r.step_done == [[15]]
+    assert r.sample_done == [20]
+    assert r.latency_cycles() == 20
+    assert r.latency_s(100e6) == 20 / 100e6
 
 
 def test_gaps_only_delay():
