@@ -24,13 +24,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from amaranth.back import rtlil
 from amaranth.hdl import Array, Assert, Assume, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-from amaranth.hdl._ast import AnyConst, Initial
+from amaranth.hdl._ast import AnyConst
 
 
 def _held(m, valid, ready, payload, name):
