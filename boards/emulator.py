@@ -197,7 +197,11 @@ def main(argv=None):
     except (ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path, stop = serve_pty(BoardEmulator(model))
+    return serve_until_interrupted(*serve_pty(BoardEmulator(model)))
+
+
+def serve_until_interrupted(path, stop):
+    """Print the terminal's path, serve until Ctrl-C, then ``stop``; returns 0."""
     print(path, flush=True)
     try:
         threading.Event().wait()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import os
 import select
-import threading
 
 import numpy as np
 from amaranth.sim import Simulator
@@ -32,7 +31,7 @@ from sim.events import BinnedEvents
 from sim.reference import run as reference_run
 
 from . import protocol as pr
-from .emulator import run_on_pty
+from .emulator import run_on_pty, serve_until_interrupted
 from .link import HostLink
 
 __all__ = ["SimBoard"]
@@ -235,15 +234,7 @@ def main(argv=None):
         raise CliError(f"--divisor: {args.divisor} must be at least 2")
     model = load_model(args.model)
     board = SimBoard(model, args.divisor, network="reference" if args.reference else "rtl")
-    path, stop = board.serve()
-    print(path, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-    return 0
+    return serve_until_interrupted(*board.serve())
 
 
 if __name__ == "__main__":
