@@ -22,6 +22,8 @@ each, hidden while the iterator is busy). Tokens pass through in order and cost 
 cycle. Work is proportional to events, never to the frame.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Array, Const, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -70,6 +72,10 @@ class ConvEngine(wiring.Component):
     out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
     busy : Out(1)
         An event or token is inside the engine.
+    regs : SimpleNamespace
+        Stage registers ``a_valid``, ``a_kind``, ``a_sa``, ``a_wa``, ``a_xwa``, ``a_yn``,
+        ``a_xn`` (stage A) and the iterator ``iter`` (stage B is its ``job`` port), for
+        the invariants of the formal proofs (``tests/formal``); not an interface.
     """
     def __init__(self, in_shape, out_shape, kernel, stride, padding, groups):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
@@ -84,14 +90,28 @@ class ConvEngine(wiring.Component):
             "out": Out(stream.Signature(UpdateLayout(self.sa_depth, self.wa_depth))),
             "busy": Out(1),
         })
+        K, S, P, G = kernel, stride, padding, groups
+        self._ytab = axis_table(H, Ho, K, S, P)
+        self._xtab = axis_table(W, Wo, K, S, P)
+        # made here rather than in elaborate() so that a formal harness can name them
+        saw = len(self.out.payload.sa)
+        waw = len(self.out.payload.wa)
+        self.regs = SimpleNamespace(
+            iter=SynapseIterator(
+                sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=self.n_max,
+                groups=G, col_step=1 - G - S * G, row_sa=Wo * G, row_wa=-S * K * G),
+            a_valid=Signal(name="a_valid"), a_kind=Signal(KIND_BITS, name="a_kind"),
+            a_sa=Signal(saw + 1, name="a_sa"), a_wa=Signal(waw + 1, name="a_wa"),
+            a_xwa=Signal(bits_for(max(k * G for o, k, n in self._xtab)), name="a_xwa"),
+            a_yn=Signal(bits_for(max(n for o, k, n in self._ytab)), name="a_yn"),
+            a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
 
     def elaborate(self, platform):
         m = Module()
         C, H, W = self.in_shape
         Co, Ho, Wo = self.out_shape
-        K, S, P, G = self.K, self.S, self.P, self.G
-        ytab = axis_table(H, Ho, K, S, P)
-        xtab = axis_table(W, Wo, K, S, P)
+        K, G = self.K, self.G
+        ytab, xtab = self._ytab, self._xtab
         y_sa = _rom([o * Wo * G for o, k, n in ytab])
         y_wa = _rom([k * K * G for o, k, n in ytab])
         y_n = _rom([n for o, k, n in ytab])
@@ -100,17 +120,13 @@ class ConvEngine(wiring.Component):
         x_n = _rom([n for o, k, n in xtab])
         c_wa = _rom([c * K * K * G for c in range(C)])
 
-        it = m.submodules.iter = SynapseIterator(
-            sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=self.n_max, groups=G,
-            col_step=1 - G - S * G, row_sa=Wo * G, row_wa=-S * K * G)
+        r = self.regs
+        it = m.submodules.iter = r.iter
         wiring.connect(m, wiring.flipped(self.out), it.out)
 
         # stage A: table lookups and the first adds
-        a_valid = Signal()
-        a_kind = Signal(KIND_BITS)
-        a_sa = Signal(len(self.out.payload.sa) + 1)
-        a_wa = Signal(len(self.out.payload.wa) + 1)
-        a_xwa, a_yn, a_xn = Signal.like(x_wa[0]), Signal.like(y_n[0]), Signal.like(x_n[0])
+        a_valid, a_kind, a_sa, a_wa = r.a_valid, r.a_kind, r.a_sa, r.a_wa
+        a_xwa, a_yn, a_xn = r.a_xwa, r.a_yn, r.a_xn
         # stage B: job register
         b_valid = Signal()
         job = it.job

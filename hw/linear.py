@@ -11,6 +11,8 @@ Throughput: ``G`` cycles per event, one update of ``L`` lanes per cycle, no bubb
 between events; tokens cost one cycle.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -38,6 +40,10 @@ class LinearEngine(wiring.Component):
     out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
     busy : Out(1)
         An event or token is inside the engine.
+    regs : SimpleNamespace
+        Stage registers ``a_valid``, ``a_kind``, ``a_t``, ``a_x`` (stage A) and the
+        iterator ``iter`` (stage B is its ``job`` port), for the invariants of the formal
+        proofs (``tests/formal``); not an interface.
     """
     def __init__(self, in_shape, groups):
         self.in_shape = shape3(in_shape)
@@ -51,21 +57,22 @@ class LinearEngine(wiring.Component):
             "out": Out(stream.Signature(UpdateLayout(self.sa_depth, self.wa_depth))),
             "busy": Out(1),
         })
+        # made here rather than in elaborate() so that a formal harness can name them
+        waw = bits_for(self.wa_depth - 1)
+        self.regs = SimpleNamespace(
+            iter=SynapseIterator(sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=1,
+                                 groups=groups, col_step=0, row_sa=0, row_wa=0),
+            a_valid=Signal(name="a_valid"), a_kind=Signal(KIND_BITS, name="a_kind"),
+            a_t=Signal(waw + 1, name="a_t"), a_x=Signal(waw + 1, name="a_x"))
 
     def elaborate(self, platform):
         m = Module()
         C, H, W = self.in_shape
         G = self.G
-        it = m.submodules.iter = SynapseIterator(
-            sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=1, groups=G,
-            col_step=0, row_sa=0, row_wa=0)
+        r = self.regs
+        it = m.submodules.iter = r.iter
         wiring.connect(m, wiring.flipped(self.out), it.out)
-
-        waw = bits_for(self.wa_depth - 1)
-        a_valid = Signal()
-        a_kind = Signal(KIND_BITS)
-        a_t = Signal(waw + 1)
-        a_x = Signal(waw + 1)
+        a_valid, a_kind, a_t, a_x = r.a_valid, r.a_kind, r.a_t, r.a_x
         b_valid = Signal()
         job = it.job
         b_ready = ~b_valid | job.ready

@@ -20,6 +20,8 @@ have no bubble. ``job.ready`` is ``~busy | (out.ready & last)``; ``out.valid`` i
 registered ``busy`` flag and never depends on ``out.ready``.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -72,6 +74,10 @@ class SynapseIterator(wiring.Component):
         Jobs with ``ny, nx >= 1`` (tokens: any extent).
     out : Out(stream UpdateLayout)
         Updates.
+    regs : SimpleNamespace
+        The internal registers (``busy``, ``kind``, ``sa``, ``wa``, ``sa_row``,
+        ``wa_row``, ``ny``, ``nx``, ``ty``, ``tx``, ``g``), for the invariants of the
+        formal proofs (``tests/formal``); not an interface.
     """
     def __init__(self, *, sa_depth, wa_depth, n_max, groups, col_step, row_sa, row_wa):
         self.sa_depth, self.wa_depth = sa_depth, wa_depth
@@ -81,26 +87,29 @@ class SynapseIterator(wiring.Component):
             "job": In(stream.Signature(JobLayout(sa_depth, wa_depth, n_max))),
             "out": Out(stream.Signature(UpdateLayout(sa_depth, wa_depth))),
         })
+        # made here rather than in elaborate() so that a formal harness can name them
+        saw = len(self.out.payload.sa)
+        waw = len(self.out.payload.wa)
+        nb = bits_for(self.n_max)
+        # address registers are kept one bit wider and signed so that negative steps
+        # wrap harmlessly; only in-range values are ever issued
+        self.regs = SimpleNamespace(
+            busy=Signal(name="busy"), kind=Signal(KIND_BITS, name="kind"),
+            sa=Signal(signed(saw + 2), name="sa"), wa=Signal(signed(waw + 2), name="wa"),
+            sa_row=Signal(signed(saw + 2), name="sa_row"),
+            wa_row=Signal(signed(waw + 2), name="wa_row"),
+            ny=Signal(nb, name="ny"), nx=Signal(nb, name="nx"),
+            ty=Signal(nb, name="ty"), tx=Signal(nb, name="tx"),
+            g=Signal(range(max(2, groups)), name="g"))
 
     def elaborate(self, platform):
         m = Module()
         G = self.groups
-        busy = Signal()
-        kind = Signal(KIND_BITS)
+        r = self.regs
+        busy, kind, sa, wa, sa_row, wa_row = r.busy, r.kind, r.sa, r.wa, r.sa_row, r.wa_row
+        ny, nx, ty, tx, g = r.ny, r.nx, r.ty, r.tx, r.g
         saw = len(self.out.payload.sa)
         waw = len(self.out.payload.wa)
-        # address registers are kept one bit wider and signed so that negative steps
-        # wrap harmlessly; only in-range values are ever issued
-        sa = Signal(signed(saw + 2))
-        wa = Signal(signed(waw + 2))
-        sa_row = Signal(signed(saw + 2))
-        wa_row = Signal(signed(waw + 2))
-        nb = bits_for(self.n_max)
-        ny = Signal(nb)
-        nx = Signal(nb)
-        ty = Signal(nb)
-        tx = Signal(nb)
-        g = Signal(range(max(2, G)))
 
         last_g = (g == G - 1)
         last_x = (tx == nx - 1)
