@@ -1,7 +1,7 @@
-"""Formal harnesses (Amaranth ``Assert``/``Assume``) for the stream blocks, and a
-SymbiYosys runner using the YoWASP tools of the environment.
+"""Formal harnesses (Amaranth ``Assert``/``Assume``/``Cover``) for the stream blocks, and
+a SymbiYosys runner using the YoWASP tools of the environment.
 
-Every harness proves, by bounded model checking from the reset state:
+Every harness states, from the reset state:
 
 * the stream rules on the block's output: once ``valid`` is high without ``ready``,
   ``valid`` stays high and ``payload`` does not change in the next cycle;
@@ -9,12 +9,14 @@ Every harness proves, by bounded model checking from the reset state:
   the block get the same inputs; their ``ready`` may differ, and as long as the two
   ``ready`` histories have been equal the outputs of the current cycle must be equal
   (so a different ``ready`` *in this cycle* cannot change them);
-* conservation ("every accepted item is emitted exactly once"): for the FIFO, counters
-  of the words written and read and a tracked word (its index is a free constant) that
-  must come out unchanged at its place; for the synapse engines, see
-  :func:`engine_harness` (``part="once"``): a watched event, chosen freely, must yield
-  exactly its reference updates, each once, right after those of earlier events.
+* conservation ("every accepted item is emitted exactly once"): for the FIFO, a count
+  of the words inside (equal to ``level``) and a tracked word, chosen freely, that must
+  come out unchanged right after the words that were inside before it
+  (:class:`Tracker`); for the synapse engines, a queue of the events owed work whose
+  oldest one every update must belong to (:func:`engine_harness`, ``part="once"``).
 
+All harness state is bounded (no absolute counters), so the same assertions can be
+proved for every depth (``mode prove``), not only to a bounded depth.
 The environment obeys the stream rules on the block's input (assumed).
 """
 
@@ -26,10 +28,10 @@ import sys
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Array, Assert, Assume, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Assert, Assume, Const, Cover, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
-from amaranth.hdl._ast import AnyConst
+from amaranth.utils import bits_for
 
 
 def _held(m, valid, ready, payload, name):
@@ -67,38 +69,35 @@ def assert_no_comb_ready(m, ready_a, ready_b, outs_a, outs_b, name):
     ]
 
 
-def no_reset(m, rst):
-    m.d.comb += Assume(~rst)
-
-
 class Tracker:
-    """Counts items in and out and follows one tracked item (index ``k``, a free
-    constant) from its acceptance to its emission."""
+    """Counts the items inside (bounded: no absolute counters, so that the proof can be
+    unbounded) and follows one tracked item, chosen by a free input ``tag`` at its
+    acceptance (so any item of any trace), from its acceptance to its emission: the
+    items inside when it was accepted come out first, then it, unchanged."""
 
-    def __init__(self, m, width, *, bits=5, name="trk"):
+    def __init__(self, m, width, capacity, *, name="trk"):
         self.m = m
-        self.k = Signal(bits, name=f"{name}_k")
-        m.d.comb += self.k.eq(AnyConst(bits))
-        self.n_in = Signal(bits + 1, name=f"{name}_in")
-        self.n_out = Signal(bits + 1, name=f"{name}_out")
+        self.tag = Signal(name=f"{name}_tag")
+        self.count = Signal(range(capacity + 2), name=f"{name}_count")
+        self.ahead = Signal(range(capacity + 2), name=f"{name}_ahead")
         self.data = Signal(width, name=f"{name}_data")
-        self.seen = Signal(name=f"{name}_seen")
+        self.tracked = Signal(name=f"{name}_tracked")
+        self.done = Signal(name=f"{name}_done")
 
-    def accept(self, fire, payload):
+    def check(self, fire_in, payload_in, fire_out, payload_out, name):
         m = self.m
-        with m.If(fire):
-            m.d.sync += self.n_in.eq(self.n_in + 1)
-            with m.If(self.n_in == self.k):
-                m.d.sync += [self.data.eq(payload), self.seen.eq(1)]
-
-    def emit(self, fire, payload, name):
-        m = self.m
-        with m.If(fire):
-            m.d.sync += self.n_out.eq(self.n_out + 1)
-            m.d.comb += Assert(self.n_out < self.n_in, f"{name}: emitted more than accepted")
-            with m.If(self.n_out == self.k):
-                m.d.comb += Assert(self.seen & (payload == self.data),
+        m.d.sync += self.count.eq(self.count + fire_in - fire_out)
+        m.d.comb += Assert(~fire_out | (self.count != 0), f"{name}: emitted more than accepted")
+        with m.If(fire_in & self.tag & ~self.tracked):
+            m.d.sync += [self.tracked.eq(1), self.data.eq(payload_in),
+                         self.ahead.eq(self.count - fire_out)]
+        with m.If(fire_out & self.tracked & ~self.done):
+            with m.If(self.ahead != 0):
+                m.d.sync += self.ahead.eq(self.ahead - 1)
+            with m.Else():
+                m.d.comb += Assert(payload_out == self.data,
                                    f"{name}: the tracked item is not emitted unchanged in its place")
+                m.d.sync += self.done.eq(1)
 
 
 def fifo_harness(width=2, depth=3):
@@ -109,8 +108,6 @@ def fifo_harness(width=2, depth=3):
     b = m.submodules.b = SyncFIFOBuffered(width=width, depth=depth)
     w_en, w_data = Signal(), Signal(width)
     r_en_a, r_en_b = Signal(), Signal()
-    rst = Signal()
-    ports = [w_en, w_data, r_en_a, r_en_b]
     for f in (a, b):
         m.d.comb += [f.w_en.eq(w_en), f.w_data.eq(w_data)]
     m.d.comb += [a.r_en.eq(r_en_a), b.r_en.eq(r_en_b)]
@@ -118,12 +115,10 @@ def fifo_harness(width=2, depth=3):
     assume_source(m, w_en, a.w_rdy, w_data, "w")
     assert_sink_rules(m, a.r_rdy, r_en_a, a.r_data, "r")
     assert_no_comb_ready(m, r_en_a, r_en_b, (a.r_rdy, a.r_data), (b.r_rdy, b.r_data), "r")
-    # w_rdy must not depend on the write side either (w_rdy is the 'ready' there)
-    t = Tracker(m, width)
-    t.accept(w_en & a.w_rdy, w_data)
-    t.emit(a.r_rdy & r_en_a, a.r_data, "fifo")
-    m.d.comb += Assert(a.level == t.n_in - t.n_out, "fifo: level is not in - out")
-    return m, ports
+    t = Tracker(m, width, depth)
+    t.check(w_en & a.w_rdy, w_data, a.r_rdy & r_en_a, a.r_data, "fifo")
+    m.d.comb += Assert(a.level == t.count, "fifo: level is not written - read")
+    return m, [w_en, w_data, r_en_a, r_en_b, t.tag]
 
 
 def _engine_pair(make):
@@ -140,34 +135,48 @@ def _engine_pair(make):
     return m, a, b, ports, inp_valid, inp_payload, ready_a, ready_b
 
 
-def expected_updates(kind, in_shape, out_shape, kernel=1, stride=1, padding=0, lanes=1):
-    """Reference: the ``(sa, wa)`` updates an input spike at each ``(c, y, x)`` must
-    cause, from the definition of the layer (not from the engine's tables): every output
-    position ``(oy, ox)`` whose window ``oy*S - P + ky == y``, ``ox*S - P + kx == x``,
-    ``0 <= ky, kx < K`` holds the input, times ``G`` lane groups; state address
-    ``(oy*Wo + ox)*G + g``, weight address ``((c*K + ky)*K + kx)*G + g``. A linear layer
-    (input index ``i``): ``(g, i*G + g)``."""
+def expected_windows(kind, in_shape, out_shape, kernel=1, stride=1, padding=0):
+    """Reference: the output positions ``(oy, ox)`` an input spike at each ``(c, y, x)``
+    reaches, in row-major order, from the definition of the layer (not from the engine's
+    tables): every ``(oy, ox)`` with ``oy*S - P + ky == y``, ``ox*S - P + kx == x``,
+    ``0 <= ky, kx < K`` inside the output map. A linear layer: the one position
+    ``(0, 0)``."""
     C, H, W = in_shape
-    Co = out_shape[0]
-    G = -(-Co // lanes)
     table = {}
     for c in range(C):
         for y in range(H):
             for x in range(W):
-                ups = []
                 if kind == "linear":
-                    i = (c * H + y) * W + x
-                    ups = [(g, i * G + g) for g in range(G)]
-                else:
-                    _, Ho, Wo = out_shape
-                    for oy in range(Ho):
-                        for ox in range(Wo):
-                            ky, kx = y - oy * stride + padding, x - ox * stride + padding
-                            if 0 <= ky < kernel and 0 <= kx < kernel:
-                                ups += [((oy * Wo + ox) * G + g,
-                                         ((c * kernel + ky) * kernel + kx) * G + g)
-                                        for g in range(G)]
-                table[c, y, x] = ups
+                    table[c, y, x] = [(0, 0)]
+                    continue
+                _, Ho, Wo = out_shape
+                table[c, y, x] = [
+                    (oy, ox) for oy in range(Ho) for ox in range(Wo)
+                    if 0 <= y - oy * stride + padding < kernel
+                    and 0 <= x - ox * stride + padding < kernel]
+    return table
+
+
+def expected_updates(kind, in_shape, out_shape, kernel=1, stride=1, padding=0, lanes=1):
+    """Reference: the ``(sa, wa)`` updates an input spike at each ``(c, y, x)`` must
+    cause: for each output position of :func:`expected_windows` (kernel offsets
+    ``ky = y - oy*S + P``, ``kx = x - ox*S + P``) ``G`` lane groups, state address
+    ``(oy*Wo + ox)*G + g``, weight address ``((c*K + ky)*K + kx)*G + g``. A linear
+    layer (input index ``i``): ``(g, i*G + g)``. In row-major order, groups innermost."""
+    Co = out_shape[0]
+    G = -(-Co // lanes)
+    wins = expected_windows(kind, in_shape, out_shape, kernel, stride, padding)
+    table = {}
+    for (c, y, x), win in wins.items():
+        if kind == "linear":
+            i = (c * in_shape[1] + y) * in_shape[2] + x
+            table[c, y, x] = [(g, i * G + g) for g in range(G)]
+            continue
+        Wo = out_shape[2]
+        table[c, y, x] = [((oy * Wo + ox) * G + g,
+                           ((c * kernel + y - oy * stride + padding) * kernel
+                            + x - ox * stride + padding) * G + g)
+                          for oy, ox in win for g in range(G)]
     return table
 
 
@@ -213,22 +222,27 @@ class BrokenEngine(wiring.Component):
 
 
 def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, stride=1,
-                   padding=1, lanes=1, part="once", bug=None):
+                   padding=1, lanes=1, part="once", bug=None, invariants=False,
+                   cover=False):
     """A synapse engine (conv, pool or linear): input events to state/weight updates.
 
     ``part="rules"``: stream rules on ``out`` and no combinational path from
     ``out.ready`` (two copies). ``part="once"``: every accepted event is emitted
-    exactly once, in order (one copy):
+    exactly once, in order (one copy), against a queue of the events owed work
+    (:class:`_EngineSpec`): every update shown belongs to the oldest event still owed
+    work and is one of its reference updates (:func:`expected_updates`, from the layer's
+    definition) not shown before, any order, or its token; an event leaves the queue
+    once all its updates are out; the engine is never idle while the queue is not
+    empty, and never owes more than three events.
 
-    * ``pend`` = updates owed (window size of each accepted spike, 1 per token) minus
-      updates emitted: never negative (nothing emitted that no event asked for), 0 once
-      the engine is idle (nothing lost);
-    * a *watched* event, chosen by a free input ``tag`` at its acceptance (so any event
-      of any trace): the ``pend`` updates owed at that moment belong to earlier events;
-      the next ones (as many as its window size) must be exactly its reference updates
-      (:func:`expected_updates`), each once, any order, or, for a token, the same token.
+    The specification alone is black-box; ABC's PDR proves it for every depth.
+    ``invariants=True`` adds the white-box invariants of :func:`_engine_invariants`
+    (over the engine's ``regs``), which make the whole set of assertions 1-inductive, so
+    that plain k-induction (smtbmc) proves it too. ``cover=True`` adds ``Cover``
+    statements of the interesting cases (three events owed at once, the largest window
+    completed, a token passed on, an event without work), for ``mode cover``: they show
+    that the assumptions leave those cases reachable.
 
-    All state is bounded (no absolute counters), so the proof can be unbounded (PDR).
     Both parts assume the stream rules on ``inp`` and in-range events.
     ``bug`` wraps the engine in :class:`BrokenEngine`.
     """
@@ -284,59 +298,173 @@ def engine_harness(kind="conv2d", in_shape=(1, 2, 3), out_channels=2, kernel=2, 
         return m, ports
 
     keys = [(c, y, x) for c in range(C) for y in range(H) for x in range(W)]
-    wmax = max(1, max(len(ref[k]) for k in keys))
-    wbits = max(8, (4 * wmax + 4).bit_length())
-    wtab = Array(Const(len(ref[k]), wbits) for k in keys)
-    fire_in = iv & a.inp.ready
-    fire_out = out.valid & ra
-    idx = Signal(range(len(keys)))
-    m.d.comb += idx.eq((p.c * H + p.y) * W + p.x)
-    add = Signal(wbits)
-    with m.If(fire_in):
-        m.d.comb += add.eq(Mux(p.kind == SPIKE, wtab[idx], 1))
-    # updates owed
-    pend = Signal(wbits)
-    m.d.sync += pend.eq(pend + add - fire_out)
-    m.d.comb += Assert(~fire_out | (pend != 0), "engine: an update no event asked for")
-    m.d.comb += Assert(a.busy | (pend == 0), "engine idle with updates or tokens missing")
-    m.d.comb += Assert(pend <= 3 * wmax + 3, "engine: holds more than three events")
-    # the watched event
-    tag = Signal(name="tag")
-    ports.append(tag)
-    tagged, done = Signal(name="w_tagged"), Signal(name="w_done")
-    w_idx = Signal(range(len(keys)), name="w_idx")
-    w_kind = Signal(2, name="w_kind")
-    w_work = Signal(wbits, name="w_work")
-    ahead = Signal(wbits, name="w_ahead")
-    seen = Signal(wmax, name="w_seen")
-    nseen = Signal(wbits, name="w_nseen")
-    with m.If(fire_in & tag & ~tagged):
-        m.d.sync += [tagged.eq(1), done.eq(add == 0), w_idx.eq(idx), w_kind.eq(p.kind),
-                     w_work.eq(add), ahead.eq(pend - fire_out)]
-    op = out.payload
-    hit = Signal(name="w_hit")
-    slot = Signal(range(max(2, wmax)), name="w_slot")
-    with m.Switch(w_idx):
-        for i, k in enumerate(keys):
-            with m.Case(i):
-                for j, (sa, wa) in enumerate(ref[k]):
-                    with m.If((op.sa == sa) & (op.wa == wa)):
-                        m.d.comb += [hit.eq(1), slot.eq(j)]
-    with m.If(tagged & ~done & fire_out):
-        with m.If(ahead != 0):
-            m.d.sync += ahead.eq(ahead - 1)
-        with m.Elif(w_kind != SPIKE):
-            m.d.comb += Assert(op.kind == w_kind, "engine: token not passed on in its place")
-            m.d.sync += done.eq(1)
-        with m.Else():
-            m.d.comb += Assert(op.kind == SPIKE, "engine: token in the place of an update")
-            m.d.comb += Assert(hit, "engine: update not in the window of its event")
-            m.d.comb += Assert(~seen.bit_select(slot, 1), "engine: update issued twice")
-            m.d.sync += [seen.eq(seen | (1 << slot)), nseen.eq(nseen + 1)]
-            with m.If(nseen + 1 == w_work):
-                m.d.sync += done.eq(1)
-    m.d.comb += Assert(a.busy | ~tagged | done, "engine idle before the watched event is out")
+    wins = expected_windows("linear" if kind == "linear" else "conv", in_shape, out_shape,
+                            kernel, stride, padding)
+    spec = _EngineSpec(m, in_shape, keys, ref, p, iv & a.inp.ready, out.payload,
+                       out.valid & ra)
+    m.d.comb += Assert(a.busy | (spec.n == 0), "engine idle with updates or tokens missing")
+    if cover:
+        spec.covers(m)
+    if invariants:
+        inner = a.inner if bug is not None else a
+        _engine_invariants(m, spec, inner, kind, keys, ref, wins, G)
     return m, ports
+
+
+# The specification of "exactly once, in order" is a queue of the events the engine owes
+# work for (at most ``Q`` = its three stages: A, the job register B, the iterator), in
+# acceptance order. Every update shown at ``out`` must belong to the oldest one: one of
+# its reference updates (any order) not shown before, or its token. It leaves the queue
+# once all its updates are out. The engine must be idle only with the queue empty.
+Q = 3
+
+
+class _EngineSpec:
+    def __init__(self, m, shape, keys, ref, p, fire_in, op, fire_out):
+        from hw.stream import SPIKE
+        self.keys, self.ref = keys, ref
+        work = [len(ref[k]) for k in keys]
+        self.wmax = wmax = max(1, max(work))
+        wbits = bits_for(wmax + 1)
+        self.q_kind = [Signal(2, name=f"q{i}_kind") for i in range(Q)]
+        self.q_idx = [Signal(range(len(keys)), name=f"q{i}_idx") for i in range(Q)]
+        self.n = n = Signal(range(Q + 1), name="q_n")
+        self.cnt = cnt = Signal(wbits, name="q_cnt")   # updates of the oldest one out
+        self.seen = seen = Signal(wmax, name="q_seen")  # which of them, by reference slot
+        wtab = Array(Const(w, wbits) for w in work)
+        idx = Signal(range(len(keys)), name="in_idx")
+        _, H, W = shape
+        m.d.comb += idx.eq((p.c * H + p.y) * W + p.x)
+        push = fire_in & ((p.kind != SPIKE) | (wtab[idx] != 0))
+        h_kind, h_idx = self.q_kind[0], self.q_idx[0]
+        # which reference slot of the oldest event the shown update is
+        hit, slot = Signal(name="q_hit"), Signal(range(max(2, wmax)), name="q_slot")
+        with m.Switch(h_idx):
+            for i, k in enumerate(keys):
+                with m.Case(i):
+                    for j, (sa, wa) in enumerate(ref[k]):
+                        with m.If((op.sa == sa) & (op.wa == wa)):
+                            m.d.comb += [hit.eq(1), slot.eq(j)]
+        pop = Signal(name="q_pop")
+        with m.If(fire_out):
+            m.d.comb += Assert(n != 0, "engine: an update no event asked for")
+            with m.If(h_kind != SPIKE):
+                m.d.comb += [Assert(op.kind == h_kind, "engine: token not passed on in its place"),
+                             pop.eq(1)]
+            with m.Else():
+                m.d.comb += [
+                    Assert(op.kind == SPIKE, "engine: token in the place of an update"),
+                    Assert(hit, "engine: update not in the window of its event"),
+                    Assert(~seen.bit_select(slot, 1), "engine: update issued twice"),
+                    pop.eq(cnt + 1 == wtab[h_idx]),
+                ]
+                m.d.sync += [cnt.eq(cnt + 1), seen.eq(seen | (1 << slot))]
+        with m.If(pop):
+            m.d.sync += [cnt.eq(0), seen.eq(0)]
+        m.d.comb += Assert(~push | (n - pop < Q), "engine: holds more than three events")
+        # shift out the oldest entry on pop, append the new one on push
+        for i in range(Q):
+            src_k = self.q_kind[i + 1] if i + 1 < Q else self.q_kind[i]
+            src_i = self.q_idx[i + 1] if i + 1 < Q else self.q_idx[i]
+            with m.If(push & (n - pop == i)):
+                m.d.sync += [self.q_kind[i].eq(p.kind), self.q_idx[i].eq(idx)]
+            with m.Elif(pop):
+                m.d.sync += [self.q_kind[i].eq(src_k), self.q_idx[i].eq(src_i)]
+        m.d.sync += n.eq(n + push - pop)
+        self._cover = [
+            (n == Q, "three events owed"),
+            (pop & (h_kind == SPIKE) & (wtab[h_idx] == wmax), "largest window out"),
+            (pop & (h_kind != SPIKE), "token passed on"),
+        ]
+        if min(work) == 0:
+            self._cover.append((fire_in & (p.kind == SPIKE) & (wtab[idx] == 0),
+                                "event without work"))
+
+    def covers(self, m):
+        for cond, name in self._cover:
+            m.d.comb += Cover(cond, name)
+
+
+def _engine_invariants(m, spec, e, kind, keys, ref, wins, G):
+    """White-box invariants that make the specification inductive: the queue holds
+    exactly the occupied stages, oldest first; each stage holds what the reference says
+    its event needs (start addresses and window extent, from :func:`expected_windows`
+    and :func:`expected_updates`, not from the engine's tables); the iterator's position
+    is the number of updates of the oldest event shown so far, and its address registers
+    hold the next reference update and the start of its row."""
+    from hw.stream import SPIKE
+    r, it = e.regs, e.regs.iter
+    ir, job = it.regs, it.job
+    waw = len(job.payload.wa)
+    if kind == "linear":
+        a_keep = Const(1)
+    else:
+        a_keep = (r.a_kind != SPIKE) | ((r.a_yn != 0) & (r.a_xn != 0))
+    occ_it, occ_b, occ_a = ir.busy, job.valid, r.a_valid & a_keep
+    m.d.comb += Assert(spec.n == occ_it + occ_b + occ_a, "inv: queue length")
+    # the extent and row starts of each event, from the reference windows
+    ext = {}
+    for k in keys:
+        rows = sorted({oy for oy, ox in wins[k]})
+        cols = sorted({ox for oy, ox in wins[k]})
+        ext[k] = (len(rows), len(cols))
+    q_kind, q_idx = Array(spec.q_kind), Array(spec.q_idx)
+    # (no Default cases below: yosys leaves an empty process behind a dead one)
+    for i in range(Q):
+        m.d.comb += Assert((i >= spec.n) | ((spec.q_kind[i] <= 2)
+                                            & (spec.q_idx[i] < len(keys))), "inv: queue entry")
+
+    def stage(occ, pos, kind_sig, match, name):
+        """``match(k)``: the stage's registers hold event ``k`` (a spike)."""
+        with m.If(occ):
+            m.d.comb += Assert(kind_sig == q_kind[pos], f"inv: {name} kind")
+            with m.If(kind_sig == SPIKE):
+                with m.Switch(q_idx[pos]):
+                    for i, k in enumerate(keys):
+                        with m.Case(i):
+                            if ref[k]:
+                                m.d.comb += Assert(match(k), f"inv: {name} contents")
+                            else:
+                                m.d.comb += Assert(0, f"inv: {name} holds an event without work")
+
+    def job_match(k):
+        (sa0, wa0), (ny, nx) = ref[k][0], ext[k]
+        return ((job.payload.sa == sa0) & (job.payload.wa == wa0) & (job.payload.ny == ny)
+                & (job.payload.nx == nx))
+
+    def a_match(k):
+        (sa0, wa0), (ny, nx) = ref[k][0], ext[k]
+        if kind == "linear":
+            return (r.a_t + r.a_x)[:waw] == wa0
+        return ((r.a_sa == sa0) & ((r.a_wa + r.a_xwa)[:waw] == wa0) & (r.a_yn == ny)
+                & (r.a_xn == nx))
+
+    stage(occ_b, occ_it, job.payload.kind, job_match, "stage B")
+    stage(occ_a, occ_it + occ_b, r.a_kind, a_match, "stage A")
+    # the iterator: its position (ty, tx, g) is update number cnt of the oldest event
+    with m.If(~occ_it | (ir.kind != SPIKE)):
+        m.d.comb += Assert((spec.cnt == 0) & (spec.seen == 0), "inv: count outside a window")
+    with m.If(occ_it):
+        m.d.comb += Assert(ir.kind == spec.q_kind[0], "inv: iterator kind")
+        with m.If(ir.kind == SPIKE):
+            with m.Switch(spec.q_idx[0]):
+                for i, k in enumerate(keys):
+                    with m.Case(i):
+                        ny, nx = ext[k]
+                        ups = ref[k]
+                        if not ups:
+                            m.d.comb += Assert(0, "inv: iterator holds an event without work")
+                            continue
+                        m.d.comb += Assert((ir.ny == ny) & (ir.nx == nx) & (ir.ty < ny)
+                                           & (ir.tx < nx) & (ir.g < G), "inv: iterator extent")
+                        for j, (sa, wa) in enumerate(ups):
+                            ty, tx, g = j // (nx * G), j // G % nx, j % G
+                            row_sa, row_wa = ups[ty * nx * G]
+                            with m.If((ir.ty == ty) & (ir.tx == tx) & (ir.g == g)):
+                                m.d.comb += Assert(
+                                    (ir.sa == sa) & (ir.wa == wa) & (ir.sa_row == row_sa)
+                                    & (ir.wa_row == row_wa) & (spec.cnt == j)
+                                    & (spec.seen == (1 << j) - 1), "inv: iterator position")
 
 
 def _engine_one(make):
@@ -355,8 +483,7 @@ SBY = """[options]
 mode {mode}
 depth {depth}
 multiclock off
-aigsmt boolector
-
+{aigsmt}
 [engines]
 {engine}
 
@@ -442,13 +569,18 @@ def _descendants(pid):
 
 def prove(m, ports, workdir, *, depth=20, name="proof", timeout=600, mode="bmc",
           engine="smtbmc boolector"):
-    """Write ``m`` as RTLIL and run a bounded proof of ``depth`` cycles in ``workdir``
-    (relative paths only: the YoWASP tools are sandboxed). Returns the sby log; raises
-    ``AssertionError`` with the failing assertion when the proof fails."""
+    """Write ``m`` as RTLIL and run SymbiYosys in ``workdir`` (relative paths only: the
+    YoWASP tools are sandboxed): ``mode="bmc"`` checks ``depth`` cycles from reset,
+    ``"prove"`` every depth (k-induction of ``depth`` steps for smtbmc; PDR needs none),
+    ``"cover"`` reaches every ``Cover`` within ``depth`` cycles. Returns the sby log;
+    raises ``AssertionError`` with the failing assertion when the proof fails."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "top.il").write_text(rtlil.convert(m, name="top", ports=ports))
-    (workdir / f"{name}.sby").write_text(SBY.format(depth=depth, mode=mode, engine=engine))
+    (workdir / f"{name}.sby").write_text(SBY.format(
+        depth=depth, mode=mode, engine=engine,
+        # counterexamples of the ABC engines are replayed with smtbmc (not in cover mode)
+        aigsmt="" if mode == "cover" else "aigsmt boolector\n"))
     env, sby = _tool_env(workdir)
     # own process group, so that a timeout also ends the solver processes sby started
     proc = subprocess.Popen([sby, "-f", f"{name}.sby"], cwd=workdir, env=env, text=True,
