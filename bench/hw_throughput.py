@@ -156,7 +156,6 @@ def measure_network(model, frames_events, lanes=None, fifo_depth=16):
         real.append([min(l.L, C - g * l.L) for g in range(l.G)])
         mon += [f.level, l.core.idle, l.core.upd.valid, l.core.upd.payload.kind,
                 l.core.upd.payload.sa]
-    engines = []
     state = {"cycles": 0}
 
     async def bench(ctx):

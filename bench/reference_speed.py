@@ -204,7 +204,6 @@ def main(argv=None):
     n_runs = {"numba": reps, "numba_record": 1 if args.quick else 5,
               "snntorch": 1 if args.quick else 5, "numpy": 1 if args.quick else 3}
 
-    torch_forward = None
     versions = {"numpy": np.__version__}
     import numba
     versions["numba"] = numba.__version__

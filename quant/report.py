@@ -120,7 +120,7 @@ def markdown(report, title="Model report"):
     if report.get("dataset"):
         lines += [f"Data set: {report['dataset']}", ""]
     lines += [
-        f"| measure | value |", "|---|---|",
+        "| measure | value |", "|---|---|",
         f"| test samples | {report['samples']} |",
         f"| float accuracy | {_pct(report.get('float_accuracy'))} |",
         f"| fixed-point accuracy (sim.reference, {report['backend']}) | "

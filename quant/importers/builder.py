@@ -299,7 +299,7 @@ class NetBuilder:
                 raise NetImportError(f"{self._at(name)}: pooling after {op.type} {op.name!r} "
                                      f"without neurons in between is not supported")
             # fuse conv(K, S, P) followed by pool(k) into conv(K + (k-1) S, k S, P)
-            K, S, P = op.kernel, op.stride, op.padding
+            K, S = op.kernel, op.stride
             kc = K + (k - 1) * S
             wc = np.zeros(op.weight.shape[:2] + (kc, kc))
             for dy in range(k):

@@ -74,7 +74,6 @@ def test_gesture_determinism_ranges_and_motion():
         assert len(ea) > 200
     # the motion is in the events: leading edges are ON, trailing edges OFF
     for seed in range(3):
-        rng = np.random.default_rng(seed)
         ev = {c: gesture_sample(np.random.default_rng([seed, j]), j, timesteps=8, dt_us=5000,
                                 noise=0)
               for j, c in enumerate(GESTURE_CLASSES)}
