@@ -26,8 +26,10 @@ Sweep (``SWEEP``, on an end-of-step token)
     Reads every word once in address order, ``L`` neurons per cycle, through a
     6-stage pipeline: P0 read; P1 register the RAM output (forwarding the word the last
     update wrote in the previous cycle); P2 ``acc + bias``; P3 clamp to ``state_bits``
-    (overflow flag); P4 ``s = u >= threshold`` and the leak product ``u * num``; P5
-    ``v = (u*num >> frac)`` with the reset rule, write back, and emission. The fired
+    (overflow flag) and ``s = acc >= threshold`` (the same as ``u >= threshold``, as
+    ``1 <= threshold <= state max``); P4 the leak product ``u * num`` (shifts and adds,
+    :mod:`hw.arith`); P5 ``v = (u*num >> frac)`` with the reset rule, write back, and
+    emission. The fired
     lanes of a word are emitted one per cycle, lowest lane first, as events
     ``(c = g*L + lane, y, x)``. The pipeline advances when P5 is empty, holds no spike,
     or emits its last spike in this cycle (``out.ready``), so a word with ``p`` spikes
@@ -54,12 +56,13 @@ Membrane tap
     swept word once, for a membrane readout.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .arith import count_upto, mul_const
 from .stream import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, event_signature, shape3
 
 __all__ = ["NeuronCore", "CoreUpdateLayout", "lane_params"]
@@ -235,29 +238,39 @@ class NeuronCore(wiring.Component):
             m.d.comb += [brd.addr.eq(p1["g"]), brd.en.eq(adv), bias_w.eq(brd.data)]
         elif has_bias:
             m.d.comb += bias_w.eq(Const.cast(data.ArrayLayout(signed(Sb), L).const(bias[0])))
-        # threshold of the word in P4 (ROM read in P3 when it varies by group)
-        thr_w = Signal(data.ArrayLayout(unsigned(Sb), L))
-        if G > 1 and len({tuple(t) for t in thr}) > 1:
-            tmem = m.submodules.thr = Memory(shape=data.ArrayLayout(unsigned(Sb), L), depth=G,
+        # threshold of the word in P3 (ROM read in P2 when it varies by group), passed on
+        # to P4 and P5 (the subtract reset needs it there)
+        thr_layout = data.ArrayLayout(unsigned(Sb), L)
+        thr_w = Signal(thr_layout)
+        thr_varies = G > 1 and len({tuple(t) for t in thr}) > 1
+        if thr_varies:
+            tmem = m.submodules.thr = Memory(shape=thr_layout, depth=G,
                                              init=[thr[g] for g in range(G)])
             trd = tmem.read_port()
-            m.d.comb += [trd.addr.eq(p3["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
+            m.d.comb += [trd.addr.eq(p2["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
+            thr4 = Signal(thr_layout)
         else:
-            m.d.comb += thr_w.eq(Const.cast(data.ArrayLayout(unsigned(Sb), L).const(thr[0])))
+            m.d.comb += thr_w.eq(Const.cast(thr_layout.const(thr[0])))
+            thr4 = thr_w
 
         acc3 = Signal(self.word)                                  # P3 register
         u4 = Signal(data.ArrayLayout(signed(Sb), L))              # P4 register
         ovf4 = Signal()
+        fired4 = Signal(L)       # lanes that fire: u >= threshold
         lk_bits = Sb + 1
         leak5 = Signal(data.ArrayLayout(signed(lk_bits), L))      # P5 registers
         thr5 = Signal(data.ArrayLayout(unsigned(Sb), L))
         mask5 = Signal(L)        # spikes still to emit
         s5 = Signal(L)           # spikes of the word (for the reset rule)
+        # registered summaries of mask5, kept with it: "at most one spike left" and "no
+        # spike left". adv (below) enables every sweep register, so it must start at
+        # registers and one gate: deriving it from mask5 was the slowest ECP5 path
+        few5 = Signal(init=1)
+        none5 = Signal(init=1)
         ovf_acc = Signal()
 
         in_sweep = phase == SWEEP
-        single = (mask5 & (mask5 - 1)) == 0
-        m.d.comb += adv.eq(~p5["v"] | (single & ((mask5 == 0) | self.out.ready)))
+        m.d.comb += adv.eq(~p5["v"] | (few5 & (none5 | self.out.ready)))
 
         with m.If(in_sweep & adv):
             # P0 -> P1
@@ -294,26 +307,32 @@ class NeuronCore(wiring.Component):
             m.d.comb += any_ovf.eq(Const(0, 1) if not lane_ovf else
                                    _or_all(lane_ovf))
             m.d.sync += ovf4.eq(any_ovf)
+            # the compare, on the accumulator rather than the clamped u: the same result,
+            # as 1 <= threshold <= state max (sim.model checks it), and one stage
+            # earlier, so that P4 -> P5 only summarises registered bits for adv
+            if self.fire:
+                m.d.sync += fired4.eq(Cat(p3["v"] & (acc3[j] >= thr_w[j]) for j in range(L)))
+            if thr_varies:
+                m.d.sync += thr4.eq(thr_w)
             with m.If(p3["v"] & any_ovf):
                 m.d.sync += ovf_acc.eq(1)
             # P4 -> P5: compare and leak product
             m.d.sync += pass_meta(p5, p4)
+            m.d.sync += [mask5.eq(fired4), s5.eq(fired4),
+                         few5.eq(count_upto(fired4, 2) <= 1), none5.eq(fired4 == 0)]
             for j in range(L):
                 u = u4[j]
-                if self.fire:
-                    fired = p4["v"] & (u >= thr_w[j])
-                    m.d.sync += [mask5[j].eq(fired), s5[j].eq(fired)]
-                else:
-                    m.d.sync += [mask5[j].eq(0), s5[j].eq(0)]
                 if num == (1 << frac):
                     m.d.sync += leak5[j].eq(u)
                 elif num == 0:
                     m.d.sync += leak5[j].eq(0)
                 else:
-                    m.d.sync += leak5[j].eq((u * num) >> frac)
-                m.d.sync += thr5[j].eq(thr_w[j])
+                    m.d.sync += leak5[j].eq(mul_const(u, num) >> frac)
+                m.d.sync += thr5[j].eq(thr4[j])
         with m.Elif(in_sweep & self.out.valid & self.out.ready):
-            m.d.sync += mask5.eq(mask5 & (mask5 - 1))
+            # the lowest spike is out: at most one left if there were at most two
+            m.d.sync += [mask5.eq(mask5 & (mask5 - 1)), few5.eq(count_upto(mask5, 3) <= 2),
+                         none5.eq(few5)]
 
         # P5: reset rule and write-back
         v5 = Signal(data.ArrayLayout(signed(A), L))
@@ -349,7 +368,7 @@ class NeuronCore(wiring.Component):
                     m.d.sync += [phase.eq(CLEAR), tok_kind.eq(END_SAMPLE), clr.eq(0)]
             with m.Case(SWEEP):
                 m.d.comb += [rd.addr.eq(sw_a), rd.en.eq(adv)]
-                m.d.comb += [self.out.valid.eq(p5["v"] & (mask5 != 0)),
+                m.d.comb += [self.out.valid.eq(p5["v"] & ~none5),
                              self.out.payload.kind.eq(SPIKE),
                              self.out.payload.c.eq(p5["cb"] + lane),
                              self.out.payload.y.eq(p5["y"]),
