@@ -557,8 +557,11 @@ class Deframer(wiring.Component):
             m.d.sync += [n.eq(0), esc.eq(0), opened.eq(0), crc.eq(0), nbyte.eq(0),
                          nword.eq(0), frame_ovf.eq(0)]
 
-        free = Signal(abits + 2)
-        m.d.comb += free.eq(depth - (wr - rd)[:abits + 1])
+        # the buffer is full when wr is a whole depth ahead of rd: the same address, the
+        # other wrap bit (a compare, not the subtraction depth - (wr - rd): that was the
+        # slowest path of the ECP5 build)
+        full = Signal()
+        m.d.comb += full.eq((wr ^ rd) == depth)
         flush = Signal()
 
         with m.If(self.bytes_in.valid):
@@ -597,7 +600,7 @@ class Deframer(wiring.Component):
                         with m.If(nword != 127):
                             m.d.sync += nword.eq(nword + 1)
                         with m.If(is_events & (nword < length) & (length <= MAX_WORDS)):
-                            with m.If(free != 0):
+                            with m.If(~full):
                                 m.d.comb += [wp.addr.eq(wr[:abits]), wp.data.eq(Cat(word[8:], d)),
                                              wp.en.eq(1)]
                                 m.d.sync += wr.eq(wr + 1)
