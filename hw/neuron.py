@@ -316,7 +316,7 @@ class NeuronCore(wiring.Component):
                 m.d.sync += thr4.eq(thr_w)
             with m.If(p3["v"] & any_ovf):
                 m.d.sync += ovf_acc.eq(1)
-            # P4 -> P5: compare and leak product
+            # P4 -> P5: leak product; the fired lanes and their summaries for adv
             m.d.sync += pass_meta(p5, p4)
             m.d.sync += [mask5.eq(fired4), s5.eq(fired4),
                          few5.eq(count_upto(fired4, 2) <= 1), none5.eq(fired4 == 0)]
