@@ -111,15 +111,11 @@ class SimBoard:
         async def rx_driver(ctx):
             # host -> rx pin: poll the pty every 64 cycles, send its bytes bit by bit
             while not stopping.is_set():
-                r, _, _ = select.select([master], [], [], 0)
-                data = b""
-                if r:
-                    try:
-                        data = os.read(master, 256)
-                    except OSError:
-                        return
+                data = _poll(master)
+                if data is None:
+                    return
                 for b in data:
-                    for level in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
+                    for level in _uart_levels(b):
                         ctx.set(dut.rx, level)
                         await ctx.tick().repeat(div)
                         self.cycles += div
@@ -163,15 +159,12 @@ class SimBoard:
             while not stopping.is_set():
                 # host -> rx pin
                 if not rx_levels and cycle % 64 == 0:
-                    r, _, _ = select.select([master], [], [], 0)
-                    if r:
-                        try:
-                            data = os.read(master, 256)
-                        except OSError:
-                            return
-                        for b in data:
-                            for level in [0] + [(b >> i) & 1 for i in range(8)] + [1]:
-                                rx_levels.extend([level] * div)
+                    data = _poll(master)
+                    if data is None:
+                        return
+                    for b in data:
+                        for level in _uart_levels(b):
+                            rx_levels.extend([level] * div)
                 ctx.set(dut.rx, rx_levels.popleft() if rx_levels else 1)
                 # the network: collect words, answer after `latency` cycles
                 if ctx.get(dut.events.valid):
@@ -216,6 +209,23 @@ class SimBoard:
         sim.add_clock(1e-8)
         sim.add_testbench(bench)
         return sim
+
+
+def _poll(master):
+    """The bytes the host has written to the pty so far (``b""`` for none), or ``None``
+    once the pty is closed."""
+    r, _, _ = select.select([master], [], [], 0)
+    if not r:
+        return b""
+    try:
+        return os.read(master, 256)
+    except OSError:
+        return None
+
+
+def _uart_levels(b):
+    """The rx pin levels of one 8N1 byte: start bit, 8 data bits LSB first, stop bit."""
+    return [0] + [(b >> i) & 1 for i in range(8)] + [1]
 
 
 def main(argv=None):
