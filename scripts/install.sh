@@ -10,4 +10,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[torch]'
+bash scripts/warm_yowasp.sh
 echo "installed into $(pwd)/.venv"

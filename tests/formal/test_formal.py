@@ -1,5 +1,5 @@
 """Proofs of the stream blocks (SymbiYosys with the YoWASP tools: smtbmc + boolector, and
-ABC's bmc3 and pdr through yosys's built-in ABC).
+ABC's pdr through yosys's built-in ABC).
 
 See :mod:`tests.formal.harness` for what each harness asserts. Every property is proved
 twice: bounded, 20 cycles from reset (smtbmc), and for every depth (ABC's PDR, which
