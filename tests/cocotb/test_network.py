@@ -79,8 +79,6 @@ def test_default_digits_model(tmp_path, image):
     """The shipped model on real samples (scikit-learn test digits, rate coded by
     sim.datasets), each sent twice back to back (the end-of-sample clear)."""
     mdir = ROOT / "models" / "digits"
-    if not (mdir / "model.json").exists():
-        pytest.skip("models/digits is not in the repository yet (built by quant)")
     from sim.datasets import digits_events
     from sim.events import bin_events
     from sklearn.datasets import load_digits
