@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from sim.events import BinnedEvents
+from sim.geometry import END_SAMPLE, END_STEP, SPIKE
 from sim.reference import run as reference_run
 
 from . import protocol as pr
@@ -95,7 +96,7 @@ class BoardEmulator:
         P, H, W = self.model.input.shape
         T = self.model.input.timesteps
         kind, f = pr.decode_word(w)
-        if kind == pr.KIND_EVENT:
+        if kind == SPIKE:
             p, y, x = f
             if p >= P or y >= H or x >= W:
                 self.flags |= pr.FLAG_EVENT_RANGE
@@ -103,12 +104,12 @@ class BoardEmulator:
                 self.flags |= pr.FLAG_SEQUENCE
             else:
                 self._frames[self._step, (p * H + y) * W + x] += 1
-        elif kind == pr.KIND_END_STEP:
+        elif kind == END_STEP:
             if self._step >= T:
                 self.flags |= pr.FLAG_SEQUENCE
             else:
                 self._step += 1
-        elif kind == pr.KIND_END_SAMPLE:
+        elif kind == END_SAMPLE:
             if self._step != T:
                 self.flags |= pr.FLAG_SEQUENCE
             binned = BinnedEvents.from_frames(self._frames.reshape((T, P, H, W)))

@@ -28,6 +28,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from sim.events import BinnedEvents
+from sim.geometry import END_SAMPLE, END_STEP, SPIKE
 from sim.reference import run as reference_run
 
 from . import protocol as pr
@@ -86,9 +87,9 @@ class SimBoard:
         k = 0
         for w in words:
             kind, f = pr.decode_word(w)
-            if kind == pr.KIND_EVENT:
+            if kind == SPIKE:
                 frames[k, (f[0] * H + f[1]) * W + f[2]] += 1
-            elif kind == pr.KIND_END_STEP:
+            elif kind == END_STEP:
                 k += 1
         res = reference_run(self.model, BinnedEvents.from_frames(frames.reshape(T, P, H, W)),
                             record=False)
@@ -170,7 +171,7 @@ class SimBoard:
                 if ctx.get(dut.events.valid):
                     w = ctx.get(dut.events.payload)
                     words.append(w)
-                    if w >> 30 == pr.KIND_END_SAMPLE:
+                    if pr.decode_word(w)[0] == END_SAMPLE:
                         outcome = self._network_outcome(words)
                         words = []
                         answer_at = cycle + self.latency
