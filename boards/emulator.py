@@ -14,10 +14,8 @@ terminal's path, which ``python -m boards.host --port PATH`` can then use.
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
-import sys
 import threading
 
 import numpy as np
@@ -29,6 +27,8 @@ from sim.reference import run as reference_run
 from . import protocol as pr
 
 __all__ = ["BoardEmulator", "serve_pty"]
+
+PROG = "python -m boards.emulator"
 
 
 class BoardEmulator:
@@ -188,16 +188,15 @@ def serve_pty(emulator):
 
 
 def main(argv=None):
-    from sim.model import ModelError, load_model
+    """``python -m boards.emulator --model DIR``: serve the emulator on a new pty and print
+    its path (Ctrl-C stops); a bad model is one line on stderr, exit status 2."""
+    from sim.cli import ArgumentParser
+    from sim.model import load_model
 
-    ap = argparse.ArgumentParser(prog="python -m boards.emulator", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="model directory")
     args = ap.parse_args(argv)
-    try:
-        model = load_model(args.model)
-    except (ModelError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = load_model(args.model)
     return serve_until_interrupted(*serve_pty(BoardEmulator(model)))
 
 
@@ -214,4 +213,5 @@ def serve_until_interrupted(path, stop):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.cli import run_main
+    run_main(main, prog=PROG)
