@@ -31,7 +31,7 @@ from sim.geometry import END_SAMPLE, END_STEP, RESERVED, SPIKE
 
 from . import protocol as pr
 from .protocol_rtl import WORD_LAYOUT, Answerer, Deframer, Framer
-from .uart import UART
+from .uart import UART, pin_members
 
 __all__ = ["HostLink"]
 
@@ -76,8 +76,7 @@ class HostLink(wiring.Component):
         self.depth = depth
         self.score_width = score_width
         super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
+            **pin_members(),
             "events": Out(stream.Signature(32)),
             "net_reset": Out(1),
             "result_valid": In(1),

@@ -90,7 +90,7 @@ __all__ = [
     "FLAG_UART", "FLAG_SEQUENCE", "FLAG_NAMES", "LINK_ERROR_FLAGS",
     "ProtocolError", "crc32", "encode_frame", "Frame", "Parser",
     "event_word", "end_step_word", "end_sample_word", "decode_word", "check_shape",
-    "sample_words", "words_to_frames", "ResultAnswer", "StatusAnswer", "VersionAnswer",
+    "sample_words", "words_to_counts", "words_to_frames", "ResultAnswer", "StatusAnswer", "VersionAnswer",
     "decode_answer", "model_id", "describe_flags",
 ]
 
@@ -375,6 +375,36 @@ def sample_words(binned, sample_id):
         out.append(np.array([end_step_word(k)], dtype=np.uint64))
     out.append(np.array([end_sample_word(sample_id)], dtype=np.uint64))
     return np.concatenate(out).astype(np.uint32)
+
+
+def words_to_counts(words, shape, timesteps):
+    """The input of a word stream, the inverse of :func:`sample_words`.
+
+    Parameters
+    ----------
+    words : iterable of int
+        Event and token words of one sample (as a board's input check passes them:
+        in range, at most ``timesteps`` end-of-step tokens before the events).
+    shape : tuple
+        ``(P, H, W)``.
+    timesteps : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape ``(timesteps, P, H, W)``
+        Events per step and source (``BinnedEvents.from_frames`` takes it); the step
+        advances at every end-of-step token; other tokens are ignored.
+    """
+    P, H, W = shape
+    counts = np.zeros((timesteps, P, H, W), dtype=np.int64)
+    k = 0
+    for w in words:
+        kind, f = decode_word(w)
+        if kind == SPIKE:
+            counts[(k, *f)] += 1
+        elif kind == END_STEP:
+            k += 1
+    return counts
 
 
 def words_to_frames(words, max_words=MAX_WORDS):

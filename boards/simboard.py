@@ -28,7 +28,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from sim.events import BinnedEvents
-from sim.geometry import END_SAMPLE, END_STEP, SPIKE
+from sim.geometry import END_SAMPLE
 from sim.reference import run as reference_run
 
 from . import protocol as pr
@@ -81,18 +81,9 @@ class SimBoard:
         self.leds = 0
 
     def _network_outcome(self, words):
-        P, H, W = self.model.input.shape
-        T = self.model.input.timesteps
-        frames = np.zeros((T, P * H * W), dtype=np.int64)
-        k = 0
-        for w in words:
-            kind, f = pr.decode_word(w)
-            if kind == SPIKE:
-                frames[k, (f[0] * H + f[1]) * W + f[2]] += 1
-            elif kind == END_STEP:
-                k += 1
-        res = reference_run(self.model, BinnedEvents.from_frames(frames.reshape(T, P, H, W)),
-                            record=False)
+        inp = self.model.input
+        counts = pr.words_to_counts(words, inp.shape, inp.timesteps)
+        res = reference_run(self.model, BinnedEvents.from_frames(counts), record=False)
         overflow = any(bool(np.any(o)) for o in res.overflow.values())
         return res.prediction, [int(s) for s in res.scores], overflow
 

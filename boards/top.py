@@ -53,6 +53,7 @@ from hw.network import Network
 from . import protocol as pr
 from .link import HostLink
 from .protocol_rtl import WORD_LAYOUT
+from .uart import pin_members
 
 __all__ = ["BoardTop", "led_plan", "COORD_BITS"]
 
@@ -121,8 +122,7 @@ class BoardTop(wiring.Component):
         self.link = HostLink(divisor, self.version, score_width=32, depth=link_depth)
         self.plan = led_plan(self.network.n_classes, n_leds)
         super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
+            **pin_members(),
             "leds": Out(n_leds),
             "button": In(1),
             "rgb_error": Out(1),

@@ -242,6 +242,7 @@ def test_sample_words_match_binned_events():
         else:
             assert f == 1 and k == 6
     assert np.array_equal(frames, binned.to_frames())
+    assert np.array_equal(pr.words_to_counts(words, shape, 6), binned.to_frames())
     data = pr.words_to_frames(words)
     got = pr.Parser(pr.HOST_TYPES).feed(data)
     assert all(f.type == pr.EVENTS and 1 <= len(f.words) <= pr.MAX_WORDS for f in got)
