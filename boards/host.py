@@ -155,7 +155,14 @@ class BoardLink:
         return self.receive(answer, deadline)
 
     def version(self):
-        return self.command(pr.VERSION, pr.VERSION_ANSWER)
+        try:
+            return self.command(pr.VERSION, pr.VERSION_ANSWER)
+        except LinkError as e:
+            if self.parser.bad_frames:      # e.g. CRC-8 frames of a protocol 1 bitstream
+                raise LinkError(f"{e}; {self.parser.bad_frames} malformed frames arrived (a "
+                                f"board built for an older protocol version than "
+                                f"{pr.PROTOCOL_VERSION} must be rebuilt)") from None
+            raise
 
     def reset(self):
         return self.command(pr.RESET, pr.STATUS_ANSWER)

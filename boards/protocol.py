@@ -31,7 +31,7 @@ CRC
     body covers 2,064); any other corruption passes with probability 2**-32. (CRC-8
     let about 1 in 256 corrupted frames through, and a fuzz run found dozens; CRC-16
     would still let 1 in 65,536 of the corrupted frames with a legal type and length
-    through: bench/protocol_fuzz.py counts those.)
+    through, about 3 in the 10^6 mutated frames of bench/protocol_fuzz.py.)
 
 Frame checks (a failure counts one *bad frame* and drops the frame)
     the body has at least :data:`MIN_BODY` and at most :data:`MAX_BODY` bytes; TYPE is

@@ -285,3 +285,47 @@ def test_emulator_command_line_bad_model(tmp_path, capsys):
                     prog="python -m boards.emulator")
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "missing" in err
+
+
+def test_board_of_an_older_protocol_is_named(tmp_path, model, capsys):
+    # a board that answers VERSION with a frame of protocol 1 (CRC-8, one CRC byte)
+    import os
+    import select
+
+    from boards.emulator import run_on_pty
+
+    def crc8(body):
+        crc = 0
+        for b in body:
+            crc ^= b
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        return crc
+
+    words = pr.VersionAnswer.for_model(model).words()
+    body = bytes([pr.VERSION_ANSWER, len(words)]) + b"".join(
+        w.to_bytes(4, "little") for w in words)
+    body += bytes([crc8(body)])
+    old = bytes([pr.FLAG]) + body.replace(b"\x7d", b"\x7d\x5d").replace(b"\x7e", b"\x7d\x5e") \
+        + bytes([pr.FLAG])
+
+    def make_worker(master, stopping):
+        def loop():
+            while not stopping.is_set():
+                if select.select([master], [], [], 0.02)[0]:
+                    try:
+                        os.read(master, 4096)
+                        os.write(master, old)
+                    except OSError:
+                        return
+        return loop
+
+    write_samples(tmp_path / "ev", model, 1, np.random.default_rng(13))
+    path, stop = run_on_pty(make_worker)
+    try:
+        rc = main(["--port", path, "--events", str(tmp_path / "ev"), "--timeout", "0.5"])
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "no VERSION answer" in err and "1 malformed frames" in err and "rebuilt" in err
