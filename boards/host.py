@@ -14,11 +14,11 @@ bins and range-checks every sample first (an out-of-range event is an error and
 nothing is sent), resets the board, then sends the samples one at a time as in
 boards/protocol.py and waits for each ``RESULT``. With ``--model`` it checks that the
 board runs that model (model id) and compares every answer with the bit-exact
-reference. ``--timeout`` bounds the whole wait for each answer (a board that keeps
-sending other frames does not extend it). It prints one line per sample and a summary:
-accuracy against the labels,
-agreement with the reference, latency per sample (from the first byte written to the
-answer read, so it includes the link) and the board's error flags and counters.
+reference. ``--timeout`` bounds the whole wait for each answer, from the request's last
+byte written (a board that keeps sending other frames does not extend it). It prints one
+line per sample and a summary: accuracy against the labels, agreement with the
+reference, latency per sample (from the first byte written to the answer read, so it
+includes the link) and the board's error flags and counters.
 
 Exit status: 0 when every sample was answered and the board reports no link error
 (bad frames, dropped or out-of-range events, UART errors, token sequence; a state
@@ -122,7 +122,7 @@ class BoardLink:
             flush()
 
     def deadline(self):
-        """The end of the wait for an answer to a request sent now."""
+        """The end of the wait for the answer to a request just sent."""
         return time.perf_counter() + self.timeout
 
     def receive(self, ftype, deadline, what=None):
@@ -150,9 +150,8 @@ class BoardLink:
                 self._pending += self.parser.feed(data)
 
     def command(self, ftype, answer):
-        deadline = self.deadline()
         self.send(pr.encode_frame(ftype))
-        return self.receive(answer, deadline)
+        return self.receive(answer, self.deadline())
 
     def version(self):
         try:
@@ -174,8 +173,8 @@ class BoardLink:
         """Send one binned sample; returns ``(ResultAnswer, latency_s)``."""
         data = pr.words_to_frames(pr.sample_words(binned, sample_id))
         t0 = time.perf_counter()
-        deadline = self.deadline()
         self.send(data)
+        deadline = self.deadline()
         want = sample_id & ((1 << pr.TOKEN_BITS) - 1)
         while True:
             answer = self.receive(pr.RESULT, deadline, f"RESULT answer for sample {sample_id}")
