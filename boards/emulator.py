@@ -14,20 +14,21 @@ terminal's path, which ``python -m boards.host --port PATH`` can then use.
 
 from __future__ import annotations
 
-import argparse
 import os
 import select
-import sys
 import threading
 
 import numpy as np
 
 from sim.events import BinnedEvents
+from sim.geometry import END_SAMPLE, END_STEP, SPIKE
 from sim.reference import run as reference_run
 
 from . import protocol as pr
 
 __all__ = ["BoardEmulator", "serve_pty"]
+
+PROG = "python -m boards.emulator"
 
 
 class BoardEmulator:
@@ -95,7 +96,7 @@ class BoardEmulator:
         P, H, W = self.model.input.shape
         T = self.model.input.timesteps
         kind, f = pr.decode_word(w)
-        if kind == pr.KIND_EVENT:
+        if kind == SPIKE:
             p, y, x = f
             if p >= P or y >= H or x >= W:
                 self.flags |= pr.FLAG_EVENT_RANGE
@@ -103,12 +104,12 @@ class BoardEmulator:
                 self.flags |= pr.FLAG_SEQUENCE
             else:
                 self._frames[self._step, (p * H + y) * W + x] += 1
-        elif kind == pr.KIND_END_STEP:
+        elif kind == END_STEP:
             if self._step >= T:
                 self.flags |= pr.FLAG_SEQUENCE
             else:
                 self._step += 1
-        elif kind == pr.KIND_END_SAMPLE:
+        elif kind == END_SAMPLE:
             if self._step != T:
                 self.flags |= pr.FLAG_SEQUENCE
             binned = BinnedEvents.from_frames(self._frames.reshape((T, P, H, W)))
@@ -187,16 +188,15 @@ def serve_pty(emulator):
 
 
 def main(argv=None):
-    from sim.model import ModelError, load_model
+    """``python -m boards.emulator --model DIR``: serve the emulator on a new pty and print
+    its path (Ctrl-C stops); a bad model is one line on stderr, exit status 2."""
+    from sim.cli import ArgumentParser
+    from sim.model import load_model
 
-    ap = argparse.ArgumentParser(prog="python -m boards.emulator", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="model directory")
     args = ap.parse_args(argv)
-    try:
-        model = load_model(args.model)
-    except (ModelError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = load_model(args.model)
     return serve_until_interrupted(*serve_pty(BoardEmulator(model)))
 
 
@@ -213,4 +213,5 @@ def serve_until_interrupted(path, stop):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.cli import run_main
+    run_main(main, prog=PROG)

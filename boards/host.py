@@ -1,7 +1,7 @@
 """Stream event samples to a board and collect its predictions.
 
 ``python -m boards.host --port PORT --events PATH [--board arty_a7] [--baud 2000000]
-[--model DIR] [--timeout S] [--json OUT]``
+[--model DIR] [--limit N] [--timeout S] [--json OUT]``
 
 ``PORT`` is anything :func:`serial.serial_for_url` opens: a device (``/dev/ttyUSB1``),
 a pseudo-terminal path (``python -m boards.emulator`` prints one), or a URL.
@@ -14,9 +14,11 @@ bins and range-checks every sample first (an out-of-range event is an error and
 nothing is sent), resets the board, then sends the samples one at a time as in
 boards/protocol.py and waits for each ``RESULT``. With ``--model`` it checks that the
 board runs that model (model id) and compares every answer with the bit-exact
-reference. It prints one line per sample and a summary: accuracy against the labels,
-agreement with the reference, latency per sample (from the first byte written to the
-answer read, so it includes the link) and the board's error flags and counters.
+reference. ``--timeout`` bounds the whole wait for each answer, from the request's last
+byte written (a board that keeps sending other frames does not extend it). It prints one
+line per sample and a summary: accuracy against the labels, agreement with the
+reference, latency per sample (from the first byte written to the answer read, so it
+includes the link) and the board's error flags and counters.
 
 Exit status: 0 when every sample was answered and the board reports no link error
 (bad frames, dropped or out-of-range events, UART errors, token sequence; a state
@@ -27,17 +29,16 @@ nothing sent).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
+import math
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sim.cli import ArgumentParser, CliError, atomic_path, main_guard, one_line
 from sim.events import EventError, bin_events, load_events
 
 from . import protocol as pr
@@ -47,7 +48,10 @@ __all__ = ["HostError", "BoardLink", "load_samples", "main"]
 EVENT_SUFFIXES = (".npy", ".npz", ".bin", ".aedat4")
 
 
-class HostError(Exception):
+PROG = "python -m boards.host"
+
+
+class HostError(CliError):
     """A bad input or argument (exit status 2)."""
 
 
@@ -117,27 +121,47 @@ class BoardLink:
         if flush:
             flush()
 
-    def receive(self, ftype, timeout=None):
-        """The next answer of type ``ftype`` (other answers are skipped)."""
-        deadline = time.perf_counter() + (self.timeout if timeout is None else timeout)
+    def deadline(self):
+        """The end of the wait for the answer to a request just sent."""
+        return time.perf_counter() + self.timeout
+
+    def receive(self, ftype, deadline, what=None):
+        """The next answer of type ``ftype`` (other answers are skipped).
+
+        Parameters
+        ----------
+        ftype : int
+        deadline : float
+            ``time.perf_counter()`` value (from :meth:`deadline`) after which the wait
+            ends with :class:`LinkError`, however many other frames arrive meanwhile.
+        what : str, optional
+            Names the awaited answer in the error message.
+        """
         while True:
             while self._pending:
                 frame = self._pending.pop(0)
                 if frame.type == ftype:
                     return pr.decode_answer(frame)
             if time.perf_counter() > deadline:
-                raise LinkError(f"no {_TYPE_NAMES[ftype]} answer from the board within "
-                                f"{self.timeout:g} s")
+                raise LinkError(f"no {what or _TYPE_NAMES[ftype] + ' answer'} from the board "
+                                f"within {self.timeout:g} s")
             data = self.port.read(max(1, getattr(self.port, "in_waiting", 0) or 1))
             if data:
                 self._pending += self.parser.feed(data)
 
     def command(self, ftype, answer):
         self.send(pr.encode_frame(ftype))
-        return self.receive(answer)
+        return self.receive(answer, self.deadline())
 
     def version(self):
-        return self.command(pr.VERSION, pr.VERSION_ANSWER)
+        try:
+            return self.command(pr.VERSION, pr.VERSION_ANSWER)
+        except LinkError as e:
+            if self.parser.bad_frames:      # e.g. CRC-8 frames of a protocol 1 bitstream
+                raise LinkError(f"{e}; {self.parser.bad_frames} malformed frames arrived (a "
+                                f"board built for an older protocol version than "
+                                f"{pr.PROTOCOL_VERSION} must be rebuilt)") from None
+            raise
 
     def reset(self):
         return self.command(pr.RESET, pr.STATUS_ANSWER)
@@ -150,9 +174,11 @@ class BoardLink:
         data = pr.words_to_frames(pr.sample_words(binned, sample_id))
         t0 = time.perf_counter()
         self.send(data)
+        deadline = self.deadline()
+        want = sample_id & ((1 << pr.TOKEN_BITS) - 1)
         while True:
-            answer = self.receive(pr.RESULT)
-            if answer.sample_id == sample_id & 0xFFFF:
+            answer = self.receive(pr.RESULT, deadline, f"RESULT answer for sample {sample_id}")
+            if answer.sample_id == want:
                 return answer, time.perf_counter() - t0
 
 
@@ -174,16 +200,24 @@ def _bin_all(samples, shape, T, dt_us, clip):
 
 
 def _write_json(path, obj):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
+
+
+def check_args(args):
+    """Refuse option values that make no sense (:class:`HostError`)."""
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise HostError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    if args.limit is not None and args.limit < 1:
+        raise HostError(f"--limit {args.limit}: must be at least 1")
+    if args.baud is not None and args.baud <= 0:
+        raise HostError(f"--baud {args.baud}: must be positive")
 
 
 def run(args, out=None):
     """The tool's work; raises :class:`HostError` or :class:`LinkError`."""
     out = out or sys.stdout
+    check_args(args)
     if args.dataset is not None and not args.model:
         args.model = DEFAULT_MODEL
     from .platforms import BoardError, get_board
@@ -193,8 +227,6 @@ def run(args, out=None):
         raise HostError(f"--board: {e}") from None
     if args.baud is None:
         args.baud = board.default_baud
-    elif args.baud <= 0:
-        raise HostError(f"--baud {args.baud}: must be positive")
     model = None
     binned = None
     if args.model:
@@ -205,7 +237,7 @@ def run(args, out=None):
             raise HostError(str(e)) from None
         inp = model.input
     samples = (dataset_samples(args.dataset, model, args.limit) if args.dataset
-               else load_samples(args.events))
+               else load_samples(args.events)[:args.limit])
     if model is not None:
         binned = _bin_all(samples, tuple(inp.shape), inp.timesteps, inp.dt_us, inp.count_clip)
     if args.json and not Path(args.json).parent.is_dir():
@@ -289,9 +321,8 @@ def run(args, out=None):
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="python -m boards.host",
-                                 description="Stream event samples to a board and collect "
-                                             "its predictions.")
+    ap = ArgumentParser(prog=PROG, description="Stream event samples to a board and collect "
+                                               "its predictions.")
     ap.add_argument("--port", required=True, help="serial device, pty path or pyserial URL")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--events", help="event file or directory of event files")
@@ -305,22 +336,26 @@ def build_parser():
     ap.add_argument("--model", help="model directory: check the board's model id and "
                                     "compare answers with the reference")
     ap.add_argument("--limit", type=int, default=None,
-                    help="with --dataset: only the first N test samples")
-    ap.add_argument("--timeout", type=float, default=5.0, help="seconds to wait per answer")
+                    help="only the first N samples (test samples with --dataset, files in "
+                         "name order with --events)")
+    ap.add_argument("--timeout", type=float, default=5.0,
+                    help="seconds to wait for each answer, in all (default 5)")
     ap.add_argument("--json", help="write per-sample results and the summary here")
     return ap
 
 
-def main(argv=None):
+def _main(argv):
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except HostError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except LinkError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+def main(argv=None):
+    """The command line; returns the exit status (0, 1 or 2, see the module docstring)."""
+    return main_guard(_main, argv, prog=PROG, errors=(pr.ProtocolError,))
 
 
 if __name__ == "__main__":

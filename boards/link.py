@@ -27,8 +27,11 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from sim.geometry import END_SAMPLE, END_STEP, RESERVED, SPIKE
+
 from . import protocol as pr
-from .uart import UART
+from .protocol_rtl import WORD_LAYOUT, Answerer, Deframer, Framer
+from .uart import UART, pin_members
 
 __all__ = ["HostLink"]
 
@@ -73,8 +76,7 @@ class HostLink(wiring.Component):
         self.depth = depth
         self.score_width = score_width
         super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
+            **pin_members(),
             "events": Out(stream.Signature(32)),
             "net_reset": Out(1),
             "result_valid": In(1),
@@ -90,9 +92,9 @@ class HostLink(wiring.Component):
         P, H, W = v.shape
         T = v.timesteps
         m.submodules.uart = uart = UART(self.divisor, counter_width=32)
-        m.submodules.deframer = deframer = pr.Deframer(depth=self.depth)
-        m.submodules.answerer = answerer = pr.Answerer(v.n_classes, self.score_width, v)
-        m.submodules.framer = framer = pr.Framer()
+        m.submodules.deframer = deframer = Deframer(depth=self.depth)
+        m.submodules.answerer = answerer = Answerer(v.n_classes, self.score_width, v)
+        m.submodules.framer = framer = Framer()
         m.d.comb += [uart.rx.eq(self.rx), self.tx.eq(uart.tx)]
         wiring.connect(m, uart.rx_stream, deframer.bytes_in)
         wiring.connect(m, answerer.items, framer.items)
@@ -118,13 +120,12 @@ class HostLink(wiring.Component):
 
         # -- input check between the deframer and the network
         w = q_word
-        word = data.View(pr.WORD_LAYOUT, w)
+        word = data.View(WORD_LAYOUT, w)
         kind = word.kind
         step = Signal(range(T + 1))
-        out_of_range = (kind == pr.KIND_EVENT) & ((word.p >= P) | (word.y >= H)
-                                                   | (word.x >= W))
-        late = ((kind == pr.KIND_EVENT) | (kind == pr.KIND_END_STEP)) & (step == T)
-        reserved = kind == pr.KIND_RESERVED
+        out_of_range = (kind == SPIKE) & ((word.p >= P) | (word.y >= H) | (word.x >= W))
+        late = ((kind == SPIKE) | (kind == END_STEP)) & (step == T)
+        reserved = kind == RESERVED
         drop = out_of_range | late | reserved
         m.d.comb += [
             self.events.payload.eq(w),
@@ -139,29 +140,29 @@ class HostLink(wiring.Component):
         cycles = Signal(32)
         last_cycles = Signal(32)
         samples = Signal(32)
-        new_flags = Signal(6)     # every bit driven below; flags zero-extends it
+        range_error = Signal()
+        sequence_error = Signal()
 
         with m.If(taken):
-            with m.If(out_of_range):
-                m.d.comb += new_flags[1].eq(1)            # FLAG_EVENT_RANGE
-            with m.If(late | reserved):
-                m.d.comb += new_flags[5].eq(1)            # FLAG_SEQUENCE
+            m.d.comb += [range_error.eq(out_of_range), sequence_error.eq(late | reserved)]
         with m.If(passed):
             m.d.sync += running.eq(1)
-            with m.If(kind == pr.KIND_END_STEP):
+            with m.If(kind == END_STEP):
                 m.d.sync += step.eq(step + 1)
-            with m.If(kind == pr.KIND_END_SAMPLE):
-                m.d.sync += [step.eq(0), sample_id.eq(w[:16])]
+            with m.If(kind == END_SAMPLE):
+                m.d.sync += [step.eq(0), sample_id.eq(w[:pr.TOKEN_BITS])]
                 with m.If(step != T):
-                    m.d.comb += new_flags[5].eq(1)
+                    m.d.comb += sequence_error.eq(1)
         with m.If(running & (cycles != 0xFFFFFFFF)):
             m.d.sync += cycles.eq(cycles + 1)
-        m.d.comb += [
-            new_flags[0].eq(self.state_overflow),
-            new_flags[2].eq(deframer.overflow),
-            new_flags[3].eq(deframer.bad_frames != 0),
-            new_flags[4].eq(uart.framing_error | (uart.overruns != 0)),
-        ]
+        new_flags = Signal(32)
+        for cond, bit in ((self.state_overflow, pr.FLAG_STATE_OVERFLOW),
+                          (range_error, pr.FLAG_EVENT_RANGE),
+                          (deframer.overflow, pr.FLAG_DROPPED),
+                          (deframer.bad_frames != 0, pr.FLAG_BAD_FRAME),
+                          (uart.framing_error | (uart.overruns != 0), pr.FLAG_UART),
+                          (sequence_error, pr.FLAG_SEQUENCE)):
+            m.d.comb += new_flags[bit.bit_length() - 1].eq(cond)
         m.d.sync += flags.eq(flags | new_flags)
         m.d.comb += self.flags.eq(flags | new_flags)
 

@@ -28,6 +28,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from sim.events import BinnedEvents
+from sim.geometry import END_SAMPLE
 from sim.reference import run as reference_run
 
 from . import protocol as pr
@@ -80,18 +81,9 @@ class SimBoard:
         self.leds = 0
 
     def _network_outcome(self, words):
-        P, H, W = self.model.input.shape
-        T = self.model.input.timesteps
-        frames = np.zeros((T, P * H * W), dtype=np.int64)
-        k = 0
-        for w in words:
-            kind, f = pr.decode_word(w)
-            if kind == pr.KIND_EVENT:
-                frames[k, (f[0] * H + f[1]) * W + f[2]] += 1
-            elif kind == pr.KIND_END_STEP:
-                k += 1
-        res = reference_run(self.model, BinnedEvents.from_frames(frames.reshape(T, P, H, W)),
-                            record=False)
+        inp = self.model.input
+        counts = pr.words_to_counts(words, inp.shape, inp.timesteps)
+        res = reference_run(self.model, BinnedEvents.from_frames(counts), record=False)
         overflow = any(bool(np.any(o)) for o in res.overflow.values())
         return res.prediction, [int(s) for s in res.scores], overflow
 
@@ -170,7 +162,7 @@ class SimBoard:
                 if ctx.get(dut.events.valid):
                     w = ctx.get(dut.events.payload)
                     words.append(w)
-                    if w >> 30 == pr.KIND_END_SAMPLE:
+                    if pr.decode_word(w)[0] == END_SAMPLE:
                         outcome = self._network_outcome(words)
                         words = []
                         answer_at = cycle + self.latency

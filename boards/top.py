@@ -39,26 +39,27 @@ from __future__ import annotations
 from amaranth import Cat, Module, Signal
 from amaranth.build import ResourceError
 from amaranth.hdl import ResetInserter
-from amaranth.lib import io, wiring
+from amaranth.lib import data, io, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from sim.model import Model, load_model
 
+from sim.geometry import END_SAMPLE
+
 from hw.network import Network
-from hw.stream import END_SAMPLE
 
 from . import protocol as pr
 from .link import HostLink
+from .protocol_rtl import WORD_LAYOUT
+from .uart import pin_members
 
 __all__ = ["BoardTop", "led_plan", "COORD_BITS"]
 
 #: Width of the network's input coordinates: the protocol's event word fields (14 bits).
 COORD_BITS = pr.X_BITS
 
-_INPUT_ERRORS = (pr.FLAG_EVENT_RANGE | pr.FLAG_DROPPED | pr.FLAG_BAD_FRAME | pr.FLAG_UART
-                 | pr.FLAG_SEQUENCE)
 
 
 def led_plan(n_classes, n_leds):
@@ -121,8 +122,7 @@ class BoardTop(wiring.Component):
         self.link = HostLink(divisor, self.version, score_width=32, depth=link_depth)
         self.plan = led_plan(self.network.n_classes, n_leds)
         super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
+            **pin_members(),
             "leds": Out(n_leds),
             "button": In(1),
             "rgb_error": Out(1),
@@ -150,16 +150,16 @@ class BoardTop(wiring.Component):
         with m.Elif(flush & net.inp.ready):
             m.d.sync += flush.eq(0)
 
-        word = link.events.payload
+        word = data.View(WORD_LAYOUT, link.events.payload)
         with m.If(flush & ~net_rst):
             m.d.comb += [net.inp.valid.eq(1), net.inp.payload.kind.eq(END_SAMPLE)]
         with m.Else():
             m.d.comb += [
                 net.inp.valid.eq(link.events.valid & ~net_rst),
-                net.inp.payload.kind.eq(word[30:32]),
-                net.inp.payload.p.eq(word[28:30]),
-                net.inp.payload.y.eq(word[14:28]),
-                net.inp.payload.x.eq(word[0:14]),
+                net.inp.payload.kind.eq(word.kind),
+                net.inp.payload.p.eq(word.p),
+                net.inp.payload.y.eq(word.y),
+                net.inp.payload.x.eq(word.x),
                 link.events.ready.eq(net.inp.ready & ~net_rst),
             ]
 
@@ -191,7 +191,7 @@ class BoardTop(wiring.Component):
             m.d.sync += [pred.eq(0), seen.eq(0)]
         with m.Elif(result):
             m.d.sync += [pred.eq(net.prediction), seen.eq(1)]
-        error = (link.flags & _INPUT_ERRORS).any()
+        error = (link.flags & pr.LINK_ERROR_FLAGS).any()
         overflow = (link.flags & pr.FLAG_STATE_OVERFLOW).any()
         bits = []
         for what in self.plan:

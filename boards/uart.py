@@ -34,8 +34,8 @@ from amaranth.lib import wiring, stream
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTError", "baud_divisor", "UARTRx", "UARTTx", "UART", "MIN_DIVISOR",
-           "MAX_TOLERANCE"]
+__all__ = ["UARTError", "baud_divisor", "pin_members", "UARTRx", "UARTTx", "UART",
+           "MIN_DIVISOR", "MAX_TOLERANCE"]
 
 #: Smallest divisor accepted: mid-bit sampling needs a few clock cycles per bit.
 MIN_DIVISOR = 4
@@ -88,13 +88,31 @@ def baud_divisor(clk_freq, baud, tolerance=0.0):
     return divisor
 
 
-def _check_divisor(obj, divisor):
-    if not isinstance(divisor, int) or divisor < MIN_DIVISOR:
-        obj._MustUse__silence = True        # no "created but never used" warning
-        raise UARTError(f"divisor must be an integer >= {MIN_DIVISOR}, not {divisor!r}")
+def pin_members():
+    """The UART pins as signature members: ``rx`` (``In``) and ``tx`` (``Out``), idle high."""
+    return {"rx": In(1, init=1), "tx": Out(1, init=1)}
 
 
-class UARTRx(wiring.Component):
+def _rx_status_members(counter_width):
+    return {"framing_error": Out(1), "framing_errors": Out(counter_width),
+            "overruns": Out(counter_width), "clear": In(1)}
+
+
+class _DivisorChecked(wiring.Component):
+    """A component whose first parameter is the divisor, refused before the object exists.
+
+    Checking in ``__new__`` rather than ``__init__`` means that no half-built component
+    is left behind, so Amaranth does not warn that a refused design was "created but
+    never used" (that warning would follow the one-line error of a command-line tool).
+    """
+
+    def __new__(cls, divisor, *args, **kwargs):
+        if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < MIN_DIVISOR:
+            raise UARTError(f"divisor must be an integer >= {MIN_DIVISOR}, not {divisor!r}")
+        return super().__new__(cls, divisor, *args, **kwargs)
+
+
+class UARTRx(_DivisorChecked):
     """8N1 receiver.
 
     Parameters
@@ -121,15 +139,11 @@ class UARTRx(wiring.Component):
     """
 
     def __init__(self, divisor, counter_width=16):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
             "stream": Out(stream.Signature(8)),
-            "framing_error": Out(1),
-            "framing_errors": Out(counter_width),
-            "overruns": Out(counter_width),
-            "clear": In(1),
+            **_rx_status_members(counter_width),
         })
 
     def elaborate(self, platform):
@@ -193,7 +207,7 @@ class UARTRx(wiring.Component):
         return m
 
 
-class UARTTx(wiring.Component):
+class UARTTx(_DivisorChecked):
     """8N1 transmitter.
 
     Parameters
@@ -212,7 +226,6 @@ class UARTTx(wiring.Component):
     """
 
     def __init__(self, divisor):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "stream": In(stream.Signature(8)),
@@ -242,7 +255,7 @@ class UARTTx(wiring.Component):
         return m
 
 
-class UART(wiring.Component):
+class UART(_DivisorChecked):
     """Receiver and transmitter sharing one divisor.
 
     Parameters
@@ -261,18 +274,13 @@ class UART(wiring.Component):
     """
 
     def __init__(self, divisor, counter_width=16):
-        _check_divisor(self, divisor)
         self.divisor = divisor
         self.counter_width = counter_width
         super().__init__({
-            "rx": In(1, init=1),
-            "tx": Out(1, init=1),
+            **pin_members(),
             "rx_stream": Out(stream.Signature(8)),
             "tx_stream": In(stream.Signature(8)),
-            "framing_error": Out(1),
-            "framing_errors": Out(counter_width),
-            "overruns": Out(counter_width),
-            "clear": In(1),
+            **_rx_status_members(counter_width),
         })
 
     def elaborate(self, platform):
@@ -281,10 +289,8 @@ class UART(wiring.Component):
         m.submodules.tx = tx = UARTTx(self.divisor)
         wiring.connect(m, wiring.flipped(self.rx_stream), rx.stream)
         wiring.connect(m, tx.stream, wiring.flipped(self.tx_stream))
-        m.d.comb += [
-            rx.rx.eq(self.rx), self.tx.eq(tx.tx), rx.clear.eq(self.clear),
-            self.framing_error.eq(rx.framing_error),
-            self.framing_errors.eq(rx.framing_errors),
-            self.overruns.eq(rx.overruns),
-        ]
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx), rx.clear.eq(self.clear)]
+        for name, member in _rx_status_members(self.counter_width).items():
+            if member.flow == Out:
+                m.d.comb += getattr(self, name).eq(getattr(rx, name))
         return m

@@ -89,3 +89,40 @@ async def uart_capture(ctx, line, divisor, out, stop):
         await ctx.tick().repeat(divisor)
         assert ctx.get(line) == 1, "stop bit low on the board's tx line"
         out.append(byte)
+
+
+def host_against_board(board, model, samples, root, timeout):
+    """Run the host tool (``--model``, ``--json``) against ``board`` served on a pty.
+
+    ``samples`` is a list of ``(events, label)``; they and the model are written under
+    ``root``. Returns the exit status and the JSON the tool wrote (``None`` when it
+    wrote none).
+    """
+    import json
+
+    from boards.host import main
+    from sim.events import save_events
+    from sim.model import save_model
+
+    (root / "ev").mkdir()
+    for i, (ev, label) in enumerate(samples):
+        save_events(root / "ev" / f"{i}.npz", ev, label=label)
+    save_model(model, root / "model")
+    path, stop = board.serve()
+    try:
+        rc = main(["--port", path, "--events", str(root / "ev"), "--model", str(root / "model"),
+                   "--timeout", str(timeout), "--json", str(root / "out.json")])
+    finally:
+        stop()
+    out = root / "out.json"
+    return rc, json.loads(out.read_text()) if out.exists() else None
+
+
+def assert_answers_equal_reference(res, refs):
+    """Every answer in the host tool's JSON ``res`` equals the reference results ``refs``
+    (prediction and every score), each took some cycles, and the board counted them."""
+    assert [r["prediction"] for r in res["samples"]] == [int(r.prediction) for r in refs]
+    assert [r["scores"] for r in res["samples"]] == [[int(s) for s in r.scores] for r in refs]
+    assert all(r["cycles"] > 10 for r in res["samples"])
+    assert all(r["matches_reference"] for r in res["samples"])
+    assert res["summary"]["status"]["samples"] == len(refs)

@@ -185,3 +185,147 @@ def test_dataset_digits_with_the_shipped_model(tmp_path, capsys):
         assert rec["label"] == label
         assert rec["prediction"] == ref.prediction
         assert rec["scores"] == [int(v) for v in ref.scores]
+
+
+def stubborn_board(model, period=0.2):
+    """A board on a pty that answers VERSION, RESET and STATUS, and once events arrive
+    sends a RESULT with a wrong sample id every ``period`` seconds, forever."""
+    import os
+    import select
+    import time
+
+    from boards.emulator import run_on_pty
+
+    version = pr.VersionAnswer.for_model(model)
+    wrong = pr.ResultAnswer(0xBEEF, 0, 0, 0, [0] * model.n_classes).encode()
+    sent = []
+
+    def make_worker(master, stopping):
+        def loop():
+            parser = pr.Parser(pr.HOST_TYPES)
+            streaming, next_result = False, 0.0
+            while not stopping.is_set():
+                if select.select([master], [], [], 0.02)[0]:
+                    try:
+                        data = os.read(master, 4096)
+                    except OSError:
+                        return
+                    for f in parser.feed(data):
+                        if f.type == pr.VERSION:
+                            os.write(master, version.encode())
+                        elif f.type in (pr.RESET, pr.STATUS):
+                            os.write(master, pr.StatusAnswer(0, 0, 0, 0, 0, 0).encode())
+                        else:
+                            streaming = True
+                if streaming and time.monotonic() >= next_result:
+                    os.write(master, wrong)
+                    sent.append(time.monotonic())
+                    next_result = time.monotonic() + period
+        return loop
+
+    path, stop = run_on_pty(make_worker)
+    return path, stop, sent
+
+
+def test_timeout_bounds_the_whole_wait(tmp_path, model, capsys):
+    import time
+    rng = np.random.default_rng(10)
+    write_samples(tmp_path / "ev", model, 1, rng)
+    path, stop, sent = stubborn_board(model)
+    try:
+        t0 = time.monotonic()
+        rc = main(["--port", path, "--events", str(tmp_path / "ev"), "--timeout", "2"])
+        elapsed = time.monotonic() - t0
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and "no RESULT answer for sample 0" in err and "2 s" in err
+    # the board kept talking (a per-frame deadline would never have expired) ...
+    assert len(sent) >= 5
+    # ... and the wait still ended after the timeout
+    assert 2 <= elapsed < 6
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--timeout", "-1", "--timeout -1: must be a positive number of seconds"),
+    ("--timeout", "0", "--timeout 0: must be a positive number of seconds"),
+    ("--timeout", "nan", "--timeout nan: must be a positive number of seconds"),
+    ("--timeout", "inf", "--timeout inf: must be a positive number of seconds"),
+    ("--limit", "-5", "--limit -5: must be at least 1"),
+    ("--limit", "0", "--limit 0: must be at least 1"),
+    ("--baud", "0", "--baud 0: must be positive"),
+])
+def test_meaningless_option_values(tmp_path, model, board, capsys, option, value, message):
+    emu, path = board
+    write_samples(tmp_path / "ev", model, 1, np.random.default_rng(11))
+    rc = main(["--port", path, "--events", str(tmp_path / "ev"), option, value])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err == f"python -m boards.host: error: {message}\n"
+    assert emu.parser.frames == 0 and emu.parser.bad_frames == 0     # nothing was sent
+
+
+def test_limit_takes_the_first_files(tmp_path, model, board, capsys):
+    emu, path = board
+    write_samples(tmp_path / "ev", model, 3, np.random.default_rng(12))
+    out_json = tmp_path / "res.json"
+    rc = main(["--port", path, "--events", str(tmp_path / "ev"), "--limit", "2", "--json",
+               str(out_json)])
+    assert rc == 0, capsys.readouterr().err
+    assert [r["sample"] for r in json.loads(out_json.read_text())["samples"]] == \
+        ["s000.npz", "s001.npz"]
+    assert len(emu.results) == 2
+
+
+def test_emulator_command_line_bad_model(tmp_path, capsys):
+    from boards.emulator import main as emulator_main
+    from sim.cli import main_guard
+    rc = main_guard(emulator_main, ["--model", str(tmp_path / "missing")],
+                    prog="python -m boards.emulator")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "missing" in err
+
+
+def test_board_of_an_older_protocol_is_named(tmp_path, model, capsys):
+    # a board that answers VERSION with a frame of protocol 1 (CRC-8, one CRC byte)
+    import os
+    import select
+
+    from boards.emulator import run_on_pty
+
+    def crc8(body):
+        crc = 0
+        for b in body:
+            crc ^= b
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        return crc
+
+    words = pr.VersionAnswer.for_model(model).words()
+    body = bytes([pr.VERSION_ANSWER, len(words)]) + b"".join(
+        w.to_bytes(4, "little") for w in words)
+    body += bytes([crc8(body)])
+    old = bytes([pr.FLAG]) + body.replace(b"\x7d", b"\x7d\x5d").replace(b"\x7e", b"\x7d\x5e") \
+        + bytes([pr.FLAG])
+
+    def make_worker(master, stopping):
+        def loop():
+            while not stopping.is_set():
+                if select.select([master], [], [], 0.02)[0]:
+                    try:
+                        os.read(master, 4096)
+                        os.write(master, old)
+                    except OSError:
+                        return
+        return loop
+
+    write_samples(tmp_path / "ev", model, 1, np.random.default_rng(13))
+    path, stop = run_on_pty(make_worker)
+    try:
+        rc = main(["--port", path, "--events", str(tmp_path / "ev"), "--timeout", "0.5"])
+    finally:
+        stop()
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert "no VERSION answer" in err and "1 malformed frames" in err and "rebuilt" in err

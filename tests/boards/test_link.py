@@ -6,6 +6,7 @@ import numpy as np
 from boards import protocol as pr
 from boards.link import HostLink
 from sim.events import BinnedEvents, bin_events, make_events
+from sim.geometry import END_SAMPLE
 from sim.randmodel import model_from_spec
 from sim.reference import run as reference_run
 from tests.boards.simutil import run_sim, uart_capture, uart_drive
@@ -52,19 +53,11 @@ def test_link_end_to_end_at_the_pins():
             _, _, valid, payload = await ctx.tick().sample(dut.events.valid, dut.events.payload)
             if valid:
                 got_words.append(payload)
-                if payload >> 30 == pr.KIND_END_SAMPLE:
+                if pr.decode_word(payload)[0] == END_SAMPLE:
                     break
         # the "network": the reference on the words it was given
-        frames = np.zeros((T, P * H * W), dtype=np.int64)
-        k = 0
-        for w in got_words:
-            kind, f = pr.decode_word(w)
-            if kind == 0:
-                frames[k, (f[0] * H + f[1]) * W + f[2]] += 1
-            elif kind == 1:
-                k += 1
-        res = reference_run(model, BinnedEvents.from_frames(frames.reshape(T, P, H, W)),
-                            record=False)
+        res = reference_run(model, BinnedEvents.from_frames(pr.words_to_counts(
+            got_words, inp.shape, T)), record=False)
         await ctx.tick().repeat(20)
         ctx.set(dut.prediction, res.prediction)
         ctx.set(dut.scores, [int(s) for s in res.scores])

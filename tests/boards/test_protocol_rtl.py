@@ -1,16 +1,60 @@
-"""The Amaranth deframer, framer and answerer against the Python codec (amaranth.sim)."""
+"""The Amaranth deframer, framer, answerer, CRC and word layout against the Python codec
+(amaranth.sim)."""
 
 import random
 
 import pytest
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.hdl import Elaboratable
 from amaranth.lib import wiring
 
 from boards import protocol as pr
+from boards.protocol_rtl import WORD_LAYOUT, Answerer, Deframer, Framer, crc32_next, crc32_step
 from tests.boards.simutil import run_sim, stream_recv, stream_send
 
 SPECIALS = [0x7E7E7E7E, 0x7D7D7D7D, 0x007E7D00, 0x4000007E]
+
+
+def test_crc_step_is_the_codec_crc():
+    rng = random.Random(7)
+    for n in [0, 1, 9, 100, pr.MAX_BODY]:
+        data = bytes(rng.getrandbits(8) for _ in range(n))
+        reg = pr.CRC_INIT
+        for b in data:
+            reg = crc32_step(reg, b)
+        assert reg ^ pr.CRC_XOROUT == pr.crc32(data)
+    reg = pr.CRC_INIT
+    for b in b"123456789":
+        reg = crc32_step(reg, b)
+    assert reg ^ pr.CRC_XOROUT == pr.CRC_CHECK
+
+
+def test_crc_xor_network_in_simulation():
+    # the gateware expression, fed a body and its CRC byte by byte, against the codec
+    rng = random.Random(8)
+    reg = Signal(32, init=pr.CRC_INIT)
+    byte = Signal(8)
+    m = Module()
+    m.d.sync += reg.eq(crc32_next(reg, byte))
+    bodies = [b"123456789"] + [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+                                for _ in range(20)]
+    seen = []
+
+    async def tb(ctx):
+        for body in bodies:
+            ctx.set(reg, pr.CRC_INIT)
+            for b in body:
+                ctx.set(byte, b)
+                await ctx.tick()
+            seen.append(ctx.get(reg) ^ pr.CRC_XOROUT)
+            for b in pr.crc32(body).to_bytes(pr.CRC_BYTES, "little"):
+                ctx.set(byte, b)
+                await ctx.tick()
+            seen.append(ctx.get(reg) ^ pr.CRC_XOROUT)
+
+    run_sim(m, tb)
+    assert seen[0] == pr.CRC_CHECK
+    assert seen == [c for body in bodies for c in (pr.crc32(body), pr.CRC_RESIDUE)]
 
 
 def random_frames(rng, n, commands=True, foreign=True):
@@ -57,7 +101,7 @@ def test_deframer_matches_python_parser(seed, n_ops):
     expect_cmds = [f.type for f in expect if f.type != pr.EVENTS]
     assert pr.RESET not in expect_cmds        # RESET is tested on its own
 
-    dut = pr.Deframer(depth=256)
+    dut = Deframer(depth=256)
     got_words, got_cmds = [], []
 
     async def feeder(ctx):
@@ -84,8 +128,38 @@ def test_deframer_matches_python_parser(seed, n_ops):
         assert parser.bad_frames > 0
 
 
+def test_deframer_overlong_pieces_like_the_parser():
+    # a long flagless piece, the longest legal frame (every byte stuffed), a legal-looking
+    # body one word too long with a good CRC, and pieces at the counter's saturation point
+    rng = random.Random(9)
+    longest = [0x7E7D7E7D] * pr.MAX_WORDS
+    junk = bytes(b for b in (rng.getrandbits(8) for _ in range(1200)) if b != pr.FLAG)
+    body = bytes([pr.EVENTS, pr.MAX_WORDS]) + bytes(pr.WORD_BYTES * (pr.MAX_WORDS + 1))
+    too_long = bytes([pr.FLAG]) + body + pr.crc32(body).to_bytes(4, "little") + bytes([pr.FLAG])
+    data = (bytes([pr.FLAG]) + junk + pr.encode_frame(pr.EVENTS, longest) + too_long
+            + bytes([pr.FLAG]) + bytes(pr.MAX_BODY) + bytes([pr.FLAG])
+            + bytes([pr.FLAG]) + bytes(pr.MAX_BODY + 1) + bytes([pr.FLAG])
+            + pr.encode_frame(pr.EVENTS, [1, 2, 3]))
+    parser = pr.Parser(pr.HOST_TYPES)
+    expect = [w for f in parser.feed(data) for w in f.words]
+    assert expect == longest + [1, 2, 3] and parser.bad_frames == 4
+    dut = Deframer(depth=128)
+    got = []
+
+    async def feeder(ctx):
+        await stream_send(ctx, dut.bytes_in, data)
+
+    async def reader(ctx):
+        got.extend(await stream_recv(ctx, dut.events, len(expect), timeout=len(data) + 100))
+        await ctx.tick().repeat(5)
+        assert ctx.get(dut.bad_frames) == parser.bad_frames
+
+    run_sim(dut, feeder, reader)
+    assert got == expect
+
+
 def test_deframer_full_buffer_drops_whole_frames():
-    dut = pr.Deframer(depth=64)
+    dut = Deframer(depth=64)
     f1 = list(range(1, 41))
     f2 = list(range(100, 140))
     f3 = list(range(200, 210))
@@ -111,7 +185,7 @@ def test_deframer_full_buffer_drops_whole_frames():
 
 
 def test_deframer_reset_flushes_and_clears():
-    dut = pr.Deframer(depth=64)
+    dut = Deframer(depth=64)
     got, cmds = [], []
 
     async def tb(ctx):
@@ -145,7 +219,7 @@ def test_framer_bytes_equal_python_encoder(seed):
     for t, words in frames:
         items += [t | len(words) << 8, *words]
     expect = b"".join(pr.encode_frame(t, w) for t, w in frames)
-    dut = pr.Framer()
+    dut = Framer()
     got = []
 
     async def feeder(ctx):
@@ -161,8 +235,8 @@ def test_framer_bytes_equal_python_encoder(seed):
 
 class AnswerPath(Elaboratable):
     def __init__(self, n_classes, version):
-        self.answerer = pr.Answerer(n_classes, 20, version)
-        self.framer = pr.Framer()
+        self.answerer = Answerer(n_classes, 20, version)
+        self.framer = Framer()
 
     def elaborate(self, platform):
         m = Module()
@@ -209,3 +283,25 @@ def test_answerer_fields_decode_in_python():
     parser = pr.Parser(pr.BOARD_TYPES)
     assert [pr.decode_answer(f) for f in parser.feed(bytes(got))] == expect
     assert parser.bad_frames == 0
+
+
+def test_word_layout_matches_python_packing():
+    from amaranth.lib import data
+    from amaranth.sim import Simulator
+
+    w = Signal(32)
+    view = data.View(WORD_LAYOUT, w)
+    m = Module()
+    sim = Simulator(m)
+    seen = []
+
+    async def tb(ctx):
+        for p, y, x in [(0, 0, 0), (3, 16383, 1), (1, 2, 16383), (2, 77, 5)]:
+            ctx.set(w, pr.event_word(p, y, x))
+            seen.append((ctx.get(view.kind), ctx.get(view.p), ctx.get(view.y), ctx.get(view.x)))
+        ctx.set(w, pr.end_sample_word(9))
+        seen.append((ctx.get(view.kind), ctx.get(w) & 0xFFFF))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen == [(0, 0, 0, 0), (0, 3, 16383, 1), (0, 1, 2, 16383), (0, 2, 77, 5), (2, 9)]

@@ -195,3 +195,27 @@ def test_rx_overrun_when_consumer_stalls_too_long():
 
     run_sim(dut, line, receiver)
     assert got == [1, 4]
+
+
+def test_refused_divisor_leaves_no_unused_design():
+    # a refused component must not exist half-built: Amaranth would warn at exit that it
+    # was "created but never used", after the one-line error of a command-line tool
+    import subprocess
+    import sys
+    code = ("from amaranth.back import rtlil\n"
+            "from boards.uart import UART, UARTRx, UARTTx, UARTError\n"
+            "for ok in (UART(4), UARTRx(5, 8), UARTTx(6)):\n"
+            "    rtlil.convert(ok)   # Amaranth reports unused designs after an elaboration\n"
+            "for c in (UART, UARTRx, UARTTx):\n"
+            "    for bad in (2, 4.5, True, None):\n"
+            "        try:\n"
+            "            c(bad)\n"
+            "        except UARTError:\n"
+            "            pass\n"
+            "        else:\n"
+            "            raise SystemExit(f'{c.__name__}({bad!r}) was accepted')\n"
+            "import gc; gc.collect()\n")
+    res = subprocess.run([sys.executable, "-X", "dev", "-c", code], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert "UnusedElaboratable" not in res.stderr, res.stderr
