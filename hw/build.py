@@ -38,8 +38,9 @@ __all__ = ["main", "verilog_main", "board_main", "check_hw_params", "check_modul
 
 PROG = "python -m hw.build"
 
-#: A plain Verilog identifier (IEEE 1364-2005 3.7.1); escaped identifiers are not offered.
-_VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+#: A plain Verilog identifier (IEEE 1364-2005 3.7.1) without ``$``: Yosys writes a name
+#: with ``$`` as an escaped identifier (``\\top$1``), which many tools handle poorly.
+_VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Verilog keywords that a plain identifier cannot be (the ones a module name might hit).
 _VERILOG_KEYWORDS = frozenset("""always and assign begin buf case casex casez cell config
 deassign default defparam design disable edge else end endcase endconfig endfunction
@@ -66,8 +67,8 @@ def check_hw_params(lanes, fifo_depth):
 def check_module_name(name):
     """``--name`` must be a plain Verilog identifier that is not a keyword."""
     if not _VERILOG_ID.fullmatch(name) or name in _VERILOG_KEYWORDS:
-        raise CliError(f"--name: {name!r} is not a Verilog identifier (letters, digits, _ "
-                       f"and $, not starting with a digit or $, not a keyword)")
+        raise CliError(f"--name: {name!r} is not a Verilog identifier (letters, digits and "
+                       f"_, not starting with a digit, not a keyword)")
 
 
 def _wants_verilog(argv):

@@ -148,6 +148,10 @@ CASES = [
                                             str(r / "m.nir")], "MAX_TIMESTEPS"),
     ("nir-T-1e30", "nir_export", lambda r: [str(_model(r, input__timesteps=1e30)), "--out",
                                             str(r / "m.nir")], "input.timesteps"),
+    ("import-T-1e9", "importers", lambda r: ["nir", str(_nir(r)), "--out", str(r / "imp"),
+                                             "--timesteps", str(10 ** 9)], "MAX_TIMESTEPS"),
+    ("import-dt-2**63", "importers", lambda r: ["nir", str(_nir(r)), "--out", str(r / "imp"),
+                                                "--dt-us", str(2 ** 63)], "MAX_DT_US"),
     # the JSON itself
     ("json-1000-deep", "sim.run", lambda r: _run(r, _deep_json(r, 1000)),
      f"MAX_JSON_DEPTH = {MAX_JSON_DEPTH}"),
@@ -215,6 +219,13 @@ CASES = [
 ]
 
 
+def _nir(root):
+    pytest.importorskip("nir")
+    from quant.nir_export import export_nir
+    export_nir(_model(root), root / "m.nir")
+    return root / "m.nir"
+
+
 def _call(command, argv):
     if command == "sim.run":
         from sim.run import PROG, main
@@ -223,6 +234,9 @@ def _call(command, argv):
         from hw.build import main
         return main(argv)
     pytest.importorskip("nir")
+    if command == "importers":
+        from quant.importers.__main__ import PROG, NetImportError, main
+        return main_guard(main, argv, prog=PROG, errors=(NetImportError,))
     from quant.nir_export import main
     return main_guard(main, argv, prog="python -m quant.nir_export")
 
