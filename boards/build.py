@@ -2,7 +2,8 @@
 
 Command line (``hw/build.py`` is a launcher for this module)::
 
-    python -m hw.build --board NAME [--model DIR] [--out DIR] [--toolchain auto|vivado|open|none]
+    python -m hw.build --board NAME [--model DIR] [--out DIR] [--force]
+                       [--toolchain auto|vivado|open|none]
                        [--no-estimate] [--fmax-target MHZ] [--program]
                        [--inputs auto|dataset|random] [--samples N] [--activity A]
 
@@ -37,8 +38,15 @@ Steps (each prints a progress line; long tool runs print one every 10 s):
 8. ``--program``: ``openFPGALoader`` loads the bitstream (its install command is printed
    when it is missing).
 
+``--out`` is replaced whole, so it must be missing, empty or a previous output of this
+command (it holds the marker file ``.snn-fpga-output``); a file or any other directory
+is refused unless ``--force`` is given, and the current directory, its parents, the
+model directory and its parents are refused always (:mod:`sim.fsutil`).
+
 Bad input (unknown board, missing or broken model, a model that does not fit, a missing
-toolchain that was asked for): one line on stderr, exit status 2.
+toolchain that was asked for, ``--toolchain vivado`` without Vivado on the PATH, an
+output that must not be replaced, ``--lanes``/``--fifo-depth`` beyond their limits):
+one line on stderr, exit status 2, nothing written.
 
 Timing of the open flow: nextpnr is asked for ``--fmax-target`` (default 100 MHz) rather
 than the board's oscillator (25 MHz on the ULX3S), so that placement and routing work
@@ -57,7 +65,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.cli import ArgumentParser, CliError, atomic_dir, run_main
+from hw.build import check_hw_params
+from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, run_main
+from sim.fsutil import check_output_dir
+from sim.geometry import MAX_FIFO_DEPTH, MAX_LANES
 from sim.model import load_model, rom_words, write_readmemh
 
 from .platforms import BoardError, board_names, get_board
@@ -99,22 +110,31 @@ def _family(board):
 
 
 def memories(top):
-    """The memories of an elaboratable: list of ``(path, depth, width)``."""
-    from amaranth import Shape
-    from amaranth.hdl._ir import Fragment
-    from amaranth.hdl._mem import MemoryInstance
+    """The memories of an elaboratable: list of ``(path, depth, width)``.
 
+    ``path`` is the submodule path (``network.layer0.core.state``). Amaranth has no
+    public call that lists the memories of a design (the elaborated
+    ``MemoryInstance`` keeps its ``MemoryData`` in a private attribute), so they are
+    read from the design's RTLIL text (:func:`amaranth.back.rtlil.convert`, a public
+    back end): every ``memory width W size D \\name`` statement inside the
+    ``module \\top.path`` that holds it.
+    """
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(top, name="top", emit_src=False)
     out = []
-
-    def walk(frag, path):
-        for sub, name, _ in frag.subfragments:
-            p = f"{path}.{name}" if path else str(name)
-            if isinstance(sub, MemoryInstance):
-                out.append((p, int(sub._data.depth), Shape.cast(sub._data.shape).width))
-            else:
-                walk(sub, p)
-
-    walk(Fragment.get(top, None), "")
+    module = ""
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "module":
+            # "module \\top.link.deframer": the path below the top
+            module = words[1].lstrip("\\").partition(".")[2]
+        elif len(words) >= 6 and words[0] == "memory" and len(words) % 2 == 0:
+            # "memory width W size D [offset O] \\name": keyword-value pairs, then the name
+            opts = dict(zip(words[1:-1:2], words[2:-1:2]))
+            name = words[-1].lstrip("\\")
+            out.append((f"{module}.{name}" if module else name, int(opts["size"]),
+                        int(opts["width"])))
     return out
 
 
@@ -438,6 +458,8 @@ def build(args, out=sys.stdout):
     # the latency/energy samples: chosen (and their data checked) before any work
     samples = latency_inputs(model, args.inputs, args.activity, args.samples, args.seed)
     out_dir = Path(args.out) if args.out else Path("build") / board.name
+    # before any work: the output must be ours to replace (again when it is moved in)
+    check_output_dir(out_dir, PROG, force=args.force, protect=[model_dir])
     toolchain = args.toolchain
     if toolchain == "auto":
         # the iCE40 flow is not run here (its yowasp packages are not dependencies)
@@ -447,6 +469,11 @@ def build(args, out=sys.stdout):
                        "(the open ECP5 flow is for ulx3s_85f)")
     if toolchain == "vivado" and board.toolchain != "vivado":
         raise CliError(f"--toolchain vivado: {board.name} is not a Xilinx board")
+    if args.toolchain == "vivado" and find_tool("vivado") is None:
+        # asked for by name: a missing Vivado is an error (auto writes the files only)
+        raise BuildError(f"--toolchain vivado: vivado is not on the PATH: "
+                         f"{INSTALL_HINTS['vivado']} (or --toolchain none to write the "
+                         f"files only)")
     if toolchain == "open":
         for tool in _OPEN_TOOLS[_family(board)]:
             if find_tool(tool) is None:
@@ -495,7 +522,7 @@ def build(args, out=sys.stdout):
     }
     if args.out is None:
         out_dir.parent.mkdir(exist_ok=True)        # build/ of the current directory
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, command=PROG, force=args.force, protect=[model_dir]) as tmp:
         progress("writing the build plan (Verilog, constraints, scripts) and ROM images")
         plan = board.platform().build(
             BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth),
@@ -584,7 +611,10 @@ def build_parser():
                     help=f"target board: {', '.join(board_names())} (default arty_a7)")
     ap.add_argument("--model", default=None,
                     help=f"model directory (default {DEFAULT_MODEL})")
-    ap.add_argument("--out", default=None, help="output directory (default build/BOARD)")
+    ap.add_argument("--out", default=None,
+                    help="output directory (default build/BOARD); replaced whole when it is "
+                         "a previous output of this command, refused otherwise (--force)")
+    add_force_option(ap)
     ap.add_argument("--toolchain", default="auto", choices=["auto", "vivado", "open", "none"],
                     help="auto: Vivado for the Arty boards (when installed), the open yowasp "
                          "flow for ulx3s_85f; none: write files and the estimate only")
@@ -592,8 +622,10 @@ def build_parser():
                     help="skip the synth_xilinx resource estimate")
     ap.add_argument("--fmax-target", type=float, default=100.0,
                     help="clock (MHz) nextpnr is asked to meet in the open flow (default 100)")
-    ap.add_argument("--lanes", type=int, default=None, help="lanes of every layer")
-    ap.add_argument("--fifo-depth", type=int, default=16)
+    ap.add_argument("--lanes", type=int, default=None,
+                    help=f"lanes of every layer (1..{MAX_LANES})")
+    ap.add_argument("--fifo-depth", type=int, default=16,
+                    help=f"words of every inter-layer FIFO (2..{MAX_FIFO_DEPTH}, default 16)")
     ap.add_argument("--inputs", default="auto", choices=["auto", "dataset", "random"],
                     help="samples of the latency/energy figures: the test split of the data "
                          "set the model was trained on (digits, gesture_synth), random "
@@ -613,10 +645,7 @@ def main(argv=None, out=sys.stdout):
     if args.board not in board_names():
         raise BoardError(f"--board: unknown board {args.board!r} "
                          f"(known: {', '.join(board_names())})")
-    if args.lanes is not None and args.lanes < 1:
-        raise CliError(f"--lanes: {args.lanes} must be at least 1")
-    if args.fifo_depth < 2:
-        raise CliError(f"--fifo-depth: {args.fifo_depth} must be at least 2")
+    check_hw_params(args.lanes, args.fifo_depth)
     if not 0 < args.activity <= 1:
         raise CliError(f"--activity: {args.activity} must be in (0, 1]")
     if args.samples < 1:

@@ -3,7 +3,7 @@
 Two forms::
 
     python -m hw.build --board arty_a7 [--model models/digits] [--out build/arty_a7]
-                       [--toolchain auto|vivado|open|none] [--program] ...
+                       [--toolchain auto|vivado|open|none] [--program] [--force] ...
     python -m hw.build MODEL_DIR -o top.v [--lanes N] [--fifo-depth N] [--name NAME]
 
 The first (no ``-o``) builds a model for an FPGA board: board top with the UART host
@@ -16,19 +16,59 @@ with :mod:`runpy` by name, so ``hw`` has no import dependency on ``boards``.
 The second (``-o FILE``) writes only the Verilog of the network top
 (:func:`hw.generate.generate`).
 
-Bad input (a broken model directory, a bad parameter): one line on stderr, exit status 2,
-nothing written (the file is written to a temporary name in the target directory and
-moved into place when complete).
+Bad input (a broken model directory, a bad parameter, ``--lanes`` or ``--fifo-depth``
+beyond :data:`sim.geometry.MAX_LANES` / :data:`sim.geometry.MAX_FIFO_DEPTH`, a ``--name``
+that is not a Verilog identifier, an output that is a directory or lies in the model
+directory): one line on stderr, exit status 2, nothing written (the file is written to a
+temporary name in the target directory and moved into place when complete). The board
+build replaces ``--out`` only when it is a previous board build (or with ``--force``;
+:mod:`sim.fsutil`).
 """
 
-import argparse
-import os
+import re
 import sys
-import tempfile
+
+from sim.cli import ArgumentParser, CliError, atomic_path, main_guard, run_main
+from sim.geometry import MAX_FIFO_DEPTH, MAX_LANES
 
 from .generate import generate
 
-__all__ = ["main", "verilog_main", "board_main"]
+__all__ = ["main", "verilog_main", "board_main", "check_hw_params", "check_module_name",
+           "PROG"]
+
+PROG = "python -m hw.build"
+
+#: A plain Verilog identifier (IEEE 1364-2005 3.7.1) without ``$``: Yosys writes a name
+#: with ``$`` as an escaped identifier (``\\top$1``), which many tools handle poorly.
+_VERILOG_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Verilog keywords that a plain identifier cannot be (the ones a module name might hit).
+_VERILOG_KEYWORDS = frozenset("""always and assign begin buf case casex casez cell config
+deassign default defparam design disable edge else end endcase endconfig endfunction
+endgenerate endmodule endprimitive endspecify endtable endtask event for force forever
+fork function generate genvar if ifnone incdir include initial inout input instance
+integer join large liblist library localparam macromodule medium module nand negedge nmos
+nor not or output parameter pmos posedge primitive pull0 pull1 pulldown pullup rcmos real
+realtime reg release repeat rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled
+signed small specify specparam strong0 strong1 supply0 supply1 table task time tran
+tranif0 tranif1 tri tri0 tri1 triand trior trireg unsigned use uwire vectored wait wand
+weak0 weak1 while wire wor xnor xor logic bit byte int""".split())
+
+
+def check_hw_params(lanes, fifo_depth):
+    """``--lanes`` (None: the default) and ``--fifo-depth`` within their limits
+    (:data:`sim.geometry.MAX_LANES`, :data:`sim.geometry.MAX_FIFO_DEPTH`)."""
+    if lanes is not None and not 1 <= lanes <= MAX_LANES:
+        raise CliError(f"--lanes: {lanes} is outside 1..{MAX_LANES} (MAX_LANES)")
+    if not 2 <= fifo_depth <= MAX_FIFO_DEPTH:
+        raise CliError(f"--fifo-depth: {fifo_depth} is outside 2..{MAX_FIFO_DEPTH} "
+                       f"(MAX_FIFO_DEPTH)")
+
+
+def check_module_name(name):
+    """``--name`` must be a plain Verilog identifier that is not a keyword."""
+    if not _VERILOG_ID.fullmatch(name) or name in _VERILOG_KEYWORDS:
+        raise CliError(f"--name: {name!r} is not a Verilog identifier (letters, digits and "
+                       f"_, not starting with a digit, not a keyword)")
 
 
 def _wants_verilog(argv):
@@ -36,10 +76,13 @@ def _wants_verilog(argv):
 
 
 def main(argv=None):
-    """Dispatch: ``-o FILE`` writes the network's Verilog, anything else is a board build."""
+    """Dispatch: ``-o FILE`` writes the network's Verilog, anything else is a board build.
+
+    Returns the exit status (bad input: one line on stderr, 2).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if _wants_verilog(argv):
-        return verilog_main(argv)
+        return main_guard(verilog_main, argv, prog=PROG)
     return board_main(argv)
 
 
@@ -47,52 +90,36 @@ def board_main(argv):
     """Run ``boards.build`` (loaded by name, see the module docstring); returns its status."""
     import runpy
 
-    from sim.cli import main_guard
     ns = runpy.run_module("boards.build", run_name="boards.build")
     return main_guard(ns["main"], argv, prog=ns["PROG"], errors=ns["ERRORS"])
 
 
 def verilog_main(argv=None):
-    """``python -m hw.build MODEL_DIR -o top.v``: the Verilog of the network top."""
-    from sim.model import ModelError
-    ap = argparse.ArgumentParser(prog="python -m hw.build",
-                                 description="write the Verilog of the network top")
+    """``python -m hw.build MODEL_DIR -o top.v``: the Verilog of the network top.
+
+    Bad input raises :class:`sim.cli.CliError` (and the model's and the file system's
+    errors); :func:`main` reports them as one line with exit status 2.
+    """
+    ap = ArgumentParser(prog=PROG, description="write the Verilog of the network top")
     ap.add_argument("model", help="model directory")
-    ap.add_argument("-o", "--output", required=True, help="Verilog file to write")
-    ap.add_argument("--lanes", type=int, default=None, help="lanes of every layer")
-    ap.add_argument("--fifo-depth", type=int, default=16)
-    ap.add_argument("--name", default="snn_top")
+    ap.add_argument("-o", "--output", required=True,
+                    help="Verilog file to write (an existing file is replaced)")
+    ap.add_argument("--lanes", type=int, default=None,
+                    help=f"lanes of every layer (1..{MAX_LANES})")
+    ap.add_argument("--fifo-depth", type=int, default=16,
+                    help=f"words of every inter-layer FIFO (2..{MAX_FIFO_DEPTH}, default 16)")
+    ap.add_argument("--name", default="snn_top", help="Verilog module name (default snn_top)")
     args = ap.parse_args(argv)
-    if args.lanes is not None and args.lanes < 1:
-        print(f"--lanes: {args.lanes} must be at least 1", file=sys.stderr)
-        return 2
-    if args.fifo_depth < 2:
-        print(f"--fifo-depth: {args.fifo_depth} must be at least 2", file=sys.stderr)
-        return 2
-    try:
-        text = generate(args.model, name=args.name, lanes=args.lanes, fifo_depth=args.fifo_depth)
-    except ModelError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    out = os.path.abspath(args.output)
-    d = os.path.dirname(out)
-    if not os.path.isdir(d):
-        print(f"{args.output}: directory {d} does not exist", file=sys.stderr)
-        return 2
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".gen.", suffix=".v")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    check_hw_params(args.lanes, args.fifo_depth)
+    check_module_name(args.name)
+    from sim.model import load_model
+    model = load_model(args.model)
+    # checked before the (long) generation, and again by atomic_path
+    with atomic_path(args.output, protect=[args.model], what="-o") as tmp:
+        text = generate(model, name=args.name, lanes=args.lanes, fifo_depth=args.fifo_depth)
+        tmp.write_text(text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, prog=PROG)

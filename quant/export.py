@@ -19,6 +19,11 @@ a temporary directory moved into place when complete):
 - with ``--include-checkpoint``, a copy of the float checkpoint (``checkpoint.pt``),
   so that fine-tuning and benchmarks can start from the shipped model.
 
+``--out`` is replaced whole, so it must be missing, empty or a previous output of this
+command (marker file ``.snn-fpga-output``); a file or any other directory is refused
+unless ``--force`` is given; the current directory, its parents and the directory that
+holds the checkpoint are refused always (:mod:`sim.fsutil`).
+
 Widths default to the ones the checkpoint was trained or fine-tuned for (8-bit
 weights, 16-bit states unless ``quant.qat`` said otherwise). Bad input (a missing or
 broken checkpoint, impossible widths, a data set that is not on disk) prints one line
@@ -28,12 +33,12 @@ and exits with status 2; nothing is written then.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from sim.cli import ArgumentParser, CliError, atomic_dir, main_guard
+from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, main_guard
+from sim.fsutil import check_output_dir
 from sim.model import save_model
 
 from .data import DataError
@@ -53,7 +58,10 @@ def _parser():
                        "directory with an accuracy report.")
     p.add_argument("checkpoint", help="checkpoint.pt from quant.train or quant.qat "
                    "(or its run directory)")
-    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--out", required=True,
+                   help="model directory to write; replaced whole when it is a previous "
+                        "output of quant.export, refused otherwise (--force)")
+    add_force_option(p)
     p.add_argument("--weight-bits", type=int, help="default: the checkpoint's (8)")
     p.add_argument("--state-bits", type=int, help="default: the checkpoint's (16)")
     p.add_argument("--per-channel", action="store_true", default=None,
@@ -72,8 +80,12 @@ def _parser():
 
 def export(doc, out, *, weight_bits, state_bits, per_channel, beta_frac_bits=None,
            name_prefix=None, root=None, limit=None, backend="auto", command=None,
-           progress=False, include_checkpoint=False):
+           progress=False, include_checkpoint=False, force=False):
     """Quantize checkpoint ``doc``, evaluate and write the model directory ``out``.
+
+    ``out`` is replaced whole: it must be missing, empty or a previous output of this
+    command unless ``force`` (:func:`sim.fsutil.check_output_dir`; never the directory
+    that holds the checkpoint).
 
     Returns ``(model, report)``.
     """
@@ -104,12 +116,11 @@ def export(doc, out, *, weight_bits, state_bits, per_channel, beta_frac_bits=Non
         "spike_rate": {l["name"]: l["spike_rate"] for l in report["layers"]},
     }
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out: {out} exists and is not a directory")
+    protect = [doc["path"]] if doc.get("path") else []
+    check_output_dir(out, PROG, force=force, protect=protect)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, command=PROG, force=force, protect=protect) as tmp:
         save_model(model, tmp)
-        os.chmod(tmp, 0o755)                  # mkdtemp makes it private
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(markdown(report, f"{out.name}: export report"))
         (tmp / "README.md").write_text(_readme(out.name, doc, command, report))
@@ -150,6 +161,8 @@ def _pct(x):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    # before the (long) evaluation: the output must be ours to replace
+    check_output_dir(args.out, PROG, force=args.force, protect=[args.checkpoint])
     doc = load_checkpoint(args.checkpoint)
     q = doc.get("quant") or {}
     wb = args.weight_bits if args.weight_bits is not None else q.get("weight_bits", 8)
@@ -167,7 +180,7 @@ def main(argv=None):
                            beta_frac_bits=bf, name_prefix=args.name_prefix, root=args.root,
                            limit=args.limit, backend=args.backend, command=command,
                            progress=not args.no_progress,
-                           include_checkpoint=args.include_checkpoint)
+                           include_checkpoint=args.include_checkpoint, force=args.force)
     if not args.quiet:
         print(markdown(report, f"{Path(args.out).name}: export report"))
     print(f"wrote {args.out}: float {_pct(report.get('float_accuracy'))}, fixed "

@@ -140,16 +140,20 @@ def model_to_nir(model: Model, *, dt=None, discretization="euler"):
 def export_nir(model, path, *, dt=None, discretization="euler"):
     """Write ``model`` (a Model or a model directory) to ``path`` with ``nir.write``.
 
-    The file is written next to ``path`` and moved into place when complete.
+    The file is written next to ``path`` and moved into place when complete; it may
+    replace an existing file, never a file of the model directory.
     Returns the warnings of :func:`model_to_nir`.
     """
     import nir
 
     from sim.cli import atomic_path
+    protect = [] if isinstance(model, Model) else [model]
+    if isinstance(model, Model) and model.path is not None:
+        protect = [model.path]
     if not isinstance(model, Model):
         model = load_model(model)
     graph, warnings = model_to_nir(model, dt=dt, discretization=discretization)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, protect=protect, what="--out") as tmp:
         nir.write(str(tmp), graph)
     return warnings
 

@@ -18,7 +18,8 @@ complete). This module gives them the pieces::
     if __name__ == "__main__":
         run_main(main, prog="python -m hw.build", errors=(MyDomainError,))
 
-:class:`~sim.model.ModelError`, :class:`~sim.events.EventError`, :class:`CliError` and
+:class:`~sim.model.ModelError`, :class:`~sim.events.EventError`, :class:`CliError`,
+:class:`~sim.fsutil.OutputError` (an output that must not be replaced) and
 :class:`OSError` (a missing or unwritable file) are always treated as bad input; a tool
 adds its own exception types with ``errors=``. Anything else is a bug and keeps its
 traceback.
@@ -35,11 +36,11 @@ import tempfile
 from pathlib import Path
 
 from .events import EventError
-from .fsutil import replace_dir
+from .fsutil import OutputError, check_output_dir, check_output_file, replace_dir, write_marker
 from .model import ModelError
 
 __all__ = ["EXIT_BAD_INPUT", "CliError", "ArgumentParser", "one_line", "main_guard",
-           "run_main", "atomic_path", "atomic_dir"]
+           "run_main", "atomic_path", "atomic_dir", "add_force_option"]
 
 #: Exit status for bad input (the same as argparse's usage errors).
 EXIT_BAD_INPUT = 2
@@ -84,7 +85,7 @@ def main_guard(main, argv=None, *, prog=None, errors=()):
         ``main``'s status, :data:`EXIT_BAD_INPUT` on bad input, 130 on Ctrl-C.
     """
     prog = prog or Path(sys.argv[0]).name
-    bad_input = (CliError, ModelError, EventError, OSError) + tuple(errors)
+    bad_input = (CliError, ModelError, EventError, OutputError, OSError) + tuple(errors)
     try:
         rc = main(argv)
     except bad_input as e:
@@ -101,6 +102,15 @@ def run_main(main, argv=None, *, prog=None, errors=()):
     sys.exit(main_guard(main, argv, prog=prog, errors=errors))
 
 
+def add_force_option(parser):
+    """Add ``--force`` (replace an output that is not a previous output of the command)."""
+    parser.add_argument("--force", action="store_true",
+                        help="replace the output even if it is a file or a directory this "
+                             "command did not write (never the current directory, its "
+                             "parents or an input)")
+    return parser
+
+
 def _parent(path):
     parent = path.parent
     if not parent.is_dir():
@@ -109,11 +119,13 @@ def _parent(path):
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, suffix=None):
+def atomic_path(path, *, suffix=None, protect=(), what=None):
     """Write a file atomically: yield a temporary path next to ``path``.
 
-    When the ``with`` block ends normally the temporary file replaces ``path``; on any
-    exception it is removed and ``path`` is left as it was.
+    When the ``with`` block ends normally the temporary file gets the usual permissions
+    (``0o666`` less the umask) and replaces ``path``; on any exception it is removed and
+    ``path`` is left as it was. ``path`` may be an existing regular file, never a
+    directory or one of the command's inputs (:func:`sim.fsutil.check_output_file`).
 
     Parameters
     ----------
@@ -122,14 +134,20 @@ def atomic_path(path, *, suffix=None):
     suffix : str, optional
         Suffix of the temporary name (default: ``path``'s). Writers that append a
         suffix themselves (``np.savez`` adds ``.npz``) need it to match.
+    protect : iterable of str or Path
+        The command's inputs (files or directories): never overwritten.
+    what : str, optional
+        The option that named ``path`` (head of the error message; default the path).
     """
     path = Path(path)
+    check_output_file(path, protect=protect, what=what or "output")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None
                                else suffix, dir=_parent(path))
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -137,17 +155,46 @@ def atomic_path(path, *, suffix=None):
 
 
 @contextlib.contextmanager
-def atomic_dir(path):
+def atomic_dir(path, *, command, force=False, protect=(), what="--out"):
     """Write a directory atomically: yield an empty temporary directory next to ``path``.
 
-    When the block ends normally the directory takes the place of ``path`` (an existing
-    ``path`` is replaced); on any exception it is removed and ``path`` is untouched.
+    ``path`` is first checked with :func:`sim.fsutil.check_output_dir` (a file, or a
+    directory that is not a previous output of ``command``, is refused unless ``force``;
+    the current directory, its parents, the inputs in ``protect`` and their parents are
+    always refused). When the block ends normally the marker naming ``command`` is
+    written, the directory gets the usual permissions (``0o777`` less the umask) and
+    takes the place of ``path``; on any exception it is removed and ``path`` is
+    untouched.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output directory.
+    command : str
+        The command that writes it (``python -m hw.build``), recorded in the marker.
+    force : bool
+        The command's ``--force``.
+    protect : iterable of str or Path
+        The command's inputs.
+    what : str
+        The option that named ``path`` (head of the error message).
     """
     path = Path(path)
+    check_output_dir(path, command, force=force, protect=protect, what=what)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=_parent(path)))
     try:
         yield tmp
+        write_marker(tmp, command)
+        os.chmod(tmp, 0o777 & ~_umask())
+        # checked again: the target may have changed during a long build
+        check_output_dir(path, command, force=force, protect=protect, what=what)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

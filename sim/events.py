@@ -112,9 +112,15 @@ def normalize_events(events, where="events"):
     names = getattr(getattr(events, "dtype", None), "names", None)
     if names is None:
         raise EventError(f"{where}: expected a structured array with fields x, y, p, t")
+    if np.ndim(events) != 1:
+        raise EventError(f"{where}: expected a 1-D structured array of events, got "
+                         f"{np.ndim(events)} dimensions (shape {np.shape(events)})")
     for f in ("x", "y", "p", "t"):
         if f not in names:
             raise EventError(f"{where}: missing field {f!r} (has {', '.join(names)})")
+        if events.dtype[f].shape != ():
+            raise EventError(f"{where}: field {f!r} is a sub-array of shape "
+                             f"{events.dtype[f].shape}, expected one number per event")
     out = np.empty(len(events), dtype=EVENT_DTYPE)
     for f in ("x", "y", "p", "t"):
         col = np.asarray(events[f])
@@ -143,9 +149,10 @@ def check_events(events, shape, where="events"):
     P, H, W = shape
     t = events["t"]
     if t.size > 1:
-        d = np.diff(t)
-        if (d < 0).any():
-            i = int(np.argmax(d < 0)) + 1
+        # compared, not subtracted: a difference of two int64 times can wrap around
+        back = t[1:] < t[:-1]
+        if back.any():
+            i = int(np.argmax(back)) + 1
             raise EventError(f"{where}: events are not sorted by t (event {i}: t={int(t[i])} "
                              f"after t={int(t[i - 1])})")
     for f, n in (("x", W), ("y", H), ("p", P)):
@@ -172,6 +179,11 @@ def bin_events(events, shape, timesteps, dt_us, count_clip=1, where="events"):
     -------
     BinnedEvents
     """
+    for name, value in (("timesteps", timesteps), ("dt_us", dt_us),
+                        ("count_clip", count_clip)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or value < 1:
+            raise EventError(f"{where}: {name} {value!r} must be a positive integer")
     ev = normalize_events(events, where)
     check_events(ev, shape, where)
     P, H, W = shape
@@ -179,10 +191,10 @@ def bin_events(events, shape, timesteps, dt_us, count_clip=1, where="events"):
     if n == 0:
         return BinnedEvents(tuple(shape), timesteps, np.zeros(timesteps + 1, np.int64),
                             np.zeros(0, np.int64), np.zeros(0, np.int64))
-    k = (ev["t"] - ev["t"][0]) // dt_us
+    k = _steps(ev["t"], dt_us)
     keep = k < timesteps
     n_dropped = int(n - keep.sum())
-    k = k[keep]
+    k = k[keep].astype(np.int64)
     src = (ev["p"][keep].astype(np.int64) * H + ev["y"][keep]) * W + ev["x"][keep]
     key = k * (P * H * W) + src
     uniq, counts = np.unique(key, return_counts=True)
@@ -193,6 +205,18 @@ def bin_events(events, shape, timesteps, dt_us, count_clip=1, where="events"):
     return BinnedEvents(tuple(shape), timesteps, np.cumsum(ptr), uniq % (P * H * W),
                         clipped.astype(np.int64), n_events=n, n_dropped=n_dropped,
                         n_clipped=int((counts - clipped).sum()))
+
+
+def _steps(t, dt_us):
+    """Step ``(t - t[0]) // dt_us`` of sorted int64 times ``t``, exact for any span.
+
+    ``t - t[0]`` lies in ``0 .. 2**64 - 1``, which int64 cannot hold (``t`` from
+    ``-2**63`` to ``2**63 - 1``) but uint64 holds exactly: the subtraction is done in
+    uint64, whose wrap-around is arithmetic modulo ``2**64``.
+    """
+    u = t.astype(np.uint64)             # two's complement: t mod 2**64
+    # a dt_us beyond uint64 puts every event in step 0, as 2**64 - 1 does
+    return (u - u[0]) // np.uint64(min(int(dt_us), (1 << 64) - 1))
 
 
 def load_events(path):

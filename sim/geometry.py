@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "RESERVED", "KIND_BITS", "MAX_DEFAULT_LANES",
+           "MAX_LANES", "MAX_FIFO_DEPTH",
            "shape3", "default_lanes", "lane_groups", "conv_out_size", "axis_range"]
 
 #: Token kinds, the 2-bit ``kind`` field of every event word.
@@ -29,6 +30,12 @@ KIND_BITS = 2
 
 #: The default lane count is every output channel, up to this many.
 MAX_DEFAULT_LANES = 16
+
+#: Limits of the hardware parameters a user may ask for (``--lanes``, ``--fifo-depth``;
+#: docs/semantics.md, "Limits"): beyond them elaboration and the cycle model only grow
+#: (a state-RAM word is ``lanes * state_bits`` wide, a FIFO holds ``fifo_depth`` words).
+MAX_LANES = 256
+MAX_FIFO_DEPTH = 4096
 
 
 def shape3(shape):

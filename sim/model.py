@@ -28,7 +28,8 @@ import numpy as np
 from .fsutil import replace_dir
 
 __all__ = [
-    "FORMAT", "VERSION", "LAYER_TYPES", "RESETS", "READOUTS",
+    "FORMAT", "VERSION", "VERSIONS", "LAYER_TYPES", "RESETS", "READOUTS",
+    "MAX_TIMESTEPS", "MAX_DT_US", "MAX_TENSOR_SIZE", "MAX_JSON_DEPTH",
     "ModelError", "InputSpec", "Layer", "Model",
     "conv_out_size", "load_model", "save_model", "validate_model", "rom_words",
     "write_readmemh", "with_acc_bits",
@@ -36,6 +37,8 @@ __all__ = [
 
 FORMAT = "snn-fixed-point"
 VERSION = 1
+#: The versions :func:`load_model` reads (JSON integers only: ``true`` and ``1.0`` are not).
+VERSIONS = (VERSION,)
 LAYER_TYPES = ("conv2d", "linear", "sumpool2d")
 RESETS = ("subtract", "zero", "none")
 READOUTS = ("spike_count", "membrane")
@@ -46,6 +49,17 @@ MAX_STATE_BITS = 32
 MAX_WEIGHT_BITS = 16
 MAX_ACC_BITS = 62
 MAX_FRAC_BITS = 24
+
+#: Limits of legal values that no build could use (docs/semantics.md, "Limits"); each is
+#: checked before anything is allocated. ``timesteps`` fits the 16-bit step index of the
+#: hardware's end-of-step token and of the board protocol; ``dt_us`` fits its 32-bit
+#: field of the board's version answer.
+MAX_TIMESTEPS = (1 << 16) - 1
+MAX_DT_US = (1 << 32) - 1
+#: Values of one tensor (the input ``P * H * W``, every layer's input and output).
+MAX_TENSOR_SIZE = 1 << 24
+#: Nesting depth of ``model.json`` (objects and lists); a legal file needs 5 plus ``meta``.
+MAX_JSON_DEPTH = 64
 
 _TOP_KEYS = {"format", "version", "input", "readout", "layers"}
 _TOP_OPTIONAL = {"roms", "meta"}
@@ -251,13 +265,7 @@ def validate_model(model, where="model"):
     if model.readout not in READOUTS:
         raise ModelError(f"{where}: readout: unknown readout {model.readout!r}, "
                          f"expected one of {', '.join(READOUTS)}")
-    if len(inp.shape) != 3 or not all(_is_int(s) and s > 0 for s in inp.shape):
-        raise ModelError(f"{where}: input.shape: expected [P, H, W] of positive integers, "
-                         f"got {list(inp.shape)}")
-    for key in ("dt_us", "timesteps", "count_clip"):
-        value = getattr(inp, key)
-        if not _is_int(value) or value < 1:
-            raise ModelError(f"{where}: input.{key}: expected a positive integer, got {value!r}")
+    _validate_input(inp, where)
     if not model.layers:
         raise ModelError(f"{where}: layers: the network has no layers")
     names = set()
@@ -270,6 +278,8 @@ def validate_model(model, where="model"):
             raise ModelError(f"{at}.name: duplicate layer name {layer.name!r}")
         names.add(layer.name)
         at = f"{where}: layers[{i}] ({layer.name})"
+        for key in ("in_shape", "out_shape"):
+            _check_tensor_size(getattr(layer, key), f"{at}.{key}")
         _validate_layer(layer, at, model.count_clip_of(i))
         # chaining: a flatten before a linear layer is implicit
         if layer.type == "linear":
@@ -282,6 +292,34 @@ def validate_model(model, where="model"):
                              f"previous output {list(prev_shape)}")
         prev_shape = tuple(layer.out_shape)
     return model
+
+
+def _check_tensor_size(shape, at):
+    """Refuse a shape of more than :data:`MAX_TENSOR_SIZE` values (Python integers: no wrap)."""
+    if not all(_is_int(s) for s in shape):
+        return                          # the caller's own check names the bad entry
+    size = 1
+    for s in shape:
+        size *= int(s)
+    if size > MAX_TENSOR_SIZE:
+        raise ModelError(f"{at}: {list(shape)} holds {size} values, more than the limit "
+                         f"MAX_TENSOR_SIZE = {MAX_TENSOR_SIZE}")
+
+
+def _validate_input(inp, where):
+    """The ``input`` section: shape, binning and the limits of a buildable input."""
+    if len(inp.shape) != 3 or not all(_is_int(s) and s > 0 for s in inp.shape):
+        raise ModelError(f"{where}: input.shape: expected [P, H, W] of positive integers, "
+                         f"got {list(inp.shape)}")
+    _check_tensor_size(inp.shape, f"{where}: input.shape")
+    limits = {"dt_us": MAX_DT_US, "timesteps": MAX_TIMESTEPS, "count_clip": None}
+    for key, top in limits.items():
+        value = getattr(inp, key)
+        if not _is_int(value) or value < 1:
+            raise ModelError(f"{where}: input.{key}: expected a positive integer, got {value!r}")
+        if top is not None and value > top:
+            raise ModelError(f"{where}: input.{key}: {value} is above the limit "
+                             f"MAX_{key.upper()} = {top}")
 
 
 def _validate_layer(layer, at, count_clip):
@@ -435,7 +473,10 @@ def _load_array(root, ref, at):
         raise ModelError(f"{path}: not a readable .npy array: {e}") from None
     if not isinstance(arr, np.ndarray) or not np.issubdtype(arr.dtype, np.integer):
         raise ModelError(f"{path}: expected an integer array, got dtype {arr.dtype}")
-    return arr
+    # A Fortran-ordered .npy is accepted: its header says so and np.load returns the same
+    # values as for the C-ordered file; the copy below only makes the memory layout the
+    # one the compiled kernels expect (tests/sim/test_bad_input.py checks both files).
+    return np.ascontiguousarray(arr)
 
 
 def _int_list(value, at, n=None):
@@ -450,6 +491,43 @@ def _opt_int(value, at):
     if value is not None and not _is_int(value):
         raise ModelError(f"{at}: expected an integer or null, got {value!r}")
     return value
+
+
+def _json_depth(doc):
+    """Nesting depth of a parsed JSON document (iterative: no recursion limit)."""
+    depth, level = 0, [doc]
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            return depth
+        level = [v for x in level if isinstance(x, (dict, list))
+                 for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, (dict, list))]
+    return depth
+
+
+def _read_json(jpath):
+    """``model.json`` parsed, with a one-line error for bad text and deep nesting."""
+    try:
+        doc = json.loads(jpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{jpath}: malformed JSON: {e}") from None
+    except RecursionError:
+        # the parser recurses per level: far deeper than MAX_JSON_DEPTH
+        raise ModelError(f"{jpath}: nested deeper than the limit MAX_JSON_DEPTH = "
+                         f"{MAX_JSON_DEPTH}") from None
+    if _json_depth(doc) > MAX_JSON_DEPTH:
+        raise ModelError(f"{jpath}: nested deeper than the limit MAX_JSON_DEPTH = "
+                         f"{MAX_JSON_DEPTH}")
+    return doc
+
+
+def _check_version(version, where):
+    """``version`` must be one of :data:`VERSIONS`, as a JSON integer (not true, not 1.0)."""
+    if not _is_int(version) or version not in VERSIONS:
+        raise ModelError(f"{where}: version: this tool reads version "
+                         f"{' or '.join(str(v) for v in VERSIONS)} (an integer), got "
+                         f"{version!r}")
 
 
 def load_model(path):
@@ -476,16 +554,12 @@ def load_model(path):
         raise ModelError(f"{root}: model directory not found")
     if not jpath.is_file():
         raise ModelError(f"{jpath}: missing model.json")
-    try:
-        doc = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{jpath}: malformed JSON: {e}") from None
+    doc = _read_json(jpath)
     w = str(jpath)
     _check_keys(doc, _TOP_KEYS, _TOP_OPTIONAL, w)
     if doc["format"] != FORMAT:
         raise ModelError(f"{w}: format: expected {FORMAT!r}, got {doc['format']!r}")
-    if doc["version"] != VERSION:
-        raise ModelError(f"{w}: version: this tool reads version {VERSION}, got {doc['version']!r}")
+    _check_version(doc["version"], w)
     _check_keys(doc["input"], _INPUT_KEYS, set(), f"{w}: input")
     inp = doc["input"]
     spec = InputSpec(shape=_int_list(inp["shape"], f"{w}: input.shape", 3),
@@ -502,12 +576,16 @@ def load_model(path):
         thr = ld["threshold"]
         per_channel = isinstance(thr, list)
         out_shape = _int_list(ld["out_shape"], f"{at}.out_shape")
-        if not all(0 < d < 1 << 31 for d in out_shape):
-            raise ModelError(f"{at}.out_shape: expected positive integers below 2**31, "
+        if not all(d > 0 for d in out_shape):
+            raise ModelError(f"{at}.out_shape: expected positive integers, "
                              f"got {list(out_shape)}")
+        _check_tensor_size(out_shape, f"{at}.out_shape")      # before np.full below
         if (per_channel and any(_is_int(t) and abs(t) > 1 << 62 for t in thr)) or \
                 (_is_int(thr) and abs(thr) > 1 << 62):
-            raise ModelError(f"{at}.threshold: {thr!r} is outside the 32-bit state range")
+            # only a guard of the int64 conversion below; validate_model checks the
+            # layer's state range
+            raise ModelError(f"{at}.threshold: {thr!r} is too large: thresholds are "
+                             f"stored as int64 and must lie within -2**62..2**62")
         if per_channel:
             thr_arr = np.array(_int_list(thr, f"{at}.threshold"), dtype=np.int64)
         elif _is_int(thr):

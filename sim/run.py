@@ -20,9 +20,11 @@ contract's reference dump (docs/semantics.md, "The reference dump"):
 ``overflow_<layer>``
     bool ``(T,)``
 
-The dump is written next to its target and moved into place when complete. Bad input
-(a broken model directory, an unreadable or out-of-range event file, a missing file)
-prints one line on stderr and exits with status 2.
+The dump is written next to its target and moved into place when complete; it may
+replace an existing file, never the model directory's files, the event file or a
+directory, and it holds at most :data:`MAX_DUMP_VALUES` states. Bad input (a broken
+model directory, an unreadable or out-of-range event file, a missing file) prints one
+line on stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -34,17 +36,25 @@ from pathlib import Path
 import numpy as np
 
 from .cli import ArgumentParser, CliError, atomic_path, run_main
+from .fsutil import check_output_file
 from .events import bin_events, load_events
 from .model import load_model
 from .reference import available_backends, run
 
-__all__ = ["main", "write_dump"]
+__all__ = ["main", "write_dump", "MAX_DUMP_VALUES"]
 
 PROG = "python -m sim.run"
 
+#: ``--dump`` records every state of every step: at most this many values
+#: (``timesteps * neurons``; 2 GiB of int64 states).
+MAX_DUMP_VALUES = 1 << 28
 
-def write_dump(result, model, path):
-    """Write the reference dump of ``result`` (a recorded run of ``model``) atomically."""
+
+def write_dump(result, model, path, protect=()):
+    """Write the reference dump of ``result`` (a recorded run of ``model``) atomically.
+
+    ``protect``: inputs the dump must not overwrite (:func:`sim.fsutil.check_output_file`).
+    """
     arrays = {"scores": np.asarray(result.scores, dtype=np.int64),
               "prediction": np.int64(result.prediction)}
     for layer in model.layers:
@@ -54,7 +64,7 @@ def write_dump(result, model, path):
         arrays[f"spikes_{name}"] = np.asarray(result.spikes[name], dtype=np.uint8)
         arrays[f"state_{name}"] = np.asarray(result.states[name], dtype=np.int64)
         arrays[f"overflow_{name}"] = np.asarray(result.overflow[name], dtype=bool)
-    with atomic_path(path, suffix=".npz") as tmp:
+    with atomic_path(path, suffix=".npz", protect=protect, what="--dump") as tmp:
         np.savez(tmp, **arrays)
 
 
@@ -82,9 +92,15 @@ def main(argv=None):
     if args.dump is not None and not Path(args.dump).parent.is_dir():
         raise CliError(f"--dump: {args.dump}: the directory {Path(args.dump).parent} "
                        f"does not exist")
+    protect = [args.model, args.events]
+    if args.dump is not None:
+        check_output_file(args.dump, protect=protect, what="--dump")
     model = load_model(args.model)
-    events, label = load_events(args.events)
     inp = model.input
+    if args.dump is not None and inp.timesteps * model.n_neurons > MAX_DUMP_VALUES:
+        raise CliError(f"--dump: {inp.timesteps} steps x {model.n_neurons} neurons is more "
+                       f"than MAX_DUMP_VALUES = {MAX_DUMP_VALUES} recorded states")
+    events, label = load_events(args.events)
     binned = bin_events(events, inp.shape, inp.timesteps, inp.dt_us, inp.count_clip,
                         where=str(args.events))
     record = args.dump is not None
@@ -99,7 +115,7 @@ def main(argv=None):
         elapsed = time.perf_counter() - t
         best = elapsed if best is None else min(best, elapsed)
     if args.dump is not None:
-        write_dump(result, model, args.dump)
+        write_dump(result, model, args.dump, protect=protect)
     rate = binned.n_events / best if best > 0 else float("inf")
     summary = {
         "model": str(args.model), "events": str(args.events), "label": label,

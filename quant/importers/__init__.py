@@ -13,7 +13,9 @@ registers its converters). Adding a layer type is one new function::
 A handler receives the source layer, a layer name and the import context (``ctx``:
 options and a :class:`quant.importers.builder.NetBuilder` that assembles contract
 layers, see that module for how pooling and strict compares are mapped). A layer type
-without a handler is an error naming the layer and its type.
+without a handler is an error naming the layer and its type; a known type that cannot be
+mapped is registered with :func:`reject` and its reason; registering a type twice is an
+error.
 
 Importers (see their module docstrings for the exact mapping):
 
@@ -30,19 +32,46 @@ from __future__ import annotations
 
 from ..ir import NetImportError
 
-__all__ = ["register", "handler_for", "supported_types", "to_model", "NetImportError"]
+__all__ = ["register", "reject", "handler_for", "supported_types", "to_model",
+           "NetImportError"]
 
 #: ``{(framework, type_name): handler}``
 HANDLERS = {}
+#: ``{(framework, type_name): reason}`` of the types registered with :func:`reject`.
+REJECTED = {}
 
 
 def register(framework, *type_names):
-    """Decorator: register ``fn(layer, name, ctx)`` as the handler of ``type_names``."""
+    """Decorator: register ``fn(layer, name, ctx)`` as the handler of ``type_names``.
+
+    Raises
+    ------
+    ValueError
+        A type name of ``framework`` already has a handler (nothing is registered then).
+    """
     def deco(fn):
+        for t in type_names:
+            old = HANDLERS.get((framework, t))
+            if old is not None:
+                raise ValueError(f"{framework} type {t!r} already has the handler "
+                                 f"{old.__module__}.{old.__qualname__}; a second one would "
+                                 f"silently replace it")
         for t in type_names:
             HANDLERS[(framework, t)] = fn
         return fn
     return deco
+
+
+def reject(framework, reason, *type_names):
+    """Register ``type_names`` as known but not supported: importing one raises
+    :class:`NetImportError` naming the layer, its type and ``reason``."""
+    def rejected(layer, name, ctx):
+        raise NetImportError(f"{ctx.builder.where}: {ctx.builder.noun} {name} "
+                             f"({type(layer).__name__}): {reason}")
+    register(framework, *type_names)(rejected)
+    for t in type_names:
+        REJECTED[(framework, t)] = reason
+    return rejected
 
 
 def handler_for(framework, type_name):
@@ -50,9 +79,11 @@ def handler_for(framework, type_name):
     return HANDLERS.get((framework, type_name))
 
 
-def supported_types(framework):
-    """Sorted type names that have a handler (rejecting handlers included)."""
-    return sorted(t for (f, t) in HANDLERS if f == framework)
+def supported_types(framework, *, rejected=True):
+    """Sorted type names that have a handler; ``rejected=False`` leaves out the types
+    registered with :func:`reject`."""
+    return sorted(t for (f, t) in HANDLERS
+                  if f == framework and (rejected or (f, t) not in REJECTED))
 
 
 def to_model(net, integer, *, weight_bits=None, state_bits=16, beta_frac_bits=None):

@@ -14,6 +14,11 @@ because the module does not record them.
 The choices made (integer or float mode, discretization, folded poolings, strict
 compares) are printed and stored in ``model.json``'s ``meta.import``. Bad input is one
 line on stderr with exit status 2 and nothing written.
+
+``--out`` is replaced whole, so it must be missing, empty or a previous output of this
+command (marker file ``.snn-fpga-output``); a file or any other directory is refused
+unless ``--force`` is given; the current directory, its parents and a directory that
+holds FILE or ``--builder`` are refused always (:mod:`sim.fsutil`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from sim.cli import ArgumentParser, CliError, run_main
+from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, run_main
+from sim.fsutil import check_output_dir
 
 from . import NetImportError, to_model
 
@@ -50,7 +56,10 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="source", required=True)
     common = ArgumentParser(add_help=False)
     common.add_argument("file")
-    common.add_argument("--out", required=True, help="model directory to write")
+    common.add_argument("--out", required=True,
+                        help="model directory to write; replaced whole when it is a previous "
+                             "output of quant.importers, refused otherwise (--force)")
+    add_force_option(common)
     common.add_argument("--weight-bits", type=int, default=None,
                         help="weight width (default: the smallest exact width in integer "
                              "mode, else 8)")
@@ -84,6 +93,8 @@ def main(argv=None):
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CliError(f"--out: the directory {out.parent} does not exist")
+    protect = [path] + ([args.builder] if getattr(args, "builder", None) else [])
+    check_output_dir(out, PROG, force=args.force, protect=protect)     # before the import
     integer = _mode(args.mode)
     if args.source == "snntorch":
         from .snntorch import import_snntorch, load_sequential
@@ -109,7 +120,8 @@ def main(argv=None):
     model.meta["command"] = " ".join([PROG] + [shlex.quote(a) for a in
                                                (sys.argv[1:] if argv is None else argv)])
     from sim.model import save_model
-    save_model(model, out)
+    with atomic_dir(out, command=PROG, force=args.force, protect=protect) as tmp:
+        save_model(model, tmp)
     imp = model.meta.get("import", {})
     print(f"imported {path} -> {out}: {len(model.layers)} layers, {imp.get('mode')} mode")
     for note in imp.get("notes", []):

@@ -190,6 +190,24 @@ class NetBuilder:
     def spatial(self):
         return len(self.shape) == 3 and not self.flat
 
+    @property
+    def pending_pool_shape(self):
+        """Output shape ``(C, H, W)`` of a pooling not yet followed by neurons, or ``None``."""
+        return self._pooled_shape if self.pool is not None else None
+
+    def rename_last(self, name):
+        """Rename the last neuron layer (a name from the source's metadata).
+
+        Returns ``False`` (and renames nothing) when another layer has that name.
+        """
+        rec = self.records[-1]
+        if name != rec.name and name in self._names:
+            return False
+        self._names.discard(rec.name)
+        self._names.add(name)
+        rec.name = name
+        return True
+
     # -- operators ------------------------------------------------------------------------
     def add_conv(self, name, weight, bias, stride, padding):
         """A 2-D convolution; ``weight`` is ``(C_out, C_in, K, K)``."""

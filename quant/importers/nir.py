@@ -51,7 +51,7 @@ import math
 
 import numpy as np
 
-from . import NetImportError, handler_for, register
+from . import NetImportError, handler_for, register, reject
 
 __all__ = ["import_nir", "read_graph", "DISCRETIZATIONS"]
 
@@ -177,22 +177,15 @@ def _flatten(node, name, ctx):
     ctx.builder.add_flatten(name)
 
 
-def _reject(reason):
-    def handler(node, name, ctx):
-        raise NetImportError(f"{ctx.builder.where}: node {name} ({type(node).__name__}): "
-                             f"{reason}")
-    return handler
-
-
-register(FRAMEWORK, "CubaLIF", "CubaLI")(_reject(
-    "current-based neurons have two states per neuron; the contract has one (use LIF)"))
-register(FRAMEWORK, "LI", "I")(_reject("non-spiking integrators are not supported; the "
-                                       "contract's output layer is a spiking LIF/IF layer"))
-register(FRAMEWORK, "Scale")(_reject("Scale is not supported; fold it into the weights"))
-register(FRAMEWORK, "Delay")(_reject("synaptic delays are not supported"))
-register(FRAMEWORK, "Threshold")(_reject("a bare Threshold is not supported; use IF/LIF"))
-register(FRAMEWORK, "Conv1d")(_reject("1-D convolutions are not supported"))
-register(FRAMEWORK, "NIRGraph")(_reject("nested graphs are not supported; flatten the graph"))
+reject(FRAMEWORK, "current-based neurons have two states per neuron; the contract has one "
+       "(use LIF)", "CubaLIF", "CubaLI")
+reject(FRAMEWORK, "non-spiking integrators are not supported; the contract's output layer "
+       "is a spiking LIF/IF layer", "LI", "I")
+reject(FRAMEWORK, "Scale is not supported; fold it into the weights", "Scale")
+reject(FRAMEWORK, "synaptic delays are not supported", "Delay")
+reject(FRAMEWORK, "a bare Threshold is not supported; use IF/LIF", "Threshold")
+reject(FRAMEWORK, "1-D convolutions are not supported", "Conv1d")
+reject(FRAMEWORK, "nested graphs are not supported; flatten the graph", "NIRGraph")
 
 
 # -- neurons -----------------------------------------------------------------------------
@@ -430,12 +423,9 @@ def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=No
                  **{k: _meta_value(node.metadata or {}, k) for k in (node.metadata or {})}}
             if "layer" in m:
                 lname = str(m["layer"])
-                builder._names.discard(rec.name)
-                if lname in builder._names:
+                if not builder.rename_last(lname):
                     raise NetImportError(f"{where}: node {name}: duplicate layer name "
                                          f"{lname!r} in the metadata")
-                builder._names.add(lname)
-                rec.name = lname
             hints[rec.name] = m
     meta = {"import": {"source": "nir", "file": str(where), "dt_s": dt,
                        "discretization": discretization, "if_gain": if_gain}}

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import NetImportError, handler_for, register
+from . import NetImportError, handler_for, register, reject, supported_types
 
 __all__ = ["import_snntorch", "load_sequential"]
 
@@ -155,24 +155,14 @@ def _skip(m, name, ctx):
     """Identity at inference time."""
 
 
-def _reject(reason):
-    def handler(m, name, ctx):
-        raise NetImportError(f"{ctx.builder.where}: layer {name} ({type(m).__name__}): "
-                             f"{reason}")
-    return handler
-
-
-register(FRAMEWORK, "BatchNorm1d", "BatchNorm2d")(
-    _reject("BatchNorm is not supported; fold it into the preceding Conv2d/Linear "
-            "(w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) "
-            "+ beta) before importing"))
-for _n in ("Synaptic", "RLeaky", "RSynaptic", "Alpha", "Lapicque", "SLSTM", "SConv2dLSTM",
-           "LeakyParallel"):
-    register(FRAMEWORK, _n)(_reject("only snntorch.Leaky neurons map onto the contract "
-                                    "(one first-order state per neuron)"))
-for _n in ("ReLU", "Sigmoid", "Tanh", "LeakyReLU"):
-    register(FRAMEWORK, _n)(_reject("analog activations are not spiking neurons; use "
-                                    "snntorch.Leaky"))
+reject(FRAMEWORK, "BatchNorm is not supported; fold it into the preceding Conv2d/Linear "
+       "(w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) "
+       "+ beta) before importing", "BatchNorm1d", "BatchNorm2d")
+reject(FRAMEWORK, "only snntorch.Leaky neurons map onto the contract (one first-order "
+       "state per neuron)", "Synaptic", "RLeaky", "RSynaptic", "Alpha", "Lapicque", "SLSTM",
+       "SConv2dLSTM", "LeakyParallel")
+reject(FRAMEWORK, "analog activations are not spiking neurons; use snntorch.Leaky",
+       "ReLU", "Sigmoid", "Tanh", "LeakyReLU")
 
 
 # -- neurons -----------------------------------------------------------------------------
@@ -209,7 +199,7 @@ def _leaky(m, name, ctx):
     op = b.op if b.op is not None else None
     if op is None and b.pool is None:
         raise NetImportError(f"{where}: a Leaky without a preceding Conv2d/Linear/AvgPool2d")
-    out_shape = op.out_shape if op is not None else b._pooled_shape
+    out_shape = op.out_shape if op is not None else b.pending_pool_shape
     torch_shape = (int(np.prod(out_shape)),) if b.flat else tuple(out_shape)
     beta = np.clip(_torch_broadcast(_np(m.beta), torch_shape, "beta", where), 0.0, 1.0)
     if not np.all(beta == beta.reshape(-1)[0]):
@@ -271,19 +261,13 @@ def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, in
         if handler is None:
             raise NetImportError(f"{where}: layer {name} (index {i}, {tname}): unsupported layer "
                                  f"type; supported: "
-                                 f"{', '.join(n for n in _supported() )}")
+                                 f"{', '.join(supported_types(FRAMEWORK, rejected=False))}")
         handler(m, name, ctx)
     meta = {"import": {"source": "snntorch", "file": str(where)}}
     if readout not in ("spike_count", "membrane"):
         raise NetImportError(f"{where}: readout {readout!r} is not spike_count or membrane")
     return builder.float_net(timesteps=timesteps, dt_us=dt_us, count_clip=count_clip,
                              readout=readout, integer=integer, meta=meta)
-
-
-def _supported():
-    from . import HANDLERS
-    return sorted(t for (f, t), fn in HANDLERS.items()
-                  if f == FRAMEWORK and getattr(fn, "__name__", "") != "handler")
 
 
 def _build_from(builder_path):

@@ -185,6 +185,29 @@ def test_memory_fit_counts_blocks():
     assert not memory_fit(arty, [("big", 16384, 200)])["fits"]
 
 
+def test_memories_lists_every_memory_of_the_design():
+    """Read from the RTLIL (no Amaranth private fields): the ROMs hold the lane-packed
+    weights (hw.layer.lane_rom), the link buffer its words, and every layer has a state
+    RAM and a step log of T words."""
+    from boards.build import memories
+    from boards.top import BoardTop
+    from hw.layer import lane_rom
+
+    rng = np.random.default_rng(1)
+    model = model_from_spec([("conv2d", 8, 3, 1, 1), ("sumpool2d", 2), ("linear", 2)], rng,
+                            input_shape=(1, 8, 8), timesteps=5)
+    board = get_board("arty_a7")
+    top = BoardTop(model, board.uart_divisor(), board=board, lanes=4)
+    mems = {path: (depth, width) for path, depth, width in memories(top)}
+    for i, (layer, eng) in enumerate(zip(model.layers, top.network.layers)):
+        assert f"network.layer{i}.core.state" in mems
+        assert mems[f"network.steplog{i}"][0] == model.input.timesteps
+        words, wbits = lane_rom(layer, eng.L)           # a pooling's ROM holds its ones
+        assert mems[f"network.layer{i}.rom"] == (len(words), wbits * eng.L)
+    assert mems["link.deframer.mem"][0] == top.link.depth
+    assert len(mems) == len(set(mems))
+
+
 def test_hw_build_is_the_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hw.build", "--board", "nope"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)

@@ -25,3 +25,29 @@ def test_cli_writes_file_and_rejects_bad_input(tmp_path, capsys):
     assert not (tmp_path / "x.v").exists()
     assert main([str(tmp_path / "m"), "-o", str(tmp_path / "y.v"), "--lanes", "0"]) == 2
     assert not (tmp_path / "y.v").exists()
+
+
+def test_cli_module_name_permissions_and_replacing_its_own_file(tmp_path):
+    import os
+
+    from hw.build import check_module_name
+    from sim.cli import CliError
+    save_model(_model(), tmp_path / "m")
+    out = tmp_path / "top.v"
+    out.write_text("an older top.v")
+    mask = os.umask(0o022)
+    try:
+        assert main([str(tmp_path / "m"), "-o", str(out), "--name", "net_2a"]) == 0
+    finally:
+        os.umask(mask)
+    assert out.read_text() == generate(tmp_path / "m", name="net_2a")
+    assert "\nmodule net_2a(" in out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m", "top.v"]
+    for bad in ("snn top", "", "1top", "$top", "top$1", "module", "a-b", "top\n"):
+        try:
+            check_module_name(bad)
+        except CliError as e:
+            assert repr(bad) in str(e)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")

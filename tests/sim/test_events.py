@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.events import (EVENT_DTYPE, BinnedEvents, EventError, bin_events, load_events,
-                        save_events)
+                        normalize_events, save_events)
 
 from . import oracle
 
@@ -242,3 +242,76 @@ def test_frames_round_trip():
     assert (b.to_frames() == frames).all()
     assert as_steps(b) == oracle.frames_to_steps(frames.tolist())
     assert b.n_spikes == frames.sum()
+
+
+def _py_steps(t, dt_us):
+    """Oracle: steps of sorted times in Python integers (no wrap-around)."""
+    t0 = int(t[0])
+    return [(int(v) - t0) // dt_us for v in t]
+
+
+@pytest.mark.parametrize("t, dt_us", [
+    ([0, 2 ** 62], 1),
+    ([-2 ** 63, -1, 2 ** 63 - 1000], 1000),
+    ([-2 ** 63, 2 ** 63 - 1], 1),
+    ([-2 ** 63, -2 ** 63 + 999, -2 ** 63 + 1000, 0, 2 ** 63 - 1], 1000),
+    ([-5, -5, -4, 2 ** 63 - 1], 2 ** 32 - 1),
+])
+def test_binning_is_exact_for_any_int64_span(t, dt_us):
+    T = 3
+    ev = np.zeros(len(t), dtype=EVENT_DTYPE)
+    ev["t"] = np.array(t, dtype=np.int64)
+    b = bin_events(ev, (1, 1, 1), T, dt_us, count_clip=8)
+    want = _py_steps(t, dt_us)
+    kept = [k for k in want if k < T]
+    assert b.n_events == len(t)
+    assert b.n_dropped == len(t) - len(kept)
+    # every event is delivered, clipped or dropped: none is lost
+    assert b.n_spikes + b.n_clipped + b.n_dropped == b.n_events
+    frames = b.to_frames().reshape(T)
+    assert frames.tolist() == [kept.count(k) for k in range(T)]
+
+
+def test_binning_matches_python_integers_on_random_wide_spans():
+    rng = np.random.default_rng(11)
+    info = np.iinfo(np.int64)
+    for _ in range(50):
+        n = int(rng.integers(1, 40))
+        t = np.sort(rng.integers(info.min, info.max, n, dtype=np.int64, endpoint=True))
+        dt_us = int(rng.choice([1, 1000, 2 ** 31, 2 ** 32 - 1]))
+        T = int(rng.integers(1, 6))
+        ev = np.zeros(n, dtype=EVENT_DTYPE)
+        ev["t"] = t
+        b = bin_events(ev, (1, 1, 1), T, dt_us, count_clip=n)
+        want = [k for k in _py_steps(t, dt_us) if k < T]
+        assert b.to_frames().reshape(T).tolist() == [want.count(k) for k in range(T)]
+        assert b.n_dropped == n - len(want)
+
+
+def test_sorted_check_does_not_wrap():
+    ev = np.zeros(2, dtype=EVENT_DTYPE)
+    ev["t"] = [2 ** 63 - 1, -2 ** 63]            # t[1] - t[0] wraps to +1 in int64
+    with pytest.raises(EventError, match="not sorted"):
+        bin_events(ev, (1, 1, 1), 2, 1)
+    ev["t"] = [-2 ** 63, 2 ** 63 - 1]            # the difference wraps to -1: sorted
+    assert bin_events(ev, (1, 1, 1), 2, 1).n_dropped == 1
+
+
+@pytest.mark.parametrize("arr, needle", [
+    (np.zeros((), dtype=EVENT_DTYPE), "expected a 1-D structured array"),
+    (np.zeros((2, 2), dtype=EVENT_DTYPE), "got 2 dimensions"),
+    (np.zeros(2, dtype=[("x", np.int16, (2,)), ("y", np.int16), ("p", np.int8),
+                        ("t", np.int64)]), "field 'x' is a sub-array"),
+])
+def test_malformed_event_arrays(arr, needle):
+    with pytest.raises(EventError, match=needle):
+        normalize_events(arr, "f.npy")
+
+
+@pytest.mark.parametrize("key, value", [("timesteps", 0), ("dt_us", True), ("dt_us", 1.5),
+                                        ("count_clip", -1)])
+def test_bin_events_checks_its_parameters(key, value):
+    kw = {"timesteps": 2, "dt_us": 10, "count_clip": 1, key: value}
+    with pytest.raises(EventError, match=key):
+        bin_events(np.zeros(1, dtype=EVENT_DTYPE), (1, 1, 1), kw["timesteps"], kw["dt_us"],
+                   kw["count_clip"])

@@ -261,11 +261,11 @@ def test_atomic_path_and_dir(tmp_path):
     assert target.read_text() == "new"
     d = tmp_path / "out"
     for content in ("one", "two"):
-        with cli.atomic_dir(d) as tmp:
+        with cli.atomic_dir(d, command="test") as tmp:
             (tmp / "a").write_text(content)
         assert (d / "a").read_text() == content
     with pytest.raises(RuntimeError):
-        with cli.atomic_dir(d) as tmp:
+        with cli.atomic_dir(d, command="test") as tmp:
             (tmp / "a").write_text("three")
             raise RuntimeError("boom")
     assert (d / "a").read_text() == "two"
