@@ -111,6 +111,11 @@ def add_force_option(parser):
     return parser
 
 
+def _unwritable(path, what, exc):
+    return CliError(f"{what}: cannot write {path}: the directory {path.parent} is not "
+                    f"writable ({exc.strerror or exc})")
+
+
 def _parent(path):
     parent = path.parent
     if not parent.is_dir():
@@ -141,8 +146,12 @@ def atomic_path(path, *, suffix=None, protect=(), what=None):
     """
     path = Path(path)
     check_output_file(path, protect=protect, what=what or "output")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None
-                               else suffix, dir=_parent(path))
+    parent = _parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if suffix is None
+                                   else suffix, dir=parent)
+    except OSError as e:
+        raise _unwritable(path, what or "output", e) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -181,7 +190,11 @@ def atomic_dir(path, *, command, force=False, protect=(), what="--out"):
     """
     path = Path(path)
     check_output_dir(path, command, force=force, protect=protect, what=what)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=_parent(path)))
+    parent = _parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+    except OSError as e:
+        raise _unwritable(path, what, e) from None
     try:
         yield tmp
         write_marker(tmp, command)

@@ -192,7 +192,8 @@ CASES = [
                                                                       "model.json")],
      "is or lies in the input"),
     ("o-readonly-dir", "hw.build", lambda r: [str(_model(r)), "-o",
-                                              str(_readonly_dir(r) / "top.v")], "top.v"),
+                                              str(_readonly_dir(r) / "top.v")],
+     "is not writable"),
     ("o-missing-dir", "hw.build", lambda r: [str(_model(r)), "-o", str(r / "no" / "top.v")],
      "does not exist"),
     # hardware parameters
