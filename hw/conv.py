@@ -29,7 +29,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .stream import SPIKE, KIND_BITS, event_signature
+from sim.geometry import KIND_BITS, SPIKE, axis_range
+
+from .stream import event_signature
 from .synapse import SynapseIterator, UpdateLayout
 
 __all__ = ["ConvEngine", "axis_table"]
@@ -38,15 +40,15 @@ __all__ = ["ConvEngine", "axis_table"]
 def axis_table(size, out_size, K, S, P):
     """Per input coordinate: ``(o0, k0, n)`` = first output index, its kernel offset, count.
 
-    The valid outputs are ``o0 + t`` with kernel offset ``k0 - t*S`` for ``t < n``.
+    The valid outputs are ``o0 + t`` with kernel offset ``k0 - t*S`` for ``t < n``; a
+    coordinate that reaches no output is ``(0, 0, 0)``. The window is
+    :func:`sim.geometry.axis_range`.
     """
+    lo, hi = axis_range(size, out_size, K, S, P)
     table = []
-    for v in range(size):
-        lo = max(0, -(-(v + P - K + 1) // S))
-        hi = min(out_size - 1, (v + P) // S)
-        n = max(0, hi - lo + 1)
-        k0 = v + P - lo * S if n else 0
-        table.append((lo if n else 0, k0, n))
+    for v, (o0, o1) in enumerate(zip(lo.tolist(), hi.tolist())):
+        n = o1 - o0 + 1
+        table.append((o0, v + P - o0 * S, n) if n > 0 else (0, 0, 0))
     return table
 
 

@@ -18,7 +18,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .stream import KIND_BITS, event_signature, shape3
+from sim.geometry import KIND_BITS, shape3
+
+from .stream import event_signature
 from .synapse import SynapseIterator, UpdateLayout
 
 __all__ = ["LinearEngine"]

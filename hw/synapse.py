@@ -27,7 +27,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .stream import KIND_BITS, SPIKE
+from sim.geometry import KIND_BITS, SPIKE
 
 __all__ = ["UpdateLayout", "JobLayout", "SynapseIterator"]
 
