@@ -16,6 +16,7 @@ import random
 import numpy as np
 import pytest
 
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from sim.cycles import FifoModel, HwParams, predict
@@ -174,7 +175,9 @@ def test_network_reads_lanes_as_the_cycle_model(lanes):
     if isinstance(lanes, dict):
         lanes = {names[1]: v for v in lanes.values()}
     want = lanes_of(model, lanes)
-    assert [l.L for l in Network(model, lanes=lanes).layers] == want
+    dut = Network(model, lanes=lanes)
+    Fragment.get(dut, None)             # it builds
+    assert [l.L for l in dut.layers] == want
     for i, layer in enumerate(model.layers):
         entry = lanes[i] if isinstance(lanes, list) else (
             lanes.get(layer.name) if isinstance(lanes, dict) else lanes)
