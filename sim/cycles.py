@@ -581,6 +581,8 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Step synchronisation: after each end-of-step word, wait for the first cycle
         ``t`` with ``idle`` (from the cycle after the transfer on), and offer the next word
         at ``t + 1 + sync_cycles`` (plus its gap).
+    max_cycles : int
+        Give up (``RuntimeError``) after this many cycles from ``start``.
     backend : str
         Backend of :func:`sim.reference.run` that provides the spikes.
 
