@@ -15,7 +15,7 @@ addresses are two table lookups and an add away:
 Pipeline: input -> stage A (table lookups and one add each: ``sa0``, ``c``/``ky`` part of
 ``wa0``; registered) -> stage B (the ``kx`` add; registered; events with no output
 position are dropped here) -> :class:`~hw.synapse.SynapseIterator`
--> ``out``. Throughput: one update (one output position x ``L`` lanes) per cycle with
+-> ``out`` (the stage handshakes are :class:`~hw.synapse.SynapseEngine`'s). Throughput: one update (one output position x ``L`` lanes) per cycle with
 no bubble between events; an event costs exactly ``ny*nx*G`` cycles of the iterator, an
 event with no valid position costs none there (it occupies stages A/B for one cycle
 each, hidden while the iterator is busy). Tokens pass through in order and cost one
@@ -24,13 +24,12 @@ cycle. Work is proportional to events, never to the frame.
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Const, Module, Signal
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Array, Const, Signal
 from amaranth.utils import bits_for
 
-from .stream import SPIKE, KIND_BITS, event_signature
-from .synapse import SynapseIterator, UpdateLayout
+from sim.geometry import KIND_BITS, SPIKE, axis_range
+
+from .synapse import SynapseEngine, SynapseIterator
 
 __all__ = ["ConvEngine", "axis_table"]
 
@@ -38,15 +37,15 @@ __all__ = ["ConvEngine", "axis_table"]
 def axis_table(size, out_size, K, S, P):
     """Per input coordinate: ``(o0, k0, n)`` = first output index, its kernel offset, count.
 
-    The valid outputs are ``o0 + t`` with kernel offset ``k0 - t*S`` for ``t < n``.
+    The valid outputs are ``o0 + t`` with kernel offset ``k0 - t*S`` for ``t < n``; a
+    coordinate that reaches no output is ``(0, 0, 0)``. The window is
+    :func:`sim.geometry.axis_range`.
     """
+    lo, hi = axis_range(size, out_size, K, S, P)
     table = []
-    for v in range(size):
-        lo = max(0, -(-(v + P - K + 1) // S))
-        hi = min(out_size - 1, (v + P) // S)
-        n = max(0, hi - lo + 1)
-        k0 = v + P - lo * S if n else 0
-        table.append((lo if n else 0, k0, n))
+    for v, (o0, o1) in enumerate(zip(lo.tolist(), hi.tolist())):
+        n = o1 - o0 + 1
+        table.append((o0, v + P - o0 * S, n) if n > 0 else (0, 0, 0))
     return table
 
 
@@ -55,7 +54,7 @@ def _rom(values):
     return Array([Const(v, width) for v in values])
 
 
-class ConvEngine(wiring.Component):
+class ConvEngine(SynapseEngine):
     """Address generator of a ``conv2d`` (or ``sumpool2d``) layer.
 
     Parameters
@@ -68,10 +67,8 @@ class ConvEngine(wiring.Component):
 
     Attributes
     ----------
-    inp : In(event stream of ``in_shape``)
-    out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
-    busy : Out(1)
-        An event or token is inside the engine.
+    inp, out, busy
+        As :class:`~hw.synapse.SynapseEngine`.
     regs : SimpleNamespace
         Stage registers ``a_valid``, ``a_kind``, ``a_sa``, ``a_wa``, ``a_xwa``, ``a_yn``,
         ``a_xn`` (stage A) and the iterator ``iter`` (stage B is its ``job`` port), for
@@ -82,14 +79,8 @@ class ConvEngine(wiring.Component):
         self.K, self.S, self.P, self.G = kernel, stride, padding, groups
         C, H, W = self.in_shape
         Co, Ho, Wo = self.out_shape
-        self.sa_depth = Ho * Wo * groups
-        self.wa_depth = C * kernel * kernel * groups
         self.n_max = -(-kernel // stride)
-        super().__init__({
-            "inp": In(event_signature(self.in_shape)),
-            "out": Out(stream.Signature(UpdateLayout(self.sa_depth, self.wa_depth))),
-            "busy": Out(1),
-        })
+        super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups)
         K, S, P, G = kernel, stride, padding, groups
         self._ytab = axis_table(H, Ho, K, S, P)
         self._xtab = axis_table(W, Wo, K, S, P)
@@ -106,10 +97,11 @@ class ConvEngine(wiring.Component):
             a_yn=Signal(bits_for(max(n for o, k, n in self._ytab)), name="a_yn"),
             a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
 
-    def elaborate(self, platform):
-        m = Module()
-        C, H, W = self.in_shape
-        Co, Ho, Wo = self.out_shape
+    def stage_a(self, p):
+        """Table lookups and the first adds: ``sa0``, the ``c``/``ky`` part of ``wa0``,
+        the ``kx`` part and the window extent."""
+        C = self.in_shape[0]
+        Wo = self.out_shape[2]
         K, G = self.K, self.G
         ytab, xtab = self._ytab, self._xtab
         y_sa = _rom([o * Wo * G for o, k, n in ytab])
@@ -119,42 +111,12 @@ class ConvEngine(wiring.Component):
         x_wa = _rom([k * G for o, k, n in xtab])
         x_n = _rom([n for o, k, n in xtab])
         c_wa = _rom([c * K * K * G for c in range(C)])
-
         r = self.regs
-        it = m.submodules.iter = r.iter
-        wiring.connect(m, wiring.flipped(self.out), it.out)
+        return [r.a_sa.eq(y_sa[p.y] + x_sa[p.x]), r.a_wa.eq(c_wa[p.c] + y_wa[p.y]),
+                r.a_xwa.eq(x_wa[p.x]), r.a_yn.eq(y_n[p.y]), r.a_xn.eq(x_n[p.x])]
 
-        # stage A: table lookups and the first adds
-        a_valid, a_kind, a_sa, a_wa = r.a_valid, r.a_kind, r.a_sa, r.a_wa
-        a_xwa, a_yn, a_xn = r.a_xwa, r.a_yn, r.a_xn
-        # stage B: job register
-        b_valid = Signal()
-        job = it.job
-        b_ready = ~b_valid | job.ready
-
-        p = self.inp.payload
-        m.d.comb += self.inp.ready.eq(~a_valid | b_ready)
-        with m.If(self.inp.valid & self.inp.ready):
-            m.d.sync += [
-                a_valid.eq(1), a_kind.eq(p.kind),
-                a_sa.eq(y_sa[p.y] + x_sa[p.x]),
-                a_wa.eq(c_wa[p.c] + y_wa[p.y]),
-                a_xwa.eq(x_wa[p.x]), a_yn.eq(y_n[p.y]), a_xn.eq(x_n[p.x]),
-            ]
-        with m.Elif(b_ready):
-            m.d.sync += a_valid.eq(0)
-
-        keep = (a_kind != SPIKE) | ((a_yn != 0) & (a_xn != 0))
-        with m.If(a_valid & b_ready):
-            m.d.sync += [
-                b_valid.eq(keep),
-                job.payload.kind.eq(a_kind),
-                job.payload.sa.eq(a_sa),
-                job.payload.wa.eq(a_wa + a_xwa),
-                job.payload.ny.eq(a_yn),
-                job.payload.nx.eq(a_xn),
-            ]
-        with m.Elif(job.ready):
-            m.d.sync += b_valid.eq(0)
-        m.d.comb += [job.valid.eq(b_valid), self.busy.eq(a_valid | b_valid | it.out.valid)]
-        return m
+    def stage_b(self):
+        """The ``kx`` add; a spike with an empty window is dropped."""
+        r = self.regs
+        keep = (r.a_kind != SPIKE) | ((r.a_yn != 0) & (r.a_xn != 0))
+        return keep, {"sa": r.a_sa, "wa": r.a_wa + r.a_xwa, "ny": r.a_yn, "nx": r.a_xn}

@@ -23,18 +23,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from sim.geometry import default_lanes, lane_groups, shape3
+
 from .conv import ConvEngine
 from .linear import LinearEngine
 from .neuron import NeuronCore
 from .pool import SumPoolEngine, pool_weights
-from .stream import event_signature, shape3
+from .stream import event_signature
 
-__all__ = ["LayerEngine", "lane_rom", "default_lanes"]
-
-
-def default_lanes(layer):
-    """Default lane count: all output channels up to 16 (a linear layer: its outputs)."""
-    return max(1, min(shape3(layer.out_shape)[0], 16))
+__all__ = ["LayerEngine", "lane_rom"]
 
 
 def lane_rom(layer, lanes):
@@ -49,7 +46,7 @@ def lane_rom(layer, lanes):
         Lane width.
     """
     C = shape3(layer.out_shape)[0]
-    G = -(-C // lanes)
+    G = lane_groups(C, lanes)
     if layer.type == "sumpool2d":
         w = pool_weights(layer.in_shape[0], layer.kernel)
         wbits = 2
@@ -70,7 +67,7 @@ class LayerEngine(wiring.Component):
     ----------
     layer : sim.model.Layer
     lanes : int, optional
-        ``L``; default :func:`default_lanes`.
+        ``L >= 1``; ``None``: :func:`sim.geometry.default_lanes` of the output shape.
     fire : bool
         ``False`` for the output layer of a membrane readout.
     in_shape : tuple, optional
@@ -93,9 +90,9 @@ class LayerEngine(wiring.Component):
     def __init__(self, layer, lanes=None, *, fire=True, in_shape=None):
         self.layer = layer
         self.in_shape = tuple(in_shape) if in_shape is not None else tuple(layer.in_shape)
-        self.L = lanes or default_lanes(layer)
+        self.L = default_lanes(layer.out_shape) if lanes is None else lanes
         self.fire = fire
-        self.rom_words, self.wbits = lane_rom(layer, self.L)
+        self.rom_words, self.wbits = lane_rom(layer, self.L)     # checks L >= 1
         self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
         self.G, self.D = self.core.G, self.core.D
         super().__init__({

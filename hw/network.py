@@ -56,10 +56,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
 from sim.model import Model, load_model
 
 from .layer import LayerEngine
-from .stream import END_SAMPLE, SPIKE, input_signature, shape3
+from .stream import input_signature
 
 __all__ = ["Network"]
 
@@ -72,8 +73,9 @@ class Network(wiring.Component):
     model : sim.model.Model or path
         The model (or a model directory).
     lanes : int, sequence or dict, optional
-        Lanes per layer: one int for all, a list in layer order or ``{name: L}``;
-        missing entries use :func:`hw.layer.default_lanes`.
+        Lanes per layer, each ``>= 1``: one int for all, a list in layer order or
+        ``{name: L}``; missing or ``None`` entries use
+        :func:`sim.geometry.default_lanes` (the rule is :func:`sim.geometry.lanes_of`).
     fifo_depth : int
         Depth of every FIFO (the input FIFO and one in front of every later layer).
     coord_bits : int
@@ -98,15 +100,15 @@ class Network(wiring.Component):
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
     def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
-        if not isinstance(model, Model):
-            try:
+        try:
+            if not isinstance(model, Model):
                 model = load_model(model)
-            except Exception:
-                self._MustUse__silence = True
-                raise
-        if not isinstance(fifo_depth, int) or fifo_depth < 2:
+            if not isinstance(fifo_depth, int) or fifo_depth < 2:
+                raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+            lanes = lanes_of(model, lanes)
+        except Exception:
             self._MustUse__silence = True      # a rejected design is not "unused"
-            raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+            raise
         self.model = model
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits
@@ -116,16 +118,7 @@ class Network(wiring.Component):
         self.layers = []
         shape = tuple(model.input.shape)
         for i, layer in enumerate(model.layers):
-            if isinstance(lanes, dict):
-                L = lanes.get(layer.name)
-            elif isinstance(lanes, (list, tuple)):
-                L = lanes[i]
-            else:
-                L = lanes
-            if L is not None and (not isinstance(L, int) or L < 1):
-                self._MustUse__silence = True
-                raise ValueError(f"lanes of layer {layer.name}: {L!r} must be a positive integer")
-            self.layers.append(LayerEngine(layer, L, fire=not (membrane and i == n - 1),
+            self.layers.append(LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
                                            in_shape=shape))
             shape = tuple(layer.out_shape)
         last = model.layers[-1]
@@ -192,7 +185,9 @@ class Network(wiring.Component):
         word = Signal(first)
         m.d.comb += [
             word.kind.eq(p.kind), word.c.eq(p.p), word.y.eq(p.y), word.x.eq(p.x),
-            fifos[0].w_data.eq(Mux(is_spike, word.as_value(), word.as_value() & 3)),
+            # a token keeps only its kind: coordinates 0
+            fifos[0].w_data.eq(Mux(is_spike, word.as_value(),
+                                   word.as_value() & ((1 << KIND_BITS) - 1))),
             fifos[0].w_en.eq(self.inp.valid & ~bad),
             self.inp.ready.eq(fifos[0].w_rdy | bad),
         ]

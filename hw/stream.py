@@ -27,6 +27,8 @@ The network input uses :class:`InputLayout` (``kind``, ``p``, ``y``, ``x`` with
 ``coord_bits`` wide coordinates, so that out-of-range events can be expressed and
 dropped by the range checker).
 
+The token kinds and :func:`shape3` are those of :mod:`sim.geometry` (re-exported here).
+
 This module has no logic; throughput is that of the blocks using it.
 """
 
@@ -34,23 +36,11 @@ from amaranth.hdl import unsigned
 from amaranth.lib import data, stream
 from amaranth.utils import bits_for
 
+# the token kinds and shape rule of every event word: re-exported from the one copy
+from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, shape3
+
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "InputLayout",
            "event_signature", "input_signature", "shape3"]
-
-SPIKE = 0
-END_STEP = 1
-END_SAMPLE = 2
-KIND_BITS = 2
-
-
-def shape3(shape):
-    """``(C, H, W)`` of a tensor shape; a 1-D shape ``(N,)`` becomes ``(N, 1, 1)``."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 1:
-        return (shape[0], 1, 1)
-    if len(shape) == 3:
-        return shape
-    raise ValueError(f"expected a (C, H, W) or (N,) shape, got {shape}")
 
 
 class EventLayout(data.StructLayout):

@@ -1,4 +1,5 @@
-"""Synaptic address iterator shared by the convolution, pooling and linear engines.
+"""Synaptic address iterator and the pipeline front shared by the convolution, pooling and
+linear engines.
 
 A *job* describes the work of one input event: the first state address ``sa0``, the
 first weight address ``wa0`` and the extent ``ny x nx`` of its output window. The
@@ -18,6 +19,12 @@ Throughput: exactly one update per cycle while ``out.ready`` is high; a new job 
 taken in the same cycle as the last update of the previous one, so back-to-back jobs
 have no bubble. ``job.ready`` is ``~busy | (out.ready & last)``; ``out.valid`` is the
 registered ``busy`` flag and never depends on ``out.ready``.
+
+Every engine is ``inp -> stage A -> stage B -> iterator -> out``
+(:class:`SynapseEngine`): stage A registers what the engine looks up for an input event,
+stage B is the job register (it drops a spike that reaches no output position). The
+handshakes of the two stages are written once, in :class:`SynapseEngine`; an engine
+supplies only what its stages compute.
 """
 
 from types import SimpleNamespace
@@ -27,9 +34,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from .stream import KIND_BITS, SPIKE
+from sim.geometry import KIND_BITS, SPIKE
 
-__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator"]
+from .stream import event_signature
+
+__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator", "SynapseEngine"]
 
 
 class UpdateLayout(data.StructLayout):
@@ -143,4 +152,82 @@ class SynapseIterator(wiring.Component):
                     sa_row.eq(sa_row + self.row_sa), wa_row.eq(wa_row + self.row_wa),
                     sa.eq(sa_row + self.row_sa), wa.eq(wa_row + self.row_wa),
                 ]
+        return m
+
+
+class SynapseEngine(wiring.Component):
+    """Base of the address generators: input event -> stage A -> stage B -> iterator.
+
+    * stage A (``regs.a_valid``, ``regs.a_kind`` and the engine's own registers) loads
+      on an input transfer and empties when stage B takes its event;
+      ``inp.ready = ~a_valid | b_ready``;
+    * stage B is the iterator's job register: it loads from stage A when it is empty or
+      the iterator takes its job (``b_ready = ~b_valid | job.ready``), and holds the job
+      only when :meth:`stage_b` says to keep it;
+    * ``busy = a_valid | b_valid | iterator busy``.
+
+    Throughput: with the iterator's own (one update per cycle, no bubble between jobs),
+    an event costs the iterator cycles of its window; an event without work occupies
+    stages A and B for a cycle each, hidden while the iterator is busy.
+
+    A subclass calls ``super().__init__(in_shape, sa_depth, wa_depth)``, then sets
+    ``self.regs`` (a namespace holding at least ``iter``, a :class:`SynapseIterator`,
+    ``a_valid`` and ``a_kind``) and defines :meth:`stage_a` and :meth:`stage_b`.
+
+    Parameters
+    ----------
+    in_shape : tuple
+        Shape of the input events.
+    sa_depth, wa_depth : int
+        Depths of the state RAM and the weight ROM.
+
+    Attributes
+    ----------
+    inp : In(event stream of ``in_shape``)
+    out : Out(stream of :class:`UpdateLayout`)
+    busy : Out(1)
+        An event or token is inside the engine.
+    """
+    def __init__(self, in_shape, sa_depth, wa_depth):
+        self.sa_depth, self.wa_depth = sa_depth, wa_depth
+        super().__init__({
+            "inp": In(event_signature(in_shape)),
+            "out": Out(stream.Signature(UpdateLayout(sa_depth, wa_depth))),
+            "busy": Out(1),
+        })
+
+    def stage_a(self, payload):
+        """Statements (``sync``) that load the engine's stage A registers from the
+        input event ``payload`` (``a_valid`` and ``a_kind`` are loaded by the base)."""
+        raise NotImplementedError
+
+    def stage_b(self):
+        """``(keep, fields)``: whether the event in stage A becomes a job, and the
+        values of the job's ``sa``, ``wa``, ``ny``, ``nx`` (``kind`` is ``a_kind``)."""
+        raise NotImplementedError
+
+    def elaborate(self, platform):
+        m = Module()
+        r = self.regs
+        it = m.submodules.iter = r.iter
+        wiring.connect(m, wiring.flipped(self.out), it.out)
+
+        b_valid = Signal()
+        job = it.job
+        b_ready = ~b_valid | job.ready
+
+        m.d.comb += self.inp.ready.eq(~r.a_valid | b_ready)
+        with m.If(self.inp.valid & self.inp.ready):
+            m.d.sync += [r.a_valid.eq(1), r.a_kind.eq(self.inp.payload.kind),
+                         *self.stage_a(self.inp.payload)]
+        with m.Elif(b_ready):
+            m.d.sync += r.a_valid.eq(0)
+
+        keep, fields = self.stage_b()
+        with m.If(r.a_valid & b_ready):
+            m.d.sync += [b_valid.eq(keep), job.payload.kind.eq(r.a_kind)]
+            m.d.sync += [getattr(job.payload, name).eq(v) for name, v in fields.items()]
+        with m.Elif(job.ready):
+            m.d.sync += b_valid.eq(0)
+        m.d.comb += [job.valid.eq(b_valid), self.busy.eq(r.a_valid | b_valid | it.out.valid)]
         return m

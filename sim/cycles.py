@@ -10,74 +10,89 @@ The model is a cycle-level simulation of the *timing* of the datapath only: ever
 register that decides a handshake is mirrored, every arithmetic value is left out. The
 spikes that drive the sweeps and the traffic between layers come from
 :func:`sim.reference.run` (the one copy of the integer rules), so the model needs no
-arithmetic of its own. It mirrors, per layer ``i``:
+arithmetic of its own. One class per block of the RTL, each with the registers of that
+block and a ``clock`` method (one rising edge, from the values of the cycle before it):
 
-* the FIFO in front of the layer (``amaranth.lib.fifo.SyncFIFOBuffered``: an inner
-  queue of ``depth - 1`` words plus an output register; write-to-read latency 2;
-  ``depth == 1`` is a single register that alternates full/empty);
-* the synapse engine: stage A (lookups) and stage B (job register), each a pipeline
-  register with ``ready = ~valid | ready_downstream``; stage B drops a spike with no
-  output position; the :class:`hw.synapse.SynapseIterator` spends ``ny*nx*G`` cycles on a
-  conv/pool spike, ``G`` on a linear spike, one on a token, and takes the next job in the
-  cycle of the last update;
-* the neuron core: accumulate (always ready), the 6-stage sweep over the ``D`` state
-  words that stalls while a word with several spikes emits them one per cycle or the
-  output is not ready, the clear of an end-of-sample token (``D`` cycles), and the
-  token hand-over;
-* the network input (range check: a bad word is accepted and dropped without waiting
-  for the FIFO) and the readout (an end-of-sample token waits while a previous arg-max,
-  ``n_classes`` cycles, is running).
+* :class:`FifoModel`: the FIFO in front of every layer
+  (``amaranth.lib.fifo.SyncFIFOBuffered``, write-to-read latency 2);
+* :class:`EngineModel`: the synapse engine of a layer (``hw.conv`` / ``hw.linear`` /
+  ``hw.pool``): stage A (lookups), stage B (job register), each a pipeline register with
+  ``ready = ~valid | ready_downstream``; stage B drops a spike with no output position;
+  the ``hw.synapse.SynapseIterator`` spends ``ny*nx*G`` cycles on a conv/pool spike, ``G``
+  on a linear spike, one on a token, and takes the next job in the cycle of its last
+  update;
+* :class:`CoreModel`: the neuron core (``hw.neuron``) in its :class:`Phase`: accumulate
+  (always ready), the 6-stage sweep over the ``D`` state words that stalls while a word
+  with several spikes emits them one per cycle or the output is not ready, the clear of
+  an end-of-sample token (``D`` cycles), and the token hand-over;
+* :class:`ReadoutModel`: the arg-max of ``hw.network`` (an end-of-sample token waits
+  while a previous arg-max, ``n_classes`` cycles, is running);
+* :class:`SourceModel`: the testbench driver or host link in front of the network
+  input; the input's range check accepts a bad word and drops it without waiting for
+  the FIFO.
 
-The source (a testbench driver or a host link) is described by the input word list,
-an optional gap before each word (valid held low for that many cycles after the
-previous transfer) and an optional step synchronisation (after every end-of-step word:
-wait for ``idle``, then ``sync_cycles`` more cycles; what a bench that reads the states
-back between steps does).
+The source is described by the input word list, an optional gap before each word (valid
+held low for that many cycles after the previous transfer) and an optional step
+synchronisation (after every end-of-step word: wait for ``idle``, then ``sync_cycles``
+more cycles; what a bench that reads the states back between steps does).
 
 Cycle numbering: cycle ``t`` is the value of the RTL's free-running ``cycle`` counter;
 ``start`` is the cycle in which the first word is offered.
 
-Only numpy is needed; nothing here imports ``hw``.
+Only numpy is needed; nothing here imports ``hw``. ``tests/hw/test_network_cycles.py``
+compares every prediction with ``amaranth.sim`` of the RTL, cycle for cycle.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, axis_range, lane_groups, lanes_of,
+                       shape3)
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "predict"]
-
-SPIKE, END_STEP, END_SAMPLE = 0, 1, 2
-
-
-def _shape3(shape):
-    shape = tuple(int(s) for s in shape)
-    return (shape[0], 1, 1) if len(shape) == 1 else shape
+           "input_words", "layer_work", "predict", "InputWord", "Event", "Job", "Phase",
+           "FifoModel", "EngineModel", "CoreModel", "ReadoutModel", "SourceModel"]
 
 
-def default_lanes(layer):
-    """Same rule as ``hw.layer.default_lanes``: all output channels up to 16."""
-    return max(1, min(_shape3(layer.out_shape)[0], 16))
+class InputWord(NamedTuple):
+    """A word on the network input: token kind, polarity (channel), row, column."""
+    kind: int
+    p: int
+    y: int
+    x: int
 
 
-def lanes_of(model, lanes=None):
-    """Lanes per layer, from an int, a list in layer order or a ``{name: L}`` dict
-    (missing entries: :func:`default_lanes`), as ``hw.network.Network`` reads them."""
-    out = []
-    for i, layer in enumerate(model.layers):
-        if isinstance(lanes, dict):
-            L = lanes.get(layer.name)
-        elif isinstance(lanes, (list, tuple)):
-            L = lanes[i]
-        else:
-            L = lanes
-        out.append(int(L) if L else default_lanes(layer))
-    return out
+class Event(NamedTuple):
+    """A word on a layer's event stream (the payload a FIFO holds)."""
+    kind: int
+    c: int
+    y: int
+    x: int
+
+
+class Job(NamedTuple):
+    """What stage A of a synapse engine makes of an event.
+
+    ``work``: cycles the iterator spends on a spike (:func:`layer_work`; 0: the spike
+    reaches no output and stage B drops it); 0 for a token (which costs one cycle).
+    """
+    kind: int
+    work: int
+
+
+class Phase(enum.IntEnum):
+    """Phase of a neuron core (the ``phase`` register of ``hw.neuron.NeuronCore``)."""
+    ACCUM = 0   #: take updates (``upd.ready``), one per cycle
+    SWEEP = 1   #: the end-of-step sweep over the ``D`` state words
+    CLEAR = 2   #: the end-of-sample clear, one word per cycle
+    TOKEN = 3   #: offer the token on ``out``
 
 
 @dataclass
@@ -87,7 +102,7 @@ class HwParams:
     Attributes
     ----------
     lanes : int, list or dict, optional
-        As ``hw.network.Network(lanes=...)``.
+        As ``hw.network.Network(lanes=...)`` (:func:`sim.geometry.lanes_of`).
     fifo_depth : int
         Depth of every FIFO.
     """
@@ -118,7 +133,8 @@ class CycleReport:
     sample_first : list of int
         Cycle in which the first word of every sample is offered.
     blocked : list of int
-        Per FIFO: cycles in which its writer offered a word and the FIFO was full.
+        Per FIFO: cycles in which its writer offered a word and the FIFO was full (for
+        the input FIFO: an in-range word of the source).
     """
     step_done: list
     sweep_start: list
@@ -156,15 +172,15 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
     ``bad``: optional ``(rng, n)``: ``n`` out-of-range spikes inserted at random places
     in every step (the hardware drops them).
 
-    Returns a list of ``(kind, p, y, x)``.
+    Returns a list of :class:`InputWord` ``(kind, p, y, x)``.
     """
     P, H, W = model.input.shape
     words = []
     for _ in range(samples):
         for k in range(binned.timesteps):
             src, count = binned.step(k)
-            groups = [[(SPIKE, int(s) // (H * W), (int(s) // W) % H, int(s) % W)] * int(n)
-                      for s, n in zip(src, count)]
+            groups = [[InputWord(SPIKE, int(s) // (H * W), (int(s) // W) % H, int(s) % W)]
+                      * int(n) for s, n in zip(src, count)]
             if rng is not None:
                 order = rng.permutation(len(groups))
                 groups = [groups[j] for j in order]
@@ -180,140 +196,364 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
                         y = H + int(brng.integers(1000))
                     else:
                         x = W + int(brng.integers(1000))
-                    step.insert(int(brng.integers(len(step) + 1)), (SPIKE, p, y, x))
+                    step.insert(int(brng.integers(len(step) + 1)), InputWord(SPIKE, p, y, x))
             words += step
-            words.append((END_STEP, 0, 0, 0))
-        words.append((END_SAMPLE, 0, 0, 0))
+            words.append(InputWord(END_STEP, 0, 0, 0))
+        words.append(InputWord(END_SAMPLE, 0, 0, 0))
     return words
-
-
-def _axis_count(size, out_size, K, S, P):
-    """Per input coordinate: number of output indices whose window holds it."""
-    out = np.zeros(size, dtype=np.int64)
-    for v in range(size):
-        lo = max(0, -(-(v + P - K + 1) // S))
-        hi = min(out_size - 1, (v + P) // S)
-        out[v] = max(0, hi - lo + 1)
-    return out
 
 
 def layer_work(layer, in_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``in_shape``.
 
-    ``ny*nx*G`` for a conv/pool (``G = ceil(C_out/L)``), ``G`` for a linear layer, 0
-    for a spike that reaches no output (dropped before the iterator).
+    ``ny*nx*G`` for a conv/pool (``G`` = :func:`sim.geometry.lane_groups`), ``G`` for a
+    linear layer, 0 for a spike that reaches no output (dropped before the iterator).
     """
-    C, H, W = _shape3(in_shape)
-    Co, Ho, Wo = _shape3(layer.out_shape)
-    G = -(-Co // lanes)
+    C, H, W = shape3(in_shape)
+    Co, Ho, Wo = shape3(layer.out_shape)
+    G = lane_groups(Co, lanes)
     if layer.type == "linear":
         return np.full((C, H, W), G, dtype=np.int64)
     if layer.type == "sumpool2d":
         K, S, P = layer.kernel, layer.kernel, 0
     else:
         K, S, P = layer.kernel, layer.stride, layer.padding
-    ny = _axis_count(H, Ho, K, S, P)
-    nx = _axis_count(W, Wo, K, S, P)
+
+    def reached(n_in, n_out):
+        lo, hi = axis_range(n_in, n_out, K, S, P)
+        return np.maximum(hi - lo + 1, 0)
+
+    ny, nx = reached(H, Ho), reached(W, Wo)
     return np.broadcast_to((ny[:, None] * nx[None, :] * G)[None], (C, H, W)).copy()
 
 
-class _Fifo:
-    __slots__ = ("depth", "inner", "out_valid", "out_item")
+class FifoModel:
+    """Timing of ``amaranth.lib.fifo.SyncFIFOBuffered(width, depth)`` (Amaranth 0.5).
+
+    For ``depth >= 2`` the library keeps an inner queue of ``depth - 1`` words (a memory
+    with a synchronous read port) in front of an output register:
+
+    * ``w_rdy``: the inner queue is not full (the output register does not count), so
+      a word written into an empty FIFO is in the inner queue after the edge;
+    * at an edge where the inner queue is not empty and the output register is empty or
+      read (``r_en``), its head moves into the output register (``r_rdy`` = the output
+      register holds a word); otherwise a read empties the output register. A word
+      written in cycle ``t`` is therefore offered (``r_rdy``) from cycle ``t + 2``: the
+      write-to-read latency of 2;
+    * ``level`` = inner queue + output register (``r_level == w_level == level``, what
+      the network's ``idle`` reads).
+
+    ``depth == 1`` is the library's single register: ``w_rdy`` when empty, ``r_rdy`` when
+    full, so it takes a word only every other cycle.
+    """
 
     def __init__(self, depth):
+        if depth < 1:
+            raise ValueError(f"fifo_depth: {depth!r} must be at least 1")
         self.depth = depth
         self.inner = deque()
-        self.out_valid = False
-        self.out_item = None
+        self.r_rdy = False
+        self.r_data = None
 
+    @property
     def w_rdy(self):
         if self.depth == 1:
-            return not self.out_valid
+            return not self.r_rdy
         return len(self.inner) != self.depth - 1
 
+    @property
     def level(self):
-        return len(self.inner) + self.out_valid
+        return len(self.inner) + int(self.r_rdy)
 
-    def update(self, w_en, w_item, r_en):
+    def clock(self, w_en, w_data, r_en):
+        """One edge: ``w_data`` is written when ``w_en & w_rdy``; ``r_en`` is the
+        reader's ready (a word is read when ``r_en & r_rdy``)."""
         if self.depth == 1:
-            if w_en and not self.out_valid:
-                self.out_item = w_item
-                self.out_valid = True
-            elif self.out_valid and r_en:
-                self.out_valid = False
+            if w_en and not self.r_rdy:
+                self.r_data, self.r_rdy = w_data, True
+            elif r_en and self.r_rdy:
+                self.r_rdy = False
             return
-        write = w_en and len(self.inner) != self.depth - 1
-        if self.inner and (not self.out_valid or r_en):
-            self.out_item = self.inner.popleft()
-            self.out_valid = True
+        write = w_en and self.w_rdy
+        if self.inner and (not self.r_rdy or r_en):
+            self.r_data, self.r_rdy = self.inner.popleft(), True
         elif r_en:
-            self.out_valid = False
+            self.r_rdy = False
         if write:
-            self.inner.append(w_item)
+            self.inner.append(w_data)
 
 
-class _Layer:
-    """Timing state of one layer (engine + core)."""
+class EngineWires(NamedTuple):
+    """The combinational handshake signals of a synapse engine in one cycle."""
+    upd_valid: bool     #: the iterator offers an update (``busy``)
+    upd_kind: int       #: its kind
+    last: bool          #: this update is the last of its job
+    job_ready: bool     #: the iterator takes a job (``~busy | (upd.ready & last)``)
+    b_ready: bool       #: stage B takes the job of stage A
+    inp_ready: bool     #: stage A takes an event (the engine's ``inp.ready``)
 
-    def __init__(self, layer, in_shape, lanes, spikes, fire):
-        self.L = lanes
-        C, Ho, Wo = _shape3(layer.out_shape)
-        self.C, self.Ho, self.Wo = C, Ho, Wo
-        self.G = -(-C // lanes)
-        self.D = Ho * Wo * self.G
-        self.work = layer_work(layer, in_shape, lanes)
-        # per step: {word address: lane mask}
-        self.masks = []
-        T = spikes.shape[0]
-        sp = spikes.reshape(T, C, Ho * Wo) if fire else np.zeros((T, C, Ho * Wo), np.uint8)
-        for k in range(T):
-            m = {}
-            cs, pos = np.nonzero(sp[k])
-            for c, p in zip(cs.tolist(), pos.tolist()):
-                a = p * self.G + c // lanes
-                m[a] = m.get(a, 0) | (1 << (c % lanes))
-            self.masks.append(m)
-        # engine
-        self.a_valid = False
-        self.a_item = None
-        self.b_valid = False
-        self.b_item = None
-        self.it_busy = False
-        self.it_kind = 0
-        self.it_rem = 0
-        # core
-        self.phase = 0          # 0 ACCUM, 1 SWEEP, 2 CLEAR, 3 TOKEN
-        self.tok_kind = 0
-        self.sw_active = False
-        self.sw_a = 0
-        self.pv = [False] * 5                       # p1..p5 valid
-        self.pa = [0] * 5                           # p1..p5 address
-        self.mask5 = 0
-        self.clr = 0
-        self.step = 0
 
+class EngineModel:
+    """Timing of a synapse engine: stage A, stage B and the synapse iterator.
+
+    Parameters
+    ----------
+    work : numpy.ndarray
+        :func:`layer_work` of the layer on its input shape.
+    """
+
+    def __init__(self, work):
+        self.work = work
+        self.a: Optional[Job] = None        # stage A register (None: empty)
+        self.b: Optional[Job] = None        # stage B register, the iterator's job port
+        self.it_busy = False                # the iterator issues updates
+        self.it_kind = SPIKE
+        self.it_left = 0                    # updates left of its job, this one included
+
+    @property
     def busy(self):
-        return self.a_valid or self.b_valid or self.it_busy or self.phase != 0
+        return self.a is not None or self.b is not None or self.it_busy
 
+    def job(self, event):
+        """Stage A's lookup: the :class:`Job` of an :class:`Event`."""
+        if event.kind == SPIKE:
+            return Job(SPIKE, int(self.work[event.c, event.y, event.x]))
+        return Job(event.kind, 0)
+
+    def settle(self, upd_ready):
+        """The handshakes of this cycle, given the core's ``upd.ready``."""
+        last = self.it_kind != SPIKE or self.it_left == 1
+        job_ready = not self.it_busy or (upd_ready and last)
+        b_ready = self.b is None or job_ready
+        inp_ready = self.a is None or b_ready
+        return EngineWires(self.it_busy, self.it_kind, last, job_ready, b_ready, inp_ready)
+
+    def clock(self, wires, event, upd_ready):
+        """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none)."""
+        if self.b is not None and wires.job_ready:
+            self.it_busy, self.it_kind = True, self.b.kind
+            self.it_left = self.b.work if self.b.kind == SPIKE else 1
+        elif self.it_busy and upd_ready:
+            if wires.last:
+                self.it_busy = False
+            else:
+                self.it_left -= 1
+        if self.a is not None and wires.b_ready:
+            keep = self.a.kind != SPIKE or self.a.work != 0
+            self.b = self.a if keep else None
+        elif wires.job_ready:
+            self.b = None
+        if event is not None and wires.inp_ready:
+            self.a = self.job(event)
+        elif wires.b_ready:
+            self.a = None
+
+
+class CoreModel:
+    """Timing of a neuron core (``hw.neuron.NeuronCore``).
+
+    Parameters
+    ----------
+    out_shape : tuple
+    lanes : int
+    fired : list of dict
+        Per step ``{state word address: mask of the lanes that fire}`` (from the
+        reference); empty for a core that never fires.
+
+    Attributes
+    ----------
+    sweep_start, step_done : list of int
+        The cycles in which the core accepted each end-of-step token and in which it
+        handed each end-of-step token on.
+    """
+
+    #: sweep stages after the read (P0) that hold a word: P1 .. P5
+    STAGES = 5
+
+    def __init__(self, out_shape, lanes, fired):
+        self.C, self.Ho, self.Wo = shape3(out_shape)
+        self.L = lanes
+        self.G = lane_groups(self.C, lanes)
+        self.D = self.Ho * self.Wo * self.G
+        self.fired = fired
+        self.phase = Phase.ACCUM
+        self.token = END_STEP               # kind of the token to hand on
+        self.sweeping = False               # words left to read (P0)
+        self.next_word = 0                  # the next word P0 reads
+        self.pipe = [None] * self.STAGES    # word address in P1..P5 (None: bubble)
+        self.to_emit = 0                    # fired lanes of P5 not yet emitted
+        self.cleared = 0                    # words cleared so far
+        self.step = 0                       # step of the sample being swept
+        self.sweep_start, self.step_done = [], []
+
+    @property
+    def upd_ready(self):
+        return self.phase == Phase.ACCUM
+
+    @property
+    def busy(self):
+        return self.phase != Phase.ACCUM
+
+    @property
     def out_valid(self):
-        if self.phase == 1:
-            return self.pv[4] and self.mask5 != 0
-        return self.phase == 3
+        if self.phase == Phase.SWEEP:
+            return self.pipe[-1] is not None and self.to_emit != 0
+        return self.phase == Phase.TOKEN
 
-    def out_item(self):
-        """The word on ``out``: ``(kind, c, y, x)``."""
-        if self.phase == 3:
-            return (self.tok_kind, 0, 0, 0)
-        m = self.mask5
+    def out_event(self):
+        """The :class:`Event` on ``out`` (only while :attr:`out_valid`): the token, or
+        the lowest fired lane of the word in P5."""
+        if self.phase == Phase.TOKEN:
+            return Event(self.token, 0, 0, 0)
+        m = self.to_emit
         lane = (m & -m).bit_length() - 1
-        pos, g = divmod(self.pa[4], self.G)
+        pos, g = divmod(self.pipe[-1], self.G)
         y, x = divmod(pos, self.Wo)
-        return (SPIKE, g * self.L + lane, y, x)
+        return Event(SPIKE, g * self.L + lane, y, x)
+
+    def clock(self, t, upd_kind, out_ready):
+        """Edge ending cycle ``t``; ``upd_kind``: the kind of the update taken in this
+        cycle (None: none)."""
+        if self.phase == Phase.ACCUM:
+            if upd_kind == END_STEP:
+                self.phase, self.token = Phase.SWEEP, END_STEP
+                self.sweeping, self.next_word = True, 0
+                self.sweep_start.append(t)
+            elif upd_kind == END_SAMPLE:
+                self.phase, self.token = Phase.CLEAR, END_SAMPLE
+                self.cleared = 0
+        elif self.phase == Phase.SWEEP:
+            self._sweep(out_ready)
+        elif self.phase == Phase.CLEAR:
+            if self.cleared == self.D - 1:
+                self.phase = Phase.TOKEN
+            self.cleared += 1
+        elif out_ready:                     # Phase.TOKEN, handed on
+            self.phase = Phase.ACCUM
+            if self.token == END_STEP:
+                self.step_done.append(t)
+                self.step += 1
+            else:
+                self.step = 0
+
+    def _sweep(self, out_ready):
+        emitting = self.out_valid
+        m = self.to_emit
+        at_most_one = m & (m - 1) == 0
+        # the pipeline advances when P5 is empty, holds no spike, or emits its last one now
+        advance = self.pipe[-1] is None or (at_most_one and (m == 0 or out_ready))
+        if not self.sweeping and all(a is None for a in self.pipe):
+            self.phase = Phase.TOKEN
+        if advance:
+            p4 = self.pipe[-2]
+            self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
+            self.pipe = [self.next_word if self.sweeping else None] + self.pipe[:-1]
+            if self.sweeping:
+                if self.next_word == self.D - 1:
+                    self.sweeping = False
+                self.next_word += 1
+        elif emitting and out_ready:
+            self.to_emit = m & (m - 1)      # the lowest lane is out
 
 
-def _reference_spikes(model, binned, backend):
-    r = reference_run(model, binned, record=True, backend=backend)
-    return [r.spikes[layer.name] for layer in model.layers]
+class ReadoutModel:
+    """Timing of the readout of ``hw.network``: after an end-of-sample token the arg-max
+    runs over the ``n_classes`` scores, one per cycle, then ``done`` strobes."""
+
+    def __init__(self, n_classes):
+        self.n_classes = n_classes
+        self.busy = False
+        self.index = 0
+
+    def ready(self, event):
+        """``out.ready`` of the last layer: an end-of-sample token waits for the arg-max."""
+        return not (self.busy and event is not None and event.kind == END_SAMPLE)
+
+    def clock(self, sample_end):
+        """One edge; ``sample_end``: an end-of-sample token is taken. Returns whether
+        ``done`` strobes in this cycle."""
+        if sample_end:
+            self.busy, self.index = True, 1
+        elif self.busy:
+            if self.index < self.n_classes:
+                self.index += 1
+            else:
+                self.busy = False
+                return True
+        return False
+
+
+class SourceModel:
+    """The driver of the network input: offers ``words`` in order, each after its gap;
+    with ``sync_cycles``, waits after every end-of-step word for ``idle`` and then
+    ``sync_cycles`` more cycles.
+
+    Attributes
+    ----------
+    accepted, sample_first, idle_after_step : list of int
+        As in :class:`CycleReport`.
+    """
+
+    def __init__(self, words, start, gaps=None, sync_cycles=None):
+        self.words = words
+        self.gaps = list(gaps) if gaps is not None else None
+        self.sync_cycles = sync_cycles
+        self.next = 0                       # index of the word to offer
+        self.offer_at = start + self._gap(0)
+        self.waiting_idle = False
+        self.new_sample = True
+        self.accepted, self.sample_first, self.idle_after_step = [], [], []
+
+    def _gap(self, j):
+        return self.gaps[j] if self.gaps else 0
+
+    @property
+    def finished(self):
+        return self.next >= len(self.words)
+
+    def offer(self, t, idle):
+        """The word offered in cycle ``t`` (None: ``valid`` low); ``idle``: the
+        network's ``idle`` in this cycle."""
+        if self.waiting_idle and idle:
+            self.waiting_idle = False
+            self.idle_after_step.append(t)
+            self.offer_at = t + 1 + self.sync_cycles + self._gap(self.next)
+        if self.waiting_idle or self.finished or t < self.offer_at:
+            return None
+        if self.new_sample:
+            self.sample_first.append(t)
+            self.new_sample = False
+        return self.words[self.next]
+
+    def clock(self, t, transfer):
+        """Edge ending cycle ``t``; ``transfer``: the offered word was accepted."""
+        if not transfer:
+            return
+        self.accepted.append(t)
+        kind = self.words[self.next].kind
+        self.next += 1
+        if kind == END_SAMPLE:
+            self.new_sample = True
+        if self.sync_cycles is not None and kind == END_STEP:
+            self.waiting_idle = True
+        elif not self.finished:
+            self.offer_at = t + 1 + self._gap(self.next)
+
+
+def _fired_words(spikes, out_shape, lanes):
+    """Per step ``{state word address: mask of the lanes that fire}`` of the spikes
+    ``(T, *out_shape)`` of one layer."""
+    C, Ho, Wo = shape3(out_shape)
+    G = lane_groups(C, lanes)
+    out = []
+    for step in spikes:
+        m = {}
+        cs, pos = np.nonzero(step.reshape(C, Ho * Wo))
+        for c, p in zip(cs.tolist(), pos.tolist()):
+            a = p * G + c // lanes
+            m[a] = m.get(a, 0) | (1 << (c % lanes))
+        out.append(m)
+    return out
 
 
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
@@ -341,12 +581,21 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Step synchronisation: after each end-of-step word, wait for the first cycle
         ``t`` with ``idle`` (from the cycle after the transfer on), and offer the next word
         at ``t + 1 + sync_cycles`` (plus its gap).
+    max_cycles : int
+        Give up (``RuntimeError``) after this many cycles from ``start``.
     backend : str
         Backend of :func:`sim.reference.run` that provides the spikes.
 
     Returns
     -------
     CycleReport
+
+    Raises
+    ------
+    ValueError
+        Bad lanes (:func:`sim.geometry.lanes_of`) or FIFO depth.
+    RuntimeError
+        No result after ``max_cycles`` cycles.
     """
     params = params or HwParams()
     n = len(model.layers)
@@ -354,186 +603,63 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     P, H, W = model.input.shape
     if words is None:
         words = input_words(model, binned, samples=samples)
-    spikes = _reference_spikes(model, binned, backend)
+    words = [InputWord(*w) for w in words]
+    result = reference_run(model, binned, record=True, backend=backend)
     membrane = model.readout == "membrane"
-    layers = []
+    engines, cores = [], []
     shape = tuple(model.input.shape)
     for i, layer in enumerate(model.layers):
-        layers.append(_Layer(layer, shape, lanes[i], spikes[i],
-                             fire=not (membrane and i == n - 1)))
+        engines.append(EngineModel(layer_work(layer, shape, lanes[i])))
+        spikes = result.spikes[layer.name]
+        if membrane and i == n - 1:         # the output layer of a membrane readout
+            fired = [{} for _ in spikes]
+        else:
+            fired = _fired_words(spikes, layer.out_shape, lanes[i])
+        cores.append(CoreModel(layer.out_shape, lanes[i], fired))
         shape = tuple(layer.out_shape)
-    fifos = [_Fifo(params.fifo_depth) for _ in range(n)]
-    nc = model.layers[-1].n_out
+    fifos = [FifoModel(params.fifo_depth) for _ in range(n)]
+    readout = ReadoutModel(model.layers[-1].n_out)
+    source = SourceModel(words, start, gaps, sync_cycles)
+    blocked = [0] * n
+    sample_done = []
 
-    # source items for FIFO 0: ("s", work) / token kinds; bad words are never written
-    def classify(w):
-        kind, p, y, x = w
-        if kind == SPIKE:
-            if p < P and y < H and x < W:
-                return (SPIKE, int(layers[0].work[p, y, x]))
-            return None
-        if kind in (END_STEP, END_SAMPLE):
-            return (kind, 0)
-        return None
+    def in_range(w):
+        if w.kind == SPIKE:
+            return w.p < P and w.y < H and w.x < W
+        return w.kind in (END_STEP, END_SAMPLE)
 
-    items = [classify(w) for w in words]
-    nw = len(words)
-    gaps = list(gaps) if gaps is not None else None
-    rep = CycleReport(step_done=[[] for _ in range(n)], sweep_start=[[] for _ in range(n)],
-                      sample_done=[], accepted=[], start=start, blocked=[0] * n)
-    new_sample = True
-    am_busy = False
-    am_i = 0
-    wi = 0
-    offer_at = start + (gaps[0] if gaps else 0)
-    waiting_idle = False
+    n_samples = sum(1 for w in words if w.kind == END_SAMPLE)
     t = start
-    end_t = start + max_cycles
-    n_samples = sum(1 for w in words if w[0] == END_SAMPLE)
-    while len(rep.sample_done) < n_samples or wi < nw:
-        if t >= end_t:
+    while len(sample_done) < n_samples or not source.finished:
+        if t >= start + max_cycles:
             raise RuntimeError("cycle model: no progress (max_cycles reached)")
-        # ---------------------------------------------------------- combinational
-        idle = all(not ly.busy() for ly in layers) and all(f.level() == 0 for f in fifos)
-        if waiting_idle and idle:
-            waiting_idle = False
-            rep.idle_after_step.append(t)
-            offer_at = t + 1 + sync_cycles + (gaps[wi] if gaps else 0)
-        src_valid = (not waiting_idle) and wi < nw and t >= offer_at
-        src_item = items[wi] if src_valid else None
-        if src_valid and new_sample:
-            rep.sample_first.append(t)
-            new_sample = False
-        src_fire = src_valid and (src_item is None or fifos[0].w_rdy())
-
-        outs = []   # per layer: (valid, item, ready)
-        for i, ly in enumerate(layers):
-            v = ly.out_valid()
-            it = ly.out_item() if v else None
-            if i == n - 1:
-                rdy = not (am_busy and it is not None and it[0] == END_SAMPLE)
-            else:
-                rdy = fifos[i + 1].w_rdy()
-            outs.append((v, it, rdy))
-        hs = []
-        for ly in layers:
-            upd_ready = ly.phase == 0
-            last = ly.it_kind != SPIKE or ly.it_rem == 1
-            job_ready = (not ly.it_busy) or (upd_ready and last)
-            b_ready = (not ly.b_valid) or job_ready
-            inp_ready = (not ly.a_valid) or b_ready
-            hs.append((upd_ready, last, job_ready, b_ready, inp_ready))
-
-        # ---------------------------------------------------------- registers
+        # -- the cycle's combinational values, all from the registers before the edge
+        idle = (all(not (e.busy or c.busy) for e, c in zip(engines, cores))
+                and all(f.level == 0 for f in fifos))
+        word = source.offer(t, idle)
+        good = word is not None and in_range(word)
+        transfer = word is not None and (not good or fifos[0].w_rdy)  # a bad word: dropped
+        outs = [c.out_event() if c.out_valid else None for c in cores]
+        out_ready = [fifos[i + 1].w_rdy for i in range(n - 1)] + [readout.ready(outs[-1])]
+        wires = [e.settle(c.upd_ready) for e, c in zip(engines, cores)]
+        fifo_out = [f.r_data if f.r_rdy else None for f in fifos]
+        writes = [Event(*word) if good else None] + outs[:-1]
+        # -- the edge
         for i, f in enumerate(fifos):
-            if i == 0:
-                w_en, w_item = src_fire and src_item is not None, src_item
-            else:
-                v, it, _ = outs[i - 1]
-                w_item = None
-                if v:
-                    kind = it[0]
-                    w_item = (SPIKE, int(layers[i].work[it[1], it[2], it[3]])) \
-                        if kind == SPIKE else (kind, 0)
-                w_en = v
-            if w_en and not f.w_rdy():
-                rep.blocked[i] += 1
-            f_out_valid = f.out_valid
-            f_out_item = f.out_item
-            f.update(w_en, w_item, hs[i][4])
-            hs[i] = hs[i] + (f_out_valid, f_out_item)
-        for i, ly in enumerate(layers):
-            upd_ready, last, job_ready, b_ready, inp_ready, in_valid, in_item = hs[i]
-            out_v, out_it, out_rdy = outs[i]
-            # iterator
-            upd_fire = ly.it_busy and upd_ready
-            upd_kind = ly.it_kind
-            if ly.b_valid and job_ready:
-                ly.it_busy = True
-                ly.it_kind = ly.b_item[0]
-                ly.it_rem = ly.b_item[1] if ly.b_item[0] == SPIKE else 1
-            elif ly.it_busy and upd_ready:
-                if last:
-                    ly.it_busy = False
-                else:
-                    ly.it_rem -= 1
-            # stage B
-            if ly.a_valid and b_ready:
-                ly.b_valid = ly.a_item[0] != SPIKE or ly.a_item[1] != 0
-                ly.b_item = ly.a_item
-            elif job_ready:
-                ly.b_valid = False
-            # stage A
-            if in_valid and inp_ready:
-                ly.a_valid = True
-                ly.a_item = in_item
-            elif b_ready:
-                ly.a_valid = False
-            # core
-            ph = ly.phase
-            if ph == 0:
-                if upd_fire and upd_kind == END_STEP:
-                    ly.phase = 1
-                    ly.tok_kind = END_STEP
-                    ly.sw_active = True
-                    ly.sw_a = 0
-                    rep.sweep_start[i].append(t)
-                elif upd_fire and upd_kind == END_SAMPLE:
-                    ly.phase = 2
-                    ly.tok_kind = END_SAMPLE
-                    ly.clr = 0
-            elif ph == 1:
-                pv, pa = ly.pv, ly.pa
-                m5 = ly.mask5
-                single = (m5 & (m5 - 1)) == 0
-                adv = (not pv[4]) or (single and (m5 == 0 or out_rdy))
-                if not (ly.sw_active or any(pv)):
-                    ly.phase = 3
-                if adv:
-                    new5 = ly.masks[ly.step].get(pa[3], 0) if pv[3] else 0
-                    ly.pv = [ly.sw_active] + pv[:4]
-                    ly.pa = [ly.sw_a] + pa[:4]
-                    ly.mask5 = new5
-                    if ly.sw_active:
-                        if ly.sw_a == ly.D - 1:
-                            ly.sw_active = False
-                        ly.sw_a += 1
-                elif out_v and out_rdy:
-                    ly.mask5 = m5 & (m5 - 1)
-            elif ph == 2:
-                if ly.clr == ly.D - 1:
-                    ly.phase = 3
-                ly.clr += 1
-            else:
-                if out_rdy:
-                    ly.phase = 0
-                    if ly.tok_kind == END_STEP:
-                        rep.step_done[i].append(t)
-                        ly.step += 1
-                    else:
-                        ly.step = 0
-        # readout
-        v, it, rdy = outs[-1]
-        if v and rdy and it[0] == END_SAMPLE:
-            am_busy = True
-            am_i = 1
-        elif am_busy:
-            if am_i < nc:
-                am_i += 1
-            else:
-                am_busy = False
-                rep.sample_done.append(t)
-        # source
-        if src_fire:
-            rep.accepted.append(t)
-            kind = words[wi][0]
-            wi += 1
-            if kind == END_SAMPLE:
-                new_sample = True
-            if sync_cycles is not None and kind == END_STEP:
-                waiting_idle = True
-            elif wi < nw:
-                offer_at = t + 1 + (gaps[wi] if gaps else 0)
+            if writes[i] is not None and not f.w_rdy:
+                blocked[i] += 1
+            f.clock(writes[i] is not None, writes[i], wires[i].inp_ready)
+        for i, (e, c) in enumerate(zip(engines, cores)):
+            upd = wires[i].upd_kind if wires[i].upd_valid and c.upd_ready else None
+            e.clock(wires[i], fifo_out[i], c.upd_ready)
+            c.clock(t, upd, out_ready[i])
+        last = outs[-1]
+        if readout.clock(last is not None and out_ready[-1] and last.kind == END_SAMPLE):
+            sample_done.append(t)
+        source.clock(t, transfer)
         t += 1
-    rep.end = rep.sample_done[-1] if rep.sample_done else t
-    return rep
+    return CycleReport(step_done=[c.step_done for c in cores],
+                       sweep_start=[c.sweep_start for c in cores], sample_done=sample_done,
+                       accepted=source.accepted, idle_after_step=source.idle_after_step,
+                       start=start, end=sample_done[-1] if sample_done else t,
+                       sample_first=source.sample_first, blocked=blocked)

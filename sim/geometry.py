@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "RESERVED", "KIND_BITS", "MAX_DEFAULT_LANES",
            "MAX_LANES", "MAX_FIFO_DEPTH",
-           "shape3", "default_lanes", "lane_groups", "conv_out_size", "axis_range"]
+           "shape3", "default_lanes", "lanes_of", "lane_groups", "conv_out_size", "axis_range"]
 
 #: Token kinds, the 2-bit ``kind`` field of every event word.
 SPIKE = 0
@@ -59,6 +59,59 @@ def default_lanes(out_shape):
     return max(1, min(shape3(out_shape)[0], MAX_DEFAULT_LANES))
 
 
+def _positive_int(value):
+    return (not isinstance(value, bool) and isinstance(value, (int, np.integer))
+            and value >= 1)
+
+
+def lanes_of(model, lanes=None):
+    """Lanes of every layer of ``model``, the one rule of ``hw.network.Network(lanes=...)``
+    and of the cycle model.
+
+    Parameters
+    ----------
+    model : sim.model.Model
+        Only ``model.layers`` (their ``name`` and ``out_shape``) is read.
+    lanes : None, int, sequence or dict, optional
+        ``None``: :func:`default_lanes` for every layer; an int: that many for every layer;
+        a sequence: one entry per layer, in layer order; a dict ``{layer name: L}``: those
+        layers, the others their default. An entry ``None`` means the default.
+
+    Returns
+    -------
+    list of int
+        ``L >= 1`` per layer.
+
+    Raises
+    ------
+    ValueError
+        An entry is not a positive integer (0 included: there is no "0 means default"),
+        the sequence has not one entry per layer, or a dict key names no layer.
+    """
+    layers = model.layers
+    if isinstance(lanes, dict):
+        names = {layer.name for layer in layers}
+        unknown = sorted(str(k) for k in lanes if k not in names)
+        if unknown:
+            raise ValueError(f"lanes: no layer named {', '.join(unknown)}")
+        entries = [lanes.get(layer.name) for layer in layers]
+    elif isinstance(lanes, (list, tuple)):
+        if len(lanes) != len(layers):
+            raise ValueError(f"lanes: {len(lanes)} entries for {len(layers)} layers")
+        entries = list(lanes)
+    else:
+        entries = [lanes] * len(layers)
+    out = []
+    for layer, L in zip(layers, entries):
+        if L is None:
+            out.append(default_lanes(layer.out_shape))
+        elif _positive_int(L):
+            out.append(int(L))
+        else:
+            raise ValueError(f"lanes of layer {layer.name}: {L!r} must be a positive integer")
+    return out
+
+
 def lane_groups(channels, lanes):
     """Lane groups ``G = ceil(channels / lanes)`` of one output position.
 
@@ -67,7 +120,7 @@ def lane_groups(channels, lanes):
     ValueError
         ``lanes`` is not a positive integer.
     """
-    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
+    if not _positive_int(lanes):
         raise ValueError(f"lanes must be a positive integer, got {lanes!r}")
     return -(-int(channels) // int(lanes))
 

@@ -46,6 +46,7 @@ import numpy as np
 from numba import njit
 from numba import uint64 as U   # unsigned indices: no negative-index wraparound code
 
+from .geometry import axis_range
 from .model import Model
 from .reference import Result
 
@@ -344,10 +345,8 @@ def _axis_table(n_in, n_out, K, S, P, stride):
     reached (``o * S - P + k == y``) and the offset of the first tap in the strip
     layout (``stride`` elements per tap); an empty range is ``(1, 0)``."""
     NT = (K + S - 1) // S
+    lo, hi = axis_range(n_in, n_out, K, S, P)
     t = np.arange(n_in, dtype=np.int64) + P
-    hi = np.minimum(t // S, n_out - 1)
-    lo_num = t - K + 1
-    lo = np.where(lo_num > 0, -(-lo_num // S), 0)
     r = t % S
     top = r + S * ((K - 1 - r) // S)             # the largest tap of phase r
     j0 = (top - (t - lo * S)) // S               # index of the first tap used

@@ -8,19 +8,14 @@ them (Amaranth struct layouts: first field in the lowest bits).
 * state word: ``L`` lanes of ``acc_bits`` two's-complement, lane 0 lowest.
 """
 
-__all__ = ["bits_for", "Layout", "input_layout", "event_layout", "split_lanes"]
+from ..geometry import KIND_BITS, shape3
 
-KIND_BITS = 2
+__all__ = ["bits_for", "Layout", "input_layout", "event_layout", "split_lanes"]
 
 
 def bits_for(n):
     """Bits that hold the non-negative integer ``n`` (at least 1), as amaranth's."""
     return max(1, int(n).bit_length())
-
-
-def _shape3(shape):
-    shape = tuple(int(s) for s in shape)
-    return (shape[0], 1, 1) if len(shape) == 1 else shape
 
 
 class Layout:
@@ -53,7 +48,7 @@ def input_layout(coord_bits=16):
 
 def event_layout(shape):
     """The event word of a tensor of ``shape``."""
-    C, H, W = _shape3(shape)
+    C, H, W = shape3(shape)
     return Layout([("kind", KIND_BITS), ("c", bits_for(C - 1)), ("y", bits_for(H - 1)),
                    ("x", bits_for(W - 1))])
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cycles import HwParams, input_words, lanes_of, predict
+from ..cycles import HwParams, input_words, predict
+from ..geometry import SPIKE, lane_groups, lanes_of, shape3
 from ..reference import run as reference_run
 from .layout import event_layout, input_layout, split_lanes
 
 __all__ = ["NetworkModel", "LayerInfo"]
-
-
-def _shape3(shape):
-    shape = tuple(int(s) for s in shape)
-    return (shape[0], 1, 1) if len(shape) == 1 else shape
 
 
 class LayerInfo:
@@ -33,8 +29,8 @@ class LayerInfo:
         self.layer = layer
         self.name = layer.name
         self.L = lanes
-        self.C, self.Ho, self.Wo = _shape3(layer.out_shape)
-        self.G = -(-self.C // lanes)
+        self.C, self.Ho, self.Wo = shape3(layer.out_shape)
+        self.G = lane_groups(self.C, lanes)
         self.D = self.Ho * self.Wo * self.G
         self.acc_bits = layer.acc_bits
         self.event = event_layout(layer.out_shape)
@@ -111,7 +107,7 @@ class NetworkModel:
         self.words = input_words(model, binned, samples=samples, rng=rng, bad=bad)
         P, H, W = model.input.shape
         self.n_bad = sum(1 for k, p, y, x in self.words
-                         if k == 0 and not (p < P and y < H and x < W))
+                         if k == SPIKE and not (p < P and y < H and x < W))
         lanes = lanes_of(model, self.params.lanes)
         self.layers = [LayerInfo(layer, L) for layer, L in zip(model.layers, lanes)]
         self.input = input_layout(coord_bits)

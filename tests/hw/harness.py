@@ -7,9 +7,10 @@ import numpy as np
 
 from amaranth.sim import Simulator
 
-from hw.stream import END_SAMPLE, END_STEP, SPIKE, shape3
+from sim.geometry import END_SAMPLE, END_STEP, SPIKE, shape3
 from sim.model import InputSpec, Model
 from sim.reference import run as ref_run
+from sim.tb.layout import split_lanes
 
 
 def pack(layout, **fields):
@@ -26,18 +27,6 @@ def unpack(layout, word, *names):
         f = layout[name]
         out.append((word >> f.offset) & ((1 << f.width) - 1))
     return tuple(out)
-
-
-def lanes_to_ints(word, lanes, width):
-    """Split a packed word of ``lanes`` signed ``width``-bit lanes into Python ints."""
-    out = []
-    mask = (1 << width) - 1
-    for j in range(lanes):
-        v = (word >> (j * width)) & mask
-        if v >> (width - 1):
-            v -= 1 << width
-        out.append(v)
-    return out
 
 
 def events_of_step(binned, k, rng, shape):
@@ -63,7 +52,7 @@ def words_to_states(words, core):
     out = np.zeros(C * Ho * Wo, dtype=np.int64)
     for a, word in enumerate(words):
         pos, g = divmod(a, G)
-        for j, v in enumerate(lanes_to_ints(word, L, core.layer.acc_bits)):
+        for j, v in enumerate(split_lanes(word, L, core.layer.acc_bits)):
             c = g * L + j
             if c < C:
                 out[c * Ho * Wo + pos] = v

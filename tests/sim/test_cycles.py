@@ -1,5 +1,6 @@
-"""Tests of the cycle model that need no RTL (the RTL benches in tests/cocotb compare it
-with the hardware cycle for cycle)."""
+"""Tests of the cycle model that need no RTL (tests/hw/test_network_cycles.py compares it
+with amaranth.sim of the network, the RTL benches in tests/cocotb with the Verilog, cycle
+for cycle)."""
 
 import numpy as np
 
