@@ -352,8 +352,10 @@ class Layer:
 class Model:
     """A whole network: input binning, layers in evaluation order, and readout.
 
-    ``version`` is the format version the model was read from (informative: a model is
-    always held in the version-2 structure and saved as version 2).
+    ``version`` is the format version the model was read from (``None``: built in
+    memory). It only chooses how messages name a synapse's fields (at the layer, as in
+    version 1, or as ``synapses[j]``); a model is always held in the version-2 structure
+    and saved as version 2.
     """
     input: InputSpec
     layers: list
@@ -361,7 +363,7 @@ class Model:
     roms: list | None = None
     meta: dict | None = None
     path: Path | None = field(default=None, compare=False)
-    version: int = field(default=VERSION, compare=False)
+    version: int | None = field(default=None, compare=False)
 
     @property
     def n_classes(self):
@@ -489,13 +491,14 @@ def validate_model(model, where="model"):
         if layer.name in index:
             raise ModelError(f"{at}.name: duplicate layer name {layer.name!r}")
         index[layer.name] = i
-    v1_names = model.version == 1
     for i, layer in enumerate(model.layers):
         at = f"{where}: layers[{i}] ({layer.name})"
         _validate_neurons(layer, at)
         if not isinstance(layer.synapses, list) or not layer.synapses:
             raise ModelError(f"{at}.synapses: a layer needs at least one synapse")
         for j, syn in enumerate(layer.synapses):
+            v1_names = model.version == 1 or (model.version is None and
+                                              len(layer.synapses) == 1)
             at_s = at if v1_names else f"{at}.synapses[{j}]"
             _validate_synapse(model, i, layer, syn, at, at_s, index)
         _validate_layer_params(layer, at)
