@@ -309,8 +309,7 @@ class Layer:
         return np.repeat(per_channel, self.n_out // self.c_out)
 
     def _fan_in(self, syn):
-        in_shape = syn.in_shape if syn.in_shape is not None else self.in_shape
-        return syn.kind.fan_in_abs(syn, tuple(in_shape), tuple(self.out_shape))
+        return syn.kind.fan_in_abs(syn, tuple(self.out_shape))
 
     def fan_in_abs_sum(self):
         """``sum |w|`` over the fan-in and taps of all synapses, per output channel

@@ -185,7 +185,7 @@ class Kind:
         """Shape of one tap's weights, or ``None`` for a kind without weights."""
         return None
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         """``sum |w|`` over the fan-in and the taps of every output channel (an upper
         bound: padding is ignored), as Python integers of shape ``(C_out,)``."""
         raise NotImplementedError

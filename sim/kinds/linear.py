@@ -23,7 +23,7 @@ class Linear(Kind):
     def weight_shape(self, syn, in_shape, out_shape):
         return (out_shape[0], in_shape[0])
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         w = np.abs(syn.weights.astype(np.int64))
         if syn.taps > 1:
             w = w.sum(axis=0)

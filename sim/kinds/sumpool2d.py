@@ -29,7 +29,7 @@ class SumPool2d(Kind):
         c, h, w = in_shape
         return (c, h // syn.kernel, w // syn.kernel)
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         return [syn.kernel * syn.kernel * syn.taps] * out_shape[0]
 
     def accumulate(self, syn, w, in_shape, out_shape, acc, src, count):
