@@ -76,6 +76,12 @@ class Registry:
         self._items[name] = item
         return item
 
+    def unregister(self, name):
+        """Remove ``name`` (a plugin that is unloaded, a test's own kind)."""
+        if name not in self._items:
+            raise KeyError(f"unknown {self.what} {name!r}")
+        del self._items[name]
+
     def __getitem__(self, name):
         try:
             return self._items[name]
