@@ -392,3 +392,57 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
     for i, layer in enumerate(layers):
         layer.acc_bits = model.required_acc_bits(i)
     return validate_model(model)
+
+
+# -- command line: a random v2 graph and a sample for it ---------------------------------------
+
+PROG = "python -m sim.randmodel"
+
+
+def main(argv=None):
+    """``python -m sim.randmodel --seed N --model DIR --events FILE.npz``: write a random
+    version-2 graph (:func:`random_graph`) as a model directory and a random event sample
+    that fits its input, for trying ``python -m sim.run`` on a graph. Neither target may
+    exist (nothing is replaced)."""
+    from pathlib import Path
+
+    from .cli import ArgumentParser, CliError, atomic_path
+    from .events import make_events, save_events
+    from .model import save_model
+
+    p = ArgumentParser(prog=PROG, description="Write a random version-2 graph model "
+                       "directory and an event sample for it.")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--layers", type=int, default=4, help="number of layers (default 4)")
+    p.add_argument("--model", required=True, type=Path, help="model directory to create")
+    p.add_argument("--events", required=True, type=Path, help="event sample (.npz) to write")
+    args = p.parse_args(argv)
+    if not 1 <= args.layers <= 16:
+        raise CliError(f"--layers: {args.layers} is outside 1..16")
+    if args.seed < 0:
+        raise CliError(f"--seed: {args.seed} must not be negative")
+    for opt, path in (("--model", args.model), ("--events", args.events)):
+        if path.exists() or path.is_symlink():
+            raise CliError(f"{opt}: {path} already exists (nothing is replaced)")
+        if not path.parent.is_dir():
+            raise CliError(f"{opt}: {path}: the directory {path.parent} does not exist")
+    if args.events.suffix != ".npz":
+        raise CliError(f"--events: {args.events}: expected a .npz file name")
+    rng = np.random.default_rng(args.seed)
+    model = random_graph(rng, n_layers=args.layers, input_shape=(2, 8, 8), timesteps=8,
+                         count_clip=2, readout="spike_count")
+    events = make_events(model.input.shape, 400, model.input.timesteps * model.input.dt_us,
+                         rng)
+    with atomic_path(args.events, suffix=".npz") as tmp:
+        save_events(tmp, events)
+    save_model(model, args.model, overwrite=False)
+    kinds = sorted({s.type for layer in model.layers for s in layer.synapses})
+    print(f"{args.model}: {len(model.layers)} layers, "
+          f"{sum(len(layer.synapses) for layer in model.layers)} synapses "
+          f"({', '.join(kinds)}); {args.events}: {len(events)} events")
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_main
+    run_main(main, prog=PROG)

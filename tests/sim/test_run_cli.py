@@ -355,3 +355,29 @@ def test_v2_bad_model_exit_2(graph_files, tmp_path, capsys, case):
     out, err = capsys.readouterr()
     _assert_one_line_error(rc, out, err, fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == before       # nothing written
+
+
+def test_randmodel_cli_writes_a_graph_sim_run_reads(tmp_path, capsys):
+    from sim import randmodel
+    args = ["--seed", "3", "--model", str(tmp_path / "g"), "--events", str(tmp_path / "g.npz")]
+    assert cli.main_guard(randmodel.main, args, prog=randmodel.PROG) == 0
+    model = load_model(tmp_path / "g")
+    assert model.version == 2 and len(model.layers) == 4
+    assert sum(len(layer.synapses) for layer in model.layers) > 4
+    dump = tmp_path / "d.npz"
+    assert cli.main_guard(main, ["--model", str(tmp_path / "g"), "--events",
+                                 str(tmp_path / "g.npz"), "--dump", str(dump)], prog=PROG) == 0
+    with np.load(dump) as z:
+        assert {f"spikes_{layer.name}" for layer in model.layers} <= set(z.files)
+    capsys.readouterr()
+    # nothing is replaced; bad values are one line, exit 2, nothing written
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for bad, frag in ((args, "already exists"),
+                      (["--model", str(tmp_path / "h"), "--events", str(tmp_path / "h.npz"),
+                        "--layers", "0"], "--layers"),
+                      (["--model", str(tmp_path / "h"), "--events", str(tmp_path / "h.txt")],
+                       "--events")):
+        rc = cli.main_guard(randmodel.main, bad, prog=randmodel.PROG)
+        out, err = capsys.readouterr()
+        assert rc == 2 and frag in err and len(err.strip().splitlines()) == 1, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
