@@ -91,6 +91,25 @@ class Conv2d(Kind):
     def rom_columns(self, w):
         return w.reshape(w.shape[0], -1).T              # address (c_in*K + ky)*K + kx
 
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if len(src_shape) != 3:
+            return None
+        C, H, W = src_shape
+        if out_shape is None:
+            K = int(rng.integers(1, min(3, H, W) + 1))
+            S = int(rng.integers(1, 3))
+            P = int(rng.integers(0, K))
+            return K, S, P, (int(rng.integers(1, max_channels + 1)),
+                             conv_out_size(H, K, S, P), conv_out_size(W, K, S, P))
+        if len(out_shape) != 3:
+            return None
+        _, Ho, Wo = out_shape
+        options = [(K, S, P) for K in range(1, 6) for S in range(1, 4) for P in range(K)
+                   if conv_out_size(H, K, S, P) == Ho and conv_out_size(W, K, S, P) == Wo]
+        if not options:
+            return None
+        return (*options[int(rng.integers(len(options)))], tuple(out_shape))
+
 
 def _positions(in3, out3, K, S, P):
     """Output positions of an event at every ``(c, y, x)`` (conv windows)."""

@@ -47,5 +47,10 @@ class Linear(Kind):
     def rom_columns(self, w):
         return w.T                                       # address = input index
 
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if out_shape is None:
+            return None, None, None, (int(rng.integers(1, 9)),)
+        return (None, None, None, tuple(out_shape)) if len(out_shape) == 1 else None
+
 
 KINDS.register(Linear())
