@@ -580,3 +580,20 @@ def test_random_graphs_backends_agree(block):
             seen["recurrent"] += any(model.index(s.source) >= i for s in layer.synapses
                                      if s.source != "input")
     assert all(n > 3 for n in seen.values()), seen
+
+
+def test_spike_counts_above_255_are_uint16():
+    """u = 3 * 97 = 291 with threshold 1 and spike_limit 300: 291 spikes in one step,
+    delivered as one count to the next layer (weight 2: 582 into a membrane output)."""
+    syn = Synapse("input", "linear", weights=np.array([[97]]), weight_bits=8)
+    many = _v2_layer("many", (1,), [syn], threshold=1, reset="zero", state_bits=12,
+                     spike_limit=300)
+    out = _v2_layer("out", (1,), [Synapse("many", "linear", weights=np.array([[2]]),
+                                          weight_bits=3)],
+                    threshold=1, reset="none", state_bits=12)
+    model, binned = _v2_model((1, 1, 1), [[[[3]]]], [many, out], count_clip=3)
+    model.readout = "membrane"
+    for r in _v2_runs(model, binned):
+        assert r.spikes["many"].dtype == np.uint16 and r.spikes["out"].dtype == np.uint8
+        assert r.spikes["many"].ravel().tolist() == [291]
+        assert r.scores.tolist() == [582]
