@@ -210,13 +210,13 @@ def _scatter(v, w, woff, tab, m, keys, ns, a, b, counted):
 # -- the neuron update ----------------------------------------------------------------
 
 @njit(inline="always", **_JIT)
-def _update_plain(v, thr, bias, flags, nkey, lm, keys, cnts):
+def _update_plain(v, thr, bias, flags, nkey, lm, keys):
     """Steps 3-5 of the contract for every neuron of a layer with version-1 neurons
     (channel-last).
 
     ``thr`` and ``bias`` are per neuron (a layer that never fires has the threshold
     ``state_max + 1``). Writes the keys of the neurons that fire (from ``nkey``) to
-    ``keys`` (and count 1 to ``cnts``) from ``lm[_LVOFF]`` on and returns
+    ``keys`` from ``lm[_LVOFF]`` on and returns
     ``(number of spiking neurons, spikes, overflow flag)``.
     """
     voff = lm[_LVOFF]
@@ -240,11 +240,11 @@ def _update_plain(v, thr, bias, flags, nkey, lm, keys, cnts):
         nv = 0 if (s & zero) else nv
         v[U(i)] = nv
         flags[U(i)] = s
-    # compaction: always write, advance only on a spike
+    # compaction: always write, advance only on a spike (the counts of single spikes are
+    # never read: readers of a layer with spike_limit 1 take each spike as count 1)
     nsp = voff
     for i in range(voff, end):
         keys[U(nsp)] = nkey[U(i)]
-        cnts[U(nsp)] = 1
         nsp += flags[U(i)]
     return nsp - voff, nsp - voff, ovf != 0
 
@@ -383,23 +383,25 @@ def _run_kernel(lmeta, smeta, w, tab, thr, bias, nkey, ktab, v, cur, flags, in_p
                     for j in range(n):
                         u = min(max(v[U(voff + j)] + bias[U(voff + j)], smin), smax)
                         scores[U((j % Co) * HW + j // Co)] = u
-                nfire, total, ovf = _update_plain(v, thr, bias, flags, nkey, lm, keys, cnts)
+                nfire, total, ovf = _update_plain(v, thr, bias, flags, nkey, lm, keys)
             else:
                 nfire, total, ovf = _update_general(v, cur, thr, bias, flags, nkey, lm, keys,
                                                     cnts, scores, want_u)
             nsp[li] = nfire
             overflow[li, k] = ovf
             spike_count[li] += total
+            multi = lm[_LIMIT] > 1              # spikes carry counts (cnts is valid)
             if last and not membrane:
                 for j in range(voff, voff + nfire):
-                    scores[_chw(keys[U(j)], Ho, Wo)] += cnts[U(j)]
+                    scores[_chw(keys[U(j)], Ho, Wo)] += cnts[U(j)] if multi else 1
             if lm[_HOFF] >= 0:
                 # keep this step's spikes for delayed readers
                 slot = k % lm[_HDEPTH]
                 h = lm[_HOFF] + slot * n
                 for j in range(nfire):
                     hist_keys[U(h + j)] = keys[U(voff + j)]
-                    hist_cnts[U(h + j)] = cnts[U(voff + j)]
+                    if multi:
+                        hist_cnts[U(h + j)] = cnts[U(voff + j)]
                 hist_n[U(lm[_HSLOT] + slot)] = nfire
             if record:
                 # channel-last -> (C, H, W); every entry of the step is written
@@ -611,14 +613,15 @@ class NumbaNetwork:
         cur = np.zeros(N if self.has_current else 1, dtype=self.dtype)
         keys = np.empty(N, dtype=np.int64)
         cnts = np.empty(N, dtype=np.int64)
-        flags = np.empty(N, dtype=np.uint16)
+        # spike counts: uint8 unless a layer allows more than 255 spikes per step
+        wide = any(layer.spike_limit > 255 for layer in model.layers)
+        flags = np.empty(N, dtype=np.uint16 if wide else np.uint8)
         hist_keys = np.empty(self.n_history, dtype=np.int64)
         hist_cnts = np.empty(self.n_history, dtype=np.int64)
         hist_n = np.zeros(self.n_slots, dtype=np.int64)
         nsp = np.zeros(L, dtype=np.int64)
         if record:
-            # the kernel writes every entry; counts above 255 only where a layer allows them
-            wide = any(layer.spike_limit > 255 for layer in model.layers)
+            # the kernel writes every entry
             rec_s = np.empty((T, N), dtype=np.uint16 if wide else np.uint8)
             rec_v = np.empty((T, N), dtype=np.int64)
             rec_c = np.zeros((T, N) if self.has_current else (1, 1), dtype=np.int64)
