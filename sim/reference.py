@@ -135,7 +135,9 @@ def neuron_update(layer, acc, thr, fire=True):
     overflow = bool((u != acc).any())
     if layer.v_min is not None:
         u = np.maximum(u, layer.v_min)
-    if fire:
+    if fire and layer.spike_limit == 1:
+        s = (u >= thr).astype(np.int64)
+    elif fire:
         s = np.where(u >= thr, np.minimum(layer.spike_limit, u // thr), 0)
     else:
         s = np.zeros(u.shape, dtype=np.int64)
