@@ -78,11 +78,11 @@ def random_layer(rng, name, kind, in_shape, *, count_clip=1, out_channels=None,
     if bias is None:
         bias = bool(rng.integers(2))
     b = None
-    if bias and kind != "sumpool2d":
+    if bias and wshape is not None:                       # a kind without weights has no bias
         blim = max(1, min(smax, 4 << max(0, weight_bits - 2)))
         b = rng.integers(-blim, blim + 1, size=Co).astype(np.int64)
     per_channel = bool(rng.integers(2)) if per_channel is None else per_channel
-    if kind == "sumpool2d":
+    if wshape is None:                                    # sum pool: the window's count
         typical = K * K
     else:
         typical = max(1, (1 << (weight_bits - 1)) // 2)
