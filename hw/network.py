@@ -57,12 +57,27 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
-from sim.model import Model, load_model
+from sim.model import Model, ModelError, chain_problem, load_model
 
 from .layer import LayerEngine
 from .stream import input_signature
 
 __all__ = ["Network"]
+
+
+def _checked(model, lanes, fifo_depth):
+    """The model (loaded when a path is given) and the lanes of every layer, or an error:
+    a model the generator cannot build (a graph), a bad ``fifo_depth`` or bad lanes."""
+    if not isinstance(model, Model):
+        model = load_model(model)
+    problem = chain_problem(model)
+    if problem is not None:
+        where = f"{model.path}/model.json" if model.path is not None else "model"
+        raise ModelError(f"{where}: {problem}; the hardware generator supports chains "
+                         f"only (issue 13)")
+    if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
+        raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+    return model, lanes_of(model, lanes)
 
 
 class Network(wiring.Component):
@@ -99,16 +114,16 @@ class Network(wiring.Component):
     log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
+    def __new__(cls, model, *, lanes=None, fifo_depth=16, src_loc_at=0, **kwargs):
+        # Checked before the object exists, so that a refused design is not left behind
+        # for Amaranth to warn about as "created but never used" (as boards.uart does).
+        model, lanes = _checked(model, lanes, fifo_depth)
+        self = super().__new__(cls, src_loc_at=1 + src_loc_at)
+        self._checked = (model, lanes)
+        return self
+
     def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
-        try:
-            if not isinstance(model, Model):
-                model = load_model(model)
-            if not isinstance(fifo_depth, int) or fifo_depth < 2:
-                raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
-            lanes = lanes_of(model, lanes)
-        except Exception:
-            self._MustUse__silence = True      # a rejected design is not "unused"
-            raise
+        model, lanes = self._checked
         self.model = model
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits

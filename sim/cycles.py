@@ -52,7 +52,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import (END_SAMPLE, END_STEP, SPIKE, axis_range, lane_groups, lanes_of,
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, lane_groups, lanes_of,
                        shape3)
 from .reference import run as reference_run
 
@@ -206,25 +206,15 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
 def layer_work(layer, in_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``in_shape``.
 
-    ``ny*nx*G`` for a conv/pool (``G`` = :func:`sim.geometry.lane_groups`), ``G`` for a
-    linear layer, 0 for a spike that reaches no output (dropped before the iterator).
+    ``positions*G`` (``G = ceil(C_out/L)``; the positions reached come from the synapse
+    kind's ``event_positions`` hook in :mod:`sim.registry`: ``ny*nx`` for a conv/pool,
+    1 for a linear layer), 0 for a spike that reaches no output (dropped before the
+    iterator).
     """
-    C, H, W = shape3(in_shape)
-    Co, Ho, Wo = shape3(layer.out_shape)
-    G = lane_groups(Co, lanes)
-    if layer.type == "linear":
-        return np.full((C, H, W), G, dtype=np.int64)
-    if layer.type == "sumpool2d":
-        K, S, P = layer.kernel, layer.kernel, 0
-    else:
-        K, S, P = layer.kernel, layer.stride, layer.padding
-
-    def reached(n_in, n_out):
-        lo, hi = axis_range(n_in, n_out, K, S, P)
-        return np.maximum(hi - lo + 1, 0)
-
-    ny, nx = reached(H, Ho), reached(W, Wo)
-    return np.broadcast_to((ny[:, None] * nx[None, :] * G)[None], (C, H, W)).copy()
+    syn = layer.synapse
+    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
+    G = lane_groups(out3[0], lanes)
+    return syn.kind.event_positions(syn, in3, out3) * G
 
 
 class FifoModel:

@@ -14,7 +14,7 @@ import pytest
 from sim.events import BinnedEvents, bin_events, make_events
 from sim.model import InputSpec, Model, validate_model
 from sim.randmodel import model_from_spec, random_binned, random_layer, random_model
-from sim.reference import _NumpyLayer, available_backends, run
+from sim.reference import available_backends, run
 
 kernels = pytest.importorskip("sim.kernels")
 
@@ -37,18 +37,23 @@ def assert_same(ref, got, model, record=True):
             T = model.input.timesteps
             assert got.spikes[name].shape == (T, *layer.out_shape)
             assert got.states[name].shape == (T, *layer.out_shape)
-            assert got.spikes[name].dtype == np.uint8
+            assert got.spikes[name].dtype == ref.spikes[name].dtype
             for k in range(T):
                 np.testing.assert_array_equal(got.spikes[name][k], ref.spikes[name][k],
                                               err_msg=f"spikes {name} step {k}")
                 np.testing.assert_array_equal(got.states[name][k], ref.states[name][k],
                                               err_msg=f"states {name} step {k}")
+            assert (name in got.currents) == (layer.current is not None)
+            if layer.current is not None:
+                np.testing.assert_array_equal(got.currents[name], ref.currents[name],
+                                              err_msg=f"currents {name}")
     else:
-        assert got.spikes == {} and got.states == {}
+        assert got.spikes == {} and got.states == {} and got.currents == {}
 
 
 def narrow_ok(model):
-    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 for lay in model.layers)
+    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 and
+               (lay.current is None or lay.current.state_bits <= 29) for lay in model.layers)
 
 
 def compare(model, binned):
@@ -205,22 +210,18 @@ def test_network_reuse():
         assert_same(ref, kernels.run_numba(model, binned, network=net), model)
 
 
-@pytest.mark.parametrize("kind", ["conv2d", "linear", "sumpool2d"])
-def test_numba_layer_accumulate(kind):
-    """The per-layer compiled engine adds exactly what the NumPy engine adds."""
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        shape = (int(rng.integers(1, 4)), int(rng.integers(3, 12)), int(rng.integers(3, 12)))
-        layer = random_layer(rng, "x", kind, shape, count_clip=3)
-        n_in = int(np.prod(shape))
-        src = np.flatnonzero(rng.random(n_in) < 0.4)
-        count = rng.integers(1, 4, size=len(src))
-        a = rng.integers(-50, 50, size=layer.n_out)
-        b = a.copy()
-        ops_ref = _NumpyLayer(layer).accumulate(a, src, count)
-        ops = kernels.NumbaLayer(layer).accumulate(b, src, count)
-        np.testing.assert_array_equal(b, a)
-        assert ops == ops_ref
+@pytest.mark.parametrize("block", range(3))
+def test_random_graphs(block):
+    """v2 graphs (residual joins, forks, recurrence, delays and taps, multi-spike, v_min,
+    current-based layers): every dtype and with and without traces."""
+    from sim.randmodel import random_graph
+    for seed in range(block * 30, block * 30 + 30):
+        rng = np.random.default_rng(10_000 + seed)
+        wide = dict(input_shape=(2, 9, 9)) if seed % 3 == 0 else {}
+        model = random_graph(rng, **wide)
+        binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                               model.input.count_clip)
+        compare(model, binned)
 
 
 def test_bad_input_is_refused():
