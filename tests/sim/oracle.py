@@ -432,21 +432,45 @@ def load_dir(path):
     return net
 
 
+def _array_list(array):
+    return None if array is None else array.tolist()
+
+
 def net_from_model(model):
-    """The network description of an in-memory v1 :class:`sim.model.Model`."""
+    """The network description of an in-memory :class:`sim.model.Model`.
+
+    Reads the version-2 structure (``layer.synapses`` a list of synapse objects with
+    ``source``, ``type``, ``kernel``, ``stride``, ``padding``, ``weights``, ``delay``,
+    ``taps``; ``spike_limit``, ``v_min``, ``current``) or, where a layer has no such
+    list, the version-1 attributes (one synapse from the layer before).
+    """
     layers = []
     prev = "input"
     for layer in model.layers:
         out_shape = tuple(int(s) for s in layer.out_shape)
+        synapses = getattr(layer, "synapses", None)
+        if isinstance(synapses, list):
+            synapses = [_synapse(prev if syn.source is None else syn.source, syn.type,
+                                 syn.kernel, syn.stride, syn.padding,
+                                 _array_list(syn.weights), syn.delay, syn.taps)
+                        for syn in synapses]
+        else:
+            synapses = [_synapse(prev, layer.type, layer.kernel, layer.stride, layer.padding,
+                                 _array_list(layer.weights))]
+        current = getattr(layer, "current", None)
+        v_min = getattr(layer, "v_min", None)
         layers.append({
             "name": layer.name, "out_shape": out_shape,
             "bias": None if layer.bias is None else [int(b) for b in layer.bias.tolist()],
             "state_bits": int(layer.state_bits), "acc_bits": int(layer.acc_bits),
             "num": int(layer.beta_num), "frac": int(layer.beta_frac_bits),
             "threshold": _per_channel(layer.threshold.tolist(), out_shape[0], layer.name),
-            "reset": layer.reset, "spike_limit": 1, "v_min": None, "current": None,
-            "synapses": [_synapse(prev, layer.type, layer.kernel, layer.stride, layer.padding,
-                                  None if layer.weights is None else layer.weights.tolist())],
+            "reset": layer.reset, "spike_limit": int(getattr(layer, "spike_limit", 1)),
+            "v_min": None if v_min is None else int(v_min),
+            "current": None if current is None else {
+                "num": int(current.beta_num), "frac": int(current.beta_frac_bits),
+                "bits": int(current.state_bits)},
+            "synapses": synapses,
         })
         prev = layer.name
     net = {"input_shape": tuple(int(s) for s in model.input.shape),
