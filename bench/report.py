@@ -196,7 +196,7 @@ def resource_sweep(log=print):
         t = time.time()
         r = summarize(synth(design(model)))
         r.update(name=name, neurons=int(model.n_neurons),
-                 weights=int(sum(ly.synapses() for ly in model.layers)),
+                 weights=int(sum(ly.weight_count() for ly in model.layers)),
                  seconds=round(time.time() - t, 1))
         log(f"  synth {name}: {r['lut']} LUT, {r['bram36']} BRAM36 ({r['seconds']} s)")
         rows.append(r)

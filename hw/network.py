@@ -56,7 +56,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sim.model import Model, load_model
+from sim.model import Model, ModelError, chain_problem, load_model
 
 from .layer import LayerEngine
 from .stream import END_SAMPLE, SPIKE, input_signature, shape3
@@ -104,6 +104,12 @@ class Network(wiring.Component):
             except Exception:
                 self._MustUse__silence = True
                 raise
+        problem = chain_problem(model)
+        if problem is not None:
+            self._MustUse__silence = True
+            where = f"{model.path}/model.json" if model.path is not None else "model"
+            raise ModelError(f"{where}: {problem}; the hardware generator supports chains "
+                             f"only (issue 13)")
         if not isinstance(fifo_depth, int) or fifo_depth < 2:
             self._MustUse__silence = True      # a rejected design is not "unused"
             raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")

@@ -79,7 +79,7 @@ def evaluate(model, data, *, float_net=None, backend="auto", progress=False):
         k = layer.name
         report["layers"].append({
             "name": k, "type": layer.type, "neurons": layer.n_out,
-            "weights": layer.synapses(), "weight_bits": layer.weight_bits,
+            "weights": layer.weight_count(), "weight_bits": layer.weight_bits,
             "state_bits": layer.state_bits, "acc_bits": layer.acc_bits,
             "spike_rate": spikes[k] / max(1, n * T * layer.n_out),
             "spikes_per_sample": spikes[k] / max(1, n),

@@ -187,34 +187,18 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
     return words
 
 
-def _axis_count(size, out_size, K, S, P):
-    """Per input coordinate: number of output indices whose window holds it."""
-    out = np.zeros(size, dtype=np.int64)
-    for v in range(size):
-        lo = max(0, -(-(v + P - K + 1) // S))
-        hi = min(out_size - 1, (v + P) // S)
-        out[v] = max(0, hi - lo + 1)
-    return out
-
-
 def layer_work(layer, in_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``in_shape``.
 
-    ``ny*nx*G`` for a conv/pool (``G = ceil(C_out/L)``), ``G`` for a linear layer, 0
-    for a spike that reaches no output (dropped before the iterator).
+    ``positions*G`` (``G = ceil(C_out/L)``; the positions reached come from the synapse
+    kind's ``event_positions`` hook in :mod:`sim.registry`: ``ny*nx`` for a conv/pool,
+    1 for a linear layer), 0 for a spike that reaches no output (dropped before the
+    iterator).
     """
-    C, H, W = _shape3(in_shape)
-    Co, Ho, Wo = _shape3(layer.out_shape)
-    G = -(-Co // lanes)
-    if layer.type == "linear":
-        return np.full((C, H, W), G, dtype=np.int64)
-    if layer.type == "sumpool2d":
-        K, S, P = layer.kernel, layer.kernel, 0
-    else:
-        K, S, P = layer.kernel, layer.stride, layer.padding
-    ny = _axis_count(H, Ho, K, S, P)
-    nx = _axis_count(W, Wo, K, S, P)
-    return np.broadcast_to((ny[:, None] * nx[None, :] * G)[None], (C, H, W)).copy()
+    syn = layer.synapse
+    in3, out3 = _shape3(in_shape), _shape3(layer.out_shape)
+    G = -(-out3[0] // lanes)
+    return syn.kind.event_positions(syn, in3, out3) * G
 
 
 class _Fifo:

@@ -1,40 +1,51 @@
 """The compiled, event-driven backend of the reference (numba).
 
 :func:`run_numba` computes exactly the integers of the NumPy backend in
-:mod:`sim.reference` (same :class:`~sim.reference.Result`: spikes, states, overflow
-flags, scores, prediction, synaptic operation counts), only faster. The whole
-``T x layers`` loop runs inside one compiled call, so Python costs nothing per step.
+:mod:`sim.reference` (same :class:`~sim.reference.Result`: spike counts, states,
+currents, overflow flags, scores, prediction, synaptic operation counts), only faster.
+The whole ``T x layers`` loop runs inside one compiled call, so Python costs nothing per
+step. Version-2 graphs run in the same kernel: any number of synapses per layer, from
+the input or any layer, with delays and taps, multi-spike layers, ``v_min`` and
+current-based layers.
 
 How it works
 ------------
 - The network is packed once (:class:`NumbaNetwork`) into flat arrays: one row of
-  integer parameters per layer, all weights in one array, one state array, lookup
-  tables. States and weights are int32 when the layer widths allow it, else int64
+  integer parameters per layer and one per synapse, all weights in one array (tap ``j``
+  of a synapse at a fixed stride after tap 0), one state array (and one current array),
+  lookup tables. States and weights are int32 when the widths allow it, else int64
   (arithmetic is int64 either way).
 - Inside the kernel every layer keeps its state **channel-last** (``H, W, C``), so
   the innermost loop of every synaptic update runs over contiguous output channels.
-  Linear weights are ``(N_in, N_out)`` with rows in the producer's channel-last order.
-  Conv weights are stored by phase, ``(C_in, S, ceil(K/S), S, ceil(K/S), C_out)``:
-  for one input pixel the taps of consecutive output columns are consecutive, so an
-  input spike adds one contiguous strip of weights to one contiguous run of the state
-  per output row it reaches.
-- Synaptic work is event-driven, as in the contract: an input spike at ``(c, y, x)``
-  visits only the output positions whose receptive field holds it
-  (``oy * S - P + ky == y``; the ranges come from per-row and per-column tables, no
-  search and no division), a linear layer adds one weight row, a sum-pool adds the
-  count at ``(y // K, x // K)``.
-- The neuron update (clamp with overflow flag, ``u >= threshold``, reset
-  subtract/zero/none, leak ``(u * num) >> frac_bits`` with an arithmetic shift) is the
-  rule of :func:`sim.reference.neuron_update`, restated for one neuron as a
-  branch-free loop that vectorizes, followed by a compaction of the spikes.
-- A spike travels to the next layer as one int64 key ``y << 42 | x << 21 | c``;
-  recorded traces and scores are written in the contract's ``(C, H, W)`` order.
+- A synapse kind does not appear here by name: each kind's ``pack`` (:mod:`sim.kinds`)
+  maps it onto one of three scatter *primitives*:
+
+  * :data:`STRIP` (``conv2d``): weights by phase, ``(C_in, S, ceil(K/S), S, ceil(K/S),
+    C_out)``; for one input pixel the taps of consecutive output columns are
+    consecutive, so an input spike adds one contiguous strip of weights to one
+    contiguous run of the state per output row it reaches; the output ranges come from
+    per-row and per-column tables (``oy * S - P + ky == y``), no search and no division;
+  * :data:`ROW` (``linear``): one row of ``N_out`` weights per input, rows in the
+    source's channel-last order;
+  * :data:`CHANNEL` (``sumpool2d``, ``identity``): the count times one weight per
+    channel (ones for pooling) added at ``(y // K, x // K)``, same channel.
+
+- Synaptic work is event-driven, as in the contract. A spike travels as one int64 key
+  ``y << 42 | x << 21 | c`` plus its count. Tap ``j`` of a synapse with delay ``d``
+  reads its source's spikes of step ``k - d - j``: the network input keeps every step;
+  a layer read at the same step is read from its spike list of this step; a layer read
+  later keeps its spike lists in a ring of ``min(T, max(d + D))`` steps.
+- The neuron update is the rule of :func:`sim.reference.neuron_update` (and
+  :func:`~sim.reference.current_update`), restated for one neuron: a branch-free loop
+  that vectorizes for version-1 neurons (the common case), a general loop for
+  multi-spike, ``v_min`` and current-based layers; then a compaction of the spikes.
+- Recorded traces and scores are written in the contract's ``(C, H, W)`` order.
 - Array indices are cast to unsigned, which keeps numba's negative-index wraparound
   out of the inner loops (it blocks vectorization).
 
-Synaptic operations are counted as in the NumPy backend: per input spike, its count
-times (reached output positions x ``C_out``) for conv and linear layers, and one per
-reached output for pooling.
+Synaptic operations are counted as in the NumPy backend: per input spike and tap, its
+count times (reached output positions x ``C_out``) for the strip and row primitives,
+and its count per reached output for the channel primitive.
 
 Compiled code is cached on disk (``cache=True``); the first call of a fresh checkout
 compiles (a few seconds).
@@ -46,18 +57,29 @@ import numpy as np
 from numba import njit
 from numba import uint64 as U   # unsigned indices: no negative-index wraparound code
 
-from .model import Model
-from .reference import Result
+from .model import INPUT, Model, RESETS
+from .reference import Result, check_binned, spike_dtype
 
-__all__ = ["NumbaNetwork", "NumbaLayer", "run_numba", "input_keys"]
+__all__ = ["NumbaNetwork", "run_numba", "input_keys", "STRIP", "ROW", "CHANNEL"]
 
-# -- layout of one row of the per-layer parameter table ----------------------------------
-(_TYPE, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _K, _S, _P, _WOFF, _NOUT, _VOFF, _TOFF,
- _SMIN, _SMAX, _BNUM, _BFRAC, _RESET) = range(19)
-_NMETA = 19
+#: Scatter primitives (what a synapse kind's ``pack`` returns first).
+STRIP = 0
+ROW = 1
+CHANNEL = 2
 
-_TYPES = {"conv2d": 0, "linear": 1, "sumpool2d": 2}
-_RESET_CODES = {"subtract": 0, "zero": 1, "none": 2}
+# -- one row of the per-synapse table ------------------------------------------------------
+(_PRIM, _CIN, _HIN, _WIN, _COUT, _HOUT, _WOUT, _K, _S, _P, _WOFF, _VOFF, _TOFF, _SRC,
+ _DELAY, _TAPS, _TAPW) = range(17)
+_NSYN = 17
+# -- one row of the per-layer table --------------------------------------------------------
+(_LCOUT, _LHOUT, _LWOUT, _NOUT, _LVOFF, _SMIN, _SMAX, _BNUM, _BFRAC, _RESET, _SYN0, _SYN1,
+ _LIMIT, _VMIN, _CUR, _CMIN, _CMAX, _CNUM, _CFRAC, _PLAIN, _HOFF, _HDEPTH, _HSLOT) = range(23)
+_NLAYER = 23
+
+#: reset codes, in the order of sim.model.RESETS
+_SUBTRACT, _ZERO, _NONE = range(3)
+_RESET_CODES = {name: code for code, name in enumerate(RESETS)}
+assert RESETS[_SUBTRACT] == "subtract" and RESETS[_ZERO] == "zero"
 
 # a spike travels between layers as one int64 key: y << 42 | x << 21 | c
 _SHIFT_Y = 42
@@ -68,6 +90,12 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 
 # -- synaptic accumulation (event-driven) -------------------------------------------------
+
+@njit(inline="always", **_JIT)
+def _decode(key):
+    """``(y, x, c)`` of a spike key."""
+    return key >> _SHIFT_Y, (key >> _SHIFT_X) & _MASK, key & _MASK
+
 
 @njit(inline="always", **_JIT)
 def _add_row_n(v, ab, w, wb, length, n):
@@ -82,35 +110,30 @@ def _add_row_n(v, ab, w, wb, length, n):
 
 
 @njit(inline="always", **_JIT)
-def _conv_scatter(v, w, tab, m, keys, ns, a, b, counted):
-    """Add the weights of input spikes ``a:b`` to a channel-last conv state.
+def _strip_scatter(v, w, woff, tab, m, keys, ns, a, b, counted):
+    """Add the weights of input spikes ``a:b`` to a channel-last state (:data:`STRIP`).
 
-    Weights are stored by phase (:func:`_conv_strips`): for one input pixel the taps of
-    consecutive output columns are consecutive, and so are the rows of taps for
-    consecutive output rows, so a spike adds one contiguous strip of weights to one
-    contiguous run of the state per output row reached. ``tab`` gives, per input row
-    (then per input column), the first and last output row reached and the offset of
-    its first strip. ``counted``: the spikes carry counts ``ns`` (network input);
-    otherwise each counts 1.
+    Weights are stored by phase: for one input pixel the taps of consecutive output
+    columns are consecutive, and so are the rows of taps for consecutive output rows, so
+    a spike adds one contiguous strip of weights to one contiguous run of the state per
+    output row reached. ``tab`` gives, per input row (then per input column), the first
+    and last output row reached and the offset of its first strip. ``counted``: the
+    spikes carry counts ``ns``; otherwise each counts 1.
     """
     Co = m[_COUT]
     Wo = m[_WOUT]
     S = m[_S]
     voff = m[_VOFF]
-    woff = m[_WOFF]
     ty = m[_TOFF]
     tx = ty + 3 * m[_HIN]
     NT = (m[_K] + S - 1) // S
-    ROW = S * NT * Co                # one row of taps in the strip layout
-    CH = S * NT * ROW                # one input channel
+    ROWLEN = S * NT * Co             # one row of taps in the strip layout
+    CH = S * NT * ROWLEN             # one input channel
     WoCo = Wo * Co
     ops = 0
     for e in range(a, b):
-        key = keys[U(e)]
+        y, x, c = _decode(keys[U(e)])
         n = ns[U(e)] if counted else 1
-        y = key >> _SHIFT_Y
-        x = (key >> _SHIFT_X) & _MASK
-        c = key & _MASK
         iy = ty + 3 * y
         ix = tx + 3 * x
         oy0 = tab[U(iy)]
@@ -125,34 +148,31 @@ def _conv_scatter(v, w, tab, m, keys, ns, a, b, counted):
         for oy in range(oy0, oy1 + 1):
             _add_row_n(v, ab, w, wb, run, n)
             ab += WoCo
-            wb += ROW
+            wb += ROWLEN
         ops += (oy1 - oy0 + 1) * (ox1 - ox0 + 1) * Co * n
     return ops
 
 
 @njit(inline="always", **_JIT)
-def _linear_scatter(v, w, m, keys, ns, a, b, counted):
-    """Add one weight row (``N_out`` contiguous weights) per input spike."""
+def _row_scatter(v, w, woff, m, keys, ns, a, b, counted):
+    """Add one weight row (``N_out`` contiguous weights) per input spike (:data:`ROW`)."""
     Co = m[_COUT]
     Cin = m[_CIN]
     Win = m[_WIN]
     voff = m[_VOFF]
-    woff = m[_WOFF]
     ops = 0
     for e in range(a, b):
-        key = keys[U(e)]
+        y, x, c = _decode(keys[U(e)])
         n = ns[U(e)] if counted else 1
-        y = key >> _SHIFT_Y
-        x = (key >> _SHIFT_X) & _MASK
-        c = key & _MASK
         _add_row_n(v, voff, w, woff + ((y * Win + x) * Cin + c) * Co, Co, n)
         ops += Co * n
     return ops
 
 
 @njit(inline="always", **_JIT)
-def _pool_scatter(v, tab, m, keys, ns, a, b, counted):
-    """Sum-pool: each input spike adds its count at ``(y // K, x // K)`` if that exists."""
+def _channel_scatter(v, w, woff, tab, m, keys, ns, a, b, counted):
+    """Each input spike adds its count times its channel's weight at
+    ``(y // K, x // K)``, same channel, if that output exists (:data:`CHANNEL`)."""
     Co = m[_COUT]
     Wo = m[_WOUT]
     voff = m[_VOFF]
@@ -160,37 +180,53 @@ def _pool_scatter(v, tab, m, keys, ns, a, b, counted):
     tx = ty + 3 * m[_HIN]
     ops = 0
     for e in range(a, b):
-        key = keys[U(e)]
+        y, x, c = _decode(keys[U(e)])
         n = ns[U(e)] if counted else 1
-        y = key >> _SHIFT_Y
-        x = (key >> _SHIFT_X) & _MASK
-        c = key & _MASK
         oy = tab[U(ty + 3 * y)]
         ox = tab[U(tx + 3 * x)]
         if oy >= 0 and ox >= 0:
-            v[U(voff + (oy * Wo + ox) * Co + c)] += n
+            v[U(voff + (oy * Wo + ox) * Co + c)] += w[U(woff + c)] * n
             ops += n
     return ops
+
+
+@njit(inline="always", **_JIT)
+def _scatter(v, w, woff, tab, m, keys, ns, a, b, counted):
+    """One tap of one synapse: the primitive of its kind, specialised on ``counted``."""
+    prim = m[_PRIM]
+    if counted:
+        if prim == STRIP:
+            return _strip_scatter(v, w, woff, tab, m, keys, ns, a, b, True)
+        if prim == ROW:
+            return _row_scatter(v, w, woff, m, keys, ns, a, b, True)
+        return _channel_scatter(v, w, woff, tab, m, keys, ns, a, b, True)
+    if prim == STRIP:
+        return _strip_scatter(v, w, woff, tab, m, keys, ns, a, b, False)
+    if prim == ROW:
+        return _row_scatter(v, w, woff, m, keys, ns, a, b, False)
+    return _channel_scatter(v, w, woff, tab, m, keys, ns, a, b, False)
 
 
 # -- the neuron update ----------------------------------------------------------------
 
 @njit(inline="always", **_JIT)
-def _update(v, thr, bias, flags, nkey, m, keys):
-    """Steps 3-5 of the contract for every neuron of one layer (channel-last).
+def _update_plain(v, thr, bias, flags, nkey, lm, keys, cnts):
+    """Steps 3-5 of the contract for every neuron of a layer with version-1 neurons
+    (channel-last).
 
     ``thr`` and ``bias`` are per neuron (a layer that never fires has the threshold
     ``state_max + 1``). Writes the keys of the neurons that fire (from ``nkey``) to
-    ``keys`` from ``m[_VOFF]`` on and returns ``(number of spikes, overflow flag)``.
+    ``keys`` (and count 1 to ``cnts``) from ``lm[_LVOFF]`` on and returns
+    ``(number of spiking neurons, spikes, overflow flag)``.
     """
-    voff = m[_VOFF]
-    end = voff + m[_NOUT]
-    smin = m[_SMIN]
-    smax = m[_SMAX]
-    num = m[_BNUM]
-    frac = m[_BFRAC]
-    sub = m[_RESET] == 0
-    zero = m[_RESET] == 1
+    voff = lm[_LVOFF]
+    end = voff + lm[_NOUT]
+    smin = lm[_SMIN]
+    smax = lm[_SMAX]
+    num = lm[_BNUM]
+    frac = lm[_BFRAC]
+    sub = lm[_RESET] == _SUBTRACT
+    zero = lm[_RESET] == _ZERO
     ovf = 0
     # branch-free, so that it vectorizes
     for i in range(voff, end):
@@ -208,117 +244,173 @@ def _update(v, thr, bias, flags, nkey, m, keys):
     nsp = voff
     for i in range(voff, end):
         keys[U(nsp)] = nkey[U(i)]
+        cnts[U(nsp)] = 1
         nsp += flags[U(i)]
-    return nsp - voff, ovf != 0
+    return nsp - voff, nsp - voff, ovf != 0
 
 
 @njit(inline="always", **_JIT)
-def _chw(key, m):
+def _update_general(v, cur, thr, bias, flags, nkey, lm, keys, cnts, scores, want_u):
+    """Steps 2-5 of the contract for a layer with multi-spike, ``v_min`` or current-based
+    neurons. With ``want_u`` the clamped ``u`` is written to ``scores`` (``(C, H, W)``
+    order: the membrane readout's last step). Returns ``(number of spiking neurons,
+    spikes (counts summed), overflow flag)``."""
+    voff = lm[_LVOFF]
+    end = voff + lm[_NOUT]
+    smin = lm[_SMIN]
+    smax = lm[_SMAX]
+    num = lm[_BNUM]
+    frac = lm[_BFRAC]
+    reset = lm[_RESET]
+    limit = lm[_LIMIT]
+    vmin = lm[_VMIN]
+    is_cur = lm[_CUR] != 0
+    cmin = lm[_CMIN]
+    cmax = lm[_CMAX]
+    cnum = lm[_CNUM]
+    cfrac = lm[_CFRAC]
+    Co = lm[_LCOUT]
+    HW = lm[_LHOUT] * lm[_LWOUT]
+    ovf = False
+    nsp = voff
+    total = 0
+    for i in range(voff, end):
+        if is_cur:
+            a = cur[U(i)] + bias[U(i)]
+            i2 = min(max(a, cmin), cmax)
+            ovf |= i2 != a
+            cur[U(i)] = (i2 * cnum) >> cfrac
+            acc = v[U(i)] + i2
+        else:
+            acc = v[U(i)] + bias[U(i)]
+        u = min(max(acc, smin), smax)
+        ovf |= u != acc
+        u = max(u, vmin)
+        if want_u:
+            j = i - voff
+            scores[U((j % Co) * HW + j // Co)] = u
+        th = thr[U(i)]
+        s = 0
+        if u >= th:
+            s = min(limit, u // th)
+        nv = (u * num) >> frac
+        if reset == _SUBTRACT:
+            nv -= s * th
+        elif reset == _ZERO and s > 0:
+            nv = 0
+        v[U(i)] = nv
+        flags[U(i)] = s
+        if s > 0:
+            keys[U(nsp)] = nkey[U(i)]
+            cnts[U(nsp)] = s
+            nsp += 1
+            total += s
+    return nsp - voff, total, ovf
+
+
+@njit(inline="always", **_JIT)
+def _chw(key, Ho, Wo):
     """Flat ``(C, H, W)`` index inside the layer of a spike key."""
-    y = key >> _SHIFT_Y
-    x = (key >> _SHIFT_X) & _MASK
-    c = key & _MASK
-    Wo = m[_WOUT]
-    return (c * m[_HOUT] + y) * Wo + x
+    y, x, c = _decode(key)
+    return (c * Ho + y) * Wo + x
 
 
 @njit(**_JIT)
-def _run_kernel(meta, w, tab, thr, bias, nkey, ktab, v, flags, in_ptr, in_src, in_n, T,
-                membrane, record, rec_s, rec_v, overflow, synops, spike_count, scores, keys):
+def _run_kernel(lmeta, smeta, w, tab, thr, bias, nkey, ktab, v, cur, flags, in_ptr, in_src,
+                in_n, T, membrane, record, rec_s, rec_v, rec_c, overflow, synops, spike_count,
+                scores, keys, cnts, hist_keys, hist_cnts, hist_n, nsp):
     """All ``T`` steps of all layers. Every output array is filled in place."""
-    L = meta.shape[0]
-    nprev = 0
+    L = lmeta.shape[0]
     # network input: flat (C, H, W) indices -> keys, in one pass
     in_keys = np.empty(in_src.shape[0], dtype=np.int64)
     for e in range(in_src.shape[0]):
         in_keys[U(e)] = ktab[U(in_src[U(e)])]
     for k in range(T):
         for li in range(L):
-            m = meta[li]
-            typ = m[_TYPE]
-            if li == 0:
-                # network input, with counts
-                a = in_ptr[U(k)]
-                b = in_ptr[U(k + 1)]
-                if typ == 0:
-                    ops = _conv_scatter(v, w, tab, m, in_keys, in_n, a, b, True)
-                elif typ == 1:
-                    ops = _linear_scatter(v, w, m, in_keys, in_n, a, b, True)
-                else:
-                    ops = _pool_scatter(v, tab, m, in_keys, in_n, a, b, True)
-            else:
-                # spikes of the layer before, as keys, count 1
-                a = meta[li - 1, _VOFF]
-                b = a + nprev
-                if typ == 0:
-                    ops = _conv_scatter(v, w, tab, m, keys, in_n, a, b, False)
-                elif typ == 1:
-                    ops = _linear_scatter(v, w, m, keys, in_n, a, b, False)
-                else:
-                    ops = _pool_scatter(v, tab, m, keys, in_n, a, b, False)
+            lm = lmeta[li]
+            is_cur = lm[_CUR] != 0
+            ops = 0
+            for si in range(lm[_SYN0], lm[_SYN1]):
+                m = smeta[si]
+                src = m[_SRC]
+                d = m[_DELAY]
+                for j in range(m[_TAPS]):
+                    s = k - d - j
+                    if s < 0:
+                        break
+                    woff = m[_WOFF] + j * m[_TAPW]
+                    if src < 0:
+                        a = in_ptr[U(s)]
+                        b = in_ptr[U(s + 1)]
+                        if is_cur:
+                            ops += _scatter(cur, w, woff, tab, m, in_keys, in_n, a, b, True)
+                        else:
+                            ops += _scatter(v, w, woff, tab, m, in_keys, in_n, a, b, True)
+                        continue
+                    sm = lmeta[src]
+                    counted = sm[_LIMIT] > 1
+                    if d + j == 0:
+                        a = sm[_LVOFF]
+                        b = a + nsp[src]
+                        if is_cur:
+                            ops += _scatter(cur, w, woff, tab, m, keys, cnts, a, b, counted)
+                        else:
+                            ops += _scatter(v, w, woff, tab, m, keys, cnts, a, b, counted)
+                    else:
+                        slot = s % sm[_HDEPTH]
+                        a = sm[_HOFF] + slot * sm[_NOUT]
+                        b = a + hist_n[U(sm[_HSLOT] + slot)]
+                        if is_cur:
+                            ops += _scatter(cur, w, woff, tab, m, hist_keys, hist_cnts, a, b,
+                                            counted)
+                        else:
+                            ops += _scatter(v, w, woff, tab, m, hist_keys, hist_cnts, a, b,
+                                            counted)
             synops[li] += ops
             last = li == L - 1
-            voff = m[_VOFF]
-            n = m[_NOUT]
-            if last and membrane and k == T - 1:
-                # the score is u (clamped, before leak) at the last step
-                Co = m[_COUT]
-                HW = m[_HOUT] * m[_WOUT]
-                smin = m[_SMIN]
-                smax = m[_SMAX]
-                for j in range(n):
-                    u = min(max(v[U(voff + j)] + bias[U(voff + j)], smin), smax)
-                    scores[U((j % Co) * HW + j // Co)] = u
-            nsp, ovf = _update(v, thr, bias, flags, nkey, m, keys)
+            voff = lm[_LVOFF]
+            n = lm[_NOUT]
+            Co = lm[_LCOUT]
+            Ho = lm[_LHOUT]
+            Wo = lm[_LWOUT]
+            HW = Ho * Wo
+            want_u = last and membrane and k == T - 1
+            if lm[_PLAIN] != 0:
+                if want_u:
+                    # the score is u (clamped, before leak) at the last step
+                    smin = lm[_SMIN]
+                    smax = lm[_SMAX]
+                    for j in range(n):
+                        u = min(max(v[U(voff + j)] + bias[U(voff + j)], smin), smax)
+                        scores[U((j % Co) * HW + j // Co)] = u
+                nfire, total, ovf = _update_plain(v, thr, bias, flags, nkey, lm, keys, cnts)
+            else:
+                nfire, total, ovf = _update_general(v, cur, thr, bias, flags, nkey, lm, keys,
+                                                    cnts, scores, want_u)
+            nsp[li] = nfire
             overflow[li, k] = ovf
-            spike_count[li] += nsp
-            nprev = nsp
+            spike_count[li] += total
             if last and not membrane:
-                for j in range(voff, voff + nsp):
-                    scores[_chw(keys[U(j)], m)] += 1
+                for j in range(voff, voff + nfire):
+                    scores[_chw(keys[U(j)], Ho, Wo)] += cnts[U(j)]
+            if lm[_HOFF] >= 0:
+                # keep this step's spikes for delayed readers
+                slot = k % lm[_HDEPTH]
+                h = lm[_HOFF] + slot * n
+                for j in range(nfire):
+                    hist_keys[U(h + j)] = keys[U(voff + j)]
+                    hist_cnts[U(h + j)] = cnts[U(voff + j)]
+                hist_n[U(lm[_HSLOT] + slot)] = nfire
             if record:
-                Co = m[_COUT]
-                HW = m[_HOUT] * m[_WOUT]
                 # channel-last -> (C, H, W); every entry of the step is written
                 j = voff
                 for p in range(HW):
                     for c in range(Co):
                         rec_v[k, voff + c * HW + p] = v[U(j)]
                         rec_s[k, voff + c * HW + p] = flags[U(j)]
+                        if is_cur:
+                            rec_c[k, voff + c * HW + p] = cur[U(j)]
                         j += 1
-
-
-@njit(**_JIT)
-def _accumulate_chw(acc, w, typ, C, H, W, Co, Ho, Wo, K, S, P, src, count):
-    """Event-driven conv or pool accumulation in ``(C, H, W)`` order (one layer)."""
-    ops = 0
-    for e in range(src.shape[0]):
-        s = src[e]
-        n = count[e]
-        c = s // (H * W)
-        y = (s // W) % H
-        x = s % W
-        if typ == 2:
-            oy = y // K
-            ox = x // K
-            if oy < Ho and ox < Wo:
-                acc[(c * Ho + oy) * Wo + ox] += n
-                ops += n
-            continue
-        for ky in range(K):
-            ny = y + P - ky
-            if ny < 0 or ny % S != 0 or ny // S >= Ho:
-                continue
-            oy = ny // S
-            for kx in range(K):
-                nx = x + P - kx
-                if nx < 0 or nx % S != 0 or nx // S >= Wo:
-                    continue
-                ox = nx // S
-                for co in range(Co):
-                    acc[(co * Ho + oy) * Wo + ox] += w[co, c, ky, kx] * n
-                ops += Co * n
-    return ops
 
 
 # -- Python side ------------------------------------------------------------------------
@@ -357,33 +449,30 @@ def _axis_table(n_in, n_out, K, S, P, stride):
     return np.stack([lo, hi, off], axis=1).ravel()
 
 
-def _conv_strips(weights, S):
-    """``(C_out, C_in, K, K)`` -> ``(C_in, S, NT, S, NT, C_out)`` with ``NT = ceil(K / S)``:
-    entry ``(c, ry, jy, rx, jx)`` holds tap ``(top(ry) - S * jy, top(rx) - S * jx)``,
-    ``top(r)`` being the largest tap ``= r (mod S)``; zeros where no tap exists."""
-    Co, Ci, K, _ = weights.shape
-    NT = (K + S - 1) // S
-    w = np.transpose(weights.astype(np.int64), (1, 2, 3, 0))        # (C_in, K, K, C_out)
-    taps = np.full((S, NT), -1, dtype=np.int64)
-    for r in range(min(S, K)):
-        top = r + S * ((K - 1 - r) // S)
-        for j in range(top // S + 1):
-            taps[r, j] = top - S * j
-    out = np.zeros((Ci, S, NT, S, NT, Co), dtype=np.int64)
-    for ry in range(S):
-        for jy in range(NT):
-            for rx in range(S):
-                for jx in range(NT):
-                    ky, kx = taps[ry, jy], taps[rx, jx]
-                    if ky >= 0 and kx >= 0:
-                        out[:, ry, jy, rx, jx, :] = w[:, ky, kx, :]
-    return out
-
-
-def _pool_table(n_in, n_out, K):
+def _channel_table(n_in, n_out, K):
+    """Per input coordinate: the output ``v // K`` (or -1 outside), in the 3-entry rows
+    of the strip tables."""
     o = np.arange(n_in, dtype=np.int64) // K
     o = np.where(o < n_out, o, -1)
     return np.stack([o, o, np.zeros_like(o)], axis=1).ravel()
+
+
+def _tables(prim, K, S, P, in3, out3, stride_row):
+    _, Hi, Wi = in3
+    Co, Ho, Wo = out3
+    if prim == STRIP:
+        return np.concatenate([_axis_table(Hi, Ho, K, S, P, stride_row),
+                               _axis_table(Wi, Wo, K, S, P, Co)])
+    if prim == CHANNEL:
+        return np.concatenate([_channel_table(Hi, Ho, K), _channel_table(Wi, Wo, K)])
+    return np.zeros(0, dtype=np.int64)
+
+
+def _narrow(model):
+    """int32 states and weights are safe: every value the kernel stores (a stored state
+    after a reset, a current, an accumulator) fits with a wide margin."""
+    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 and
+               (lay.current is None or lay.current.state_bits <= 29) for lay in model.layers)
 
 
 class NumbaNetwork:
@@ -395,9 +484,9 @@ class NumbaNetwork:
 
     dtype : {None, numpy.int32, numpy.int64}
         Integer type of the states and weights inside the kernel. ``None`` picks int32
-        when every layer has ``acc_bits <= 30`` and ``state_bits <= 29`` (then every
-        value the kernel stores, a stored state after a reset included, fits with a
-        wide margin; arithmetic is done in int64 either way), else int64.
+        when every layer has ``acc_bits <= 30`` and ``state_bits <= 29`` (and a current
+        of at most 29 bits; then every value the kernel stores fits with a wide margin;
+        arithmetic is done in int64 either way), else int64.
 
     Notes
     -----
@@ -408,56 +497,80 @@ class NumbaNetwork:
     def __init__(self, model: Model, dtype=None):
         self.model = model
         if dtype is None:
-            narrow = all(lay.acc_bits <= 30 and lay.state_bits <= 29 for lay in model.layers)
-            dtype = np.int32 if narrow else np.int64
+            dtype = np.int32 if _narrow(model) else np.int64
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
             raise ValueError(f"dtype must be int32 or int64, not {self.dtype}")
         layers = model.layers
         L = len(layers)
-        for name, shape in [("input", model.input.shape)] + [
+        T = model.input.timesteps
+        for name, shape in [(INPUT, model.input.shape)] + [
                 (layer.name, layer.out_shape) for layer in layers]:
             if max(_spatial(shape)) > _MASK:
                 raise ValueError(f"{name}: shape {tuple(shape)}: the compiled kernel supports "
                                  f"dimensions up to {_MASK}")
-        meta = np.zeros((L, _NMETA), dtype=np.int64)
-        weights, thr, bias, tabs, nkeys = [], [], [], [], []
-        woff = voff = toff = 0
-        prev = _spatial(model.input.shape)
+        index = {layer.name: i for i, layer in enumerate(layers)}
+        # ring depth of every layer read later than the step it fires in
+        depth = [0] * L
         for i, layer in enumerate(layers):
-            Ci, Hi, Wi = prev
-            Co, Ho, Wo = _spatial(layer.out_shape)
-            row = meta[i]
-            row[_TYPE] = _TYPES[layer.type]
-            row[_CIN], row[_HIN], row[_WIN] = Ci, Hi, Wi
-            row[_COUT], row[_HOUT], row[_WOUT] = Co, Ho, Wo
+            for syn in layer.synapses:
+                src = model.source_of(i, syn)
+                if src != INPUT and syn.delay + syn.taps > 1:
+                    s = index[src]
+                    depth[s] = max(depth[s], min(T, syn.delay + syn.taps))
+        lmeta = np.zeros((L, _NLAYER), dtype=np.int64)
+        smeta = []
+        weights, thr, bias, tabs, nkeys = [], [], [], [], []
+        woff = voff = toff = hoff = hslot = 0
+        membrane = model.readout == "membrane"
+        for i, layer in enumerate(layers):
+            Co, Ho, Wo = out3 = _spatial(layer.out_shape)
+            row = lmeta[i]
+            row[_LCOUT], row[_LHOUT], row[_LWOUT] = Co, Ho, Wo
             row[_NOUT] = Co * Ho * Wo
-            if layer.type == "conv2d":
-                K, S, P = layer.kernel, layer.stride, layer.padding
-                wl = _conv_strips(layer.weights, S)
-                NT = (K + S - 1) // S
-                tab = np.concatenate([_axis_table(Hi, Ho, K, S, P, S * NT * Co),
-                                      _axis_table(Wi, Wo, K, S, P, Co)])
-            elif layer.type == "linear":
-                K, S, P = 1, 1, 0
-                # (N_out, N_in) with N_in in the producer's (C, H, W) order
-                # -> rows in the producer's (H, W, C) order, columns N_out
-                wl = layer.weights.astype(np.int64).T.reshape(Ci, Hi, Wi, Co)
-                wl = np.transpose(wl, (1, 2, 0, 3))
-                tab = np.zeros(0, dtype=np.int64)
-            else:
-                K = S = layer.kernel
-                P = 0
-                wl = np.zeros(0, dtype=np.int64)
-                tab = np.concatenate([_pool_table(Hi, Ho, K), _pool_table(Wi, Wo, K)])
-            row[_K], row[_S], row[_P] = K, S, P
-            row[_WOFF] = woff
-            row[_VOFF] = voff
-            row[_TOFF] = toff
+            row[_LVOFF] = voff
             row[_SMIN], row[_SMAX] = layer.state_min, layer.state_max
             row[_BNUM], row[_BFRAC] = layer.beta_num, layer.beta_frac_bits
             row[_RESET] = _RESET_CODES[layer.reset]
-            fire = not (model.readout == "membrane" and i == L - 1)
+            row[_LIMIT] = layer.spike_limit
+            row[_VMIN] = layer.state_min if layer.v_min is None else layer.v_min
+            if layer.current is not None:
+                cur = layer.current
+                row[_CUR] = 1
+                row[_CMIN], row[_CMAX] = cur.state_min, cur.state_max
+                row[_CNUM], row[_CFRAC] = cur.beta_num, cur.beta_frac_bits
+            row[_PLAIN] = int(layer.is_plain)
+            row[_HOFF] = -1
+            if depth[i]:
+                row[_HOFF], row[_HDEPTH], row[_HSLOT] = hoff, depth[i], hslot
+                hoff += depth[i] * row[_NOUT]
+                hslot += depth[i]
+            row[_SYN0] = len(smeta)
+            for syn in layer.synapses:
+                src = model.source_of(i, syn)
+                in3 = _spatial(model.source_shape(src))
+                m = np.zeros(_NSYN, dtype=np.int64)
+                packed = [syn.kind.pack(syn, None if syn.weights is None else
+                                        syn.tap_weights(j), in3, out3)
+                          for j in range(syn.taps)]
+                prim, K, S, P, _ = packed[0]
+                wl = [np.ascontiguousarray(p[4], dtype=np.int64).ravel() for p in packed]
+                NT = (K + S - 1) // S
+                tab = _tables(prim, K, S, P, in3, out3, S * NT * Co)
+                m[_PRIM] = prim
+                m[_CIN], m[_HIN], m[_WIN] = in3
+                m[_COUT], m[_HOUT], m[_WOUT] = out3
+                m[_K], m[_S], m[_P] = K, S, P
+                m[_WOFF], m[_VOFF], m[_TOFF] = woff, voff, toff
+                m[_SRC] = -1 if src == INPUT else index[src]
+                m[_DELAY], m[_TAPS], m[_TAPW] = syn.delay, syn.taps, wl[0].size
+                smeta.append(m)
+                weights.extend(wl)
+                tabs.append(tab)
+                woff += sum(x.size for x in wl)
+                toff += tab.size
+            row[_SYN1] = len(smeta)
+            fire = not (membrane and i == L - 1)
             th = np.asarray(layer.threshold, dtype=np.int64).reshape(-1) * np.ones(Co, np.int64)
             if not fire:
                 th = np.full(Co, layer.state_max + 1, dtype=np.int64)   # u never reaches it
@@ -466,15 +579,11 @@ class NumbaNetwork:
             # per neuron, channel-last
             thr.append(np.tile(th, Ho * Wo))
             bias.append(np.tile(b, Ho * Wo))
-            weights.append(np.ascontiguousarray(wl).ravel())
             yy, xx, cc = np.meshgrid(np.arange(Ho), np.arange(Wo), np.arange(Co), indexing="ij")
             nkeys.append(((yy << _SHIFT_Y) | (xx << _SHIFT_X) | cc).astype(np.int64).ravel())
-            tabs.append(tab)
-            woff += wl.size
             voff += Co * Ho * Wo
-            toff += tab.size
-            prev = (Co, Ho, Wo)
-        self.meta = meta
+        self.lmeta = lmeta
+        self.smeta = np.stack(smeta)
         dt = self.dtype
         self.weights = (np.concatenate(weights) if woff else np.zeros(1, np.int64)).astype(dt)
         self.tab = np.concatenate(tabs) if toff else np.zeros(1, np.int64)
@@ -483,107 +592,62 @@ class NumbaNetwork:
         self.nkey = np.concatenate(nkeys)        # the key of every neuron
         self.ktab = input_keys(np.arange(model.input.size), model.input.shape)
         self.n_neurons = voff
-        self.offsets = meta[:, _VOFF].copy()
+        self.n_history = max(1, hoff)
+        self.n_slots = max(1, hslot)
+        self.offsets = lmeta[:, _LVOFF].copy()
+        self.has_current = any(layer.current is not None for layer in layers)
 
     def run(self, binned, record=True):
         """Run one binned sample; same :class:`~sim.reference.Result` as the NumPy backend."""
         model = self.model
         T = model.input.timesteps
         L = len(model.layers)
-        if tuple(binned.shape) != tuple(model.input.shape):
-            raise ValueError(f"events have shape {binned.shape}, the model input is "
-                             f"{model.input.shape}")
-        if binned.timesteps != T:
-            raise ValueError(f"events are binned into {binned.timesteps} steps, the model "
-                             f"has {T}")
+        check_binned(model, binned)
         in_src = np.ascontiguousarray(binned.src, dtype=np.int64)
         in_n = np.ascontiguousarray(binned.count, dtype=np.int64)
         in_ptr = np.ascontiguousarray(binned.step_ptr, dtype=np.int64)
         N = self.n_neurons
         v = np.zeros(N, dtype=self.dtype)
+        cur = np.zeros(N if self.has_current else 1, dtype=self.dtype)
         keys = np.empty(N, dtype=np.int64)
-        flags = np.empty(N, dtype=np.uint8)
+        cnts = np.empty(N, dtype=np.int64)
+        flags = np.empty(N, dtype=np.uint16)
+        hist_keys = np.empty(self.n_history, dtype=np.int64)
+        hist_cnts = np.empty(self.n_history, dtype=np.int64)
+        hist_n = np.zeros(self.n_slots, dtype=np.int64)
+        nsp = np.zeros(L, dtype=np.int64)
         if record:
-            rec_s = np.empty((T, N), dtype=np.uint8)      # the kernel writes every entry
+            rec_s = np.empty((T, N), dtype=np.uint16)     # the kernel writes every entry
             rec_v = np.empty((T, N), dtype=np.int64)
+            rec_c = np.zeros((T, N) if self.has_current else (1, 1), dtype=np.int64)
         else:
-            rec_s = np.zeros((1, 1), dtype=np.uint8)
+            rec_s = np.zeros((1, 1), dtype=np.uint16)
             rec_v = np.zeros((1, 1), dtype=np.int64)
+            rec_c = np.zeros((1, 1), dtype=np.int64)
         overflow = np.zeros((L, T), dtype=np.bool_)
         synops = np.zeros(L, dtype=np.int64)
         spike_count = np.zeros(L, dtype=np.int64)
         scores = np.zeros(model.n_classes, dtype=np.int64)
-        _run_kernel(self.meta, self.weights, self.tab, self.thr, self.bias, self.nkey,
-                    self.ktab, v, flags, in_ptr, in_src, in_n, T, model.readout == "membrane",
-                    record, rec_s, rec_v, overflow, synops, spike_count, scores, keys)
+        _run_kernel(self.lmeta, self.smeta, self.weights, self.tab, self.thr, self.bias,
+                    self.nkey, self.ktab, v, cur, flags, in_ptr, in_src, in_n, T,
+                    model.readout == "membrane", record, rec_s, rec_v, rec_c, overflow,
+                    synops, spike_count, scores, keys, cnts, hist_keys, hist_cnts, hist_n, nsp)
         names = [layer.name for layer in model.layers]
-        spikes, states = {}, {}
+        spikes, states, currents = {}, {}, {}
         if record:
             for layer, off in zip(model.layers, self.offsets):
                 n = layer.n_out
-                spikes[layer.name] = rec_s[:, off:off + n].reshape(T, *layer.out_shape)
+                spikes[layer.name] = rec_s[:, off:off + n].reshape(
+                    T, *layer.out_shape).astype(spike_dtype(layer))
                 states[layer.name] = rec_v[:, off:off + n].reshape(T, *layer.out_shape)
+                if layer.current is not None:
+                    currents[layer.name] = rec_c[:, off:off + n].reshape(T, *layer.out_shape)
         return Result(scores=scores, prediction=int(np.argmax(scores)),
                       overflow={nm: overflow[i] for i, nm in enumerate(names)},
                       synops={nm: int(synops[i]) for i, nm in enumerate(names)},
                       spike_count={nm: int(spike_count[i]) for i, nm in enumerate(names)},
-                      spikes=spikes, states=states, input_spikes=binned.n_spikes)
-
-
-class NumbaLayer:
-    """Event-driven accumulation of one layer in ``(C, H, W)`` order, compiled.
-
-    The same interface as the NumPy backend's per-layer engine
-    (``accumulate(acc, src, count) -> synops`` and ``bias`` per neuron), for use
-    outside the fused kernel of :func:`run_numba`.
-    """
-
-    def __init__(self, layer):
-        self.layer = layer
-        C, H, W = _spatial(layer.in_shape)
-        if layer.type == "linear":
-            C, H, W = layer.n_in, 1, 1
-        Co, Ho, Wo = _spatial(layer.out_shape)
-        self._dims = (_TYPES[layer.type], C, H, W, Co, Ho, Wo,
-                      layer.kernel or 1, layer.stride or 1, layer.padding or 0)
-        if layer.weights is not None:
-            self.w = np.ascontiguousarray(layer.weights.astype(np.int64))
-        else:
-            self.w = np.zeros((1, 1, 1, 1), dtype=np.int64)
-        if layer.type == "linear":
-            self.w = self.w.reshape(Co, layer.n_in, 1, 1)
-        if layer.bias is not None:
-            self.bias = np.repeat(layer.bias.astype(np.int64), layer.n_out // layer.c_out)
-        else:
-            self.bias = None
-
-    def accumulate(self, acc, src, count):
-        """Add the weights of input spikes ``src`` (flat input index) x ``count`` to ``acc``.
-
-        Returns the number of synaptic operations (weight additions) done.
-        """
-        if len(src) == 0:
-            return 0
-        typ, C, H, W, Co, Ho, Wo, K, S, P = self._dims
-        if typ == 1:
-            return int(_accumulate_linear(acc, self.w.reshape(Co, -1),
-                                          np.asarray(src, np.int64),
-                                          np.asarray(count, np.int64)))
-        return int(_accumulate_chw(acc, self.w, typ, C, H, W, Co, Ho, Wo, K, S, P,
-                                   np.asarray(src, np.int64), np.asarray(count, np.int64)))
-
-
-@njit(**_JIT)
-def _accumulate_linear(acc, w, src, count):
-    ops = 0
-    Co = w.shape[0]
-    for e in range(src.shape[0]):
-        s = src[e]
-        n = count[e]
-        for co in range(Co):
-            acc[co] += w[co, s] * n
-        ops += Co * n
-    return ops
+                      spikes=spikes, states=states, input_spikes=binned.n_spikes,
+                      currents=currents)
 
 
 def run_numba(model: Model, binned, record=True, network=None, dtype=None):
@@ -594,8 +658,8 @@ def run_numba(model: Model, binned, record=True, network=None, dtype=None):
     model : Model
     binned : BinnedEvents
     record : bool
-        Keep per-step spikes and states of every layer. ``False`` skips the trace
-        writes (faster; scores, flags and counts are the same).
+        Keep per-step spikes and states (and currents) of every layer. ``False`` skips
+        the trace writes (faster; scores, flags and counts are the same).
     network : NumbaNetwork, optional
         ``model`` already packed (saves the packing when one model runs many samples).
     dtype : optional

@@ -1,5 +1,7 @@
 """Random valid models and event streams, for tests and benchmarks everywhere.
 
+:func:`random_graph` draws version-2 graphs (residual joins, forks, recurrence, delays
+and taps, multi-spike, ``v_min``, current-based layers, identity synapses).
 :func:`random_model` draws a small network that obeys every rule of the contract
 (shapes chain, weights fit their width, ``acc_bits`` is exactly the worst case) and
 covers every feature: all layer types, kernels 1-7, strides 1-3, padding, bits 2-16,
@@ -14,7 +16,7 @@ import numpy as np
 from .events import BinnedEvents
 from .model import InputSpec, Layer, Model, RESETS, conv_out_size, validate_model
 
-__all__ = ["random_layer", "random_model", "random_binned", "model_from_spec"]
+__all__ = ["random_layer", "random_model", "random_binned", "model_from_spec", "random_graph"]
 
 
 def _pick(rng, values):
@@ -191,4 +193,202 @@ def model_from_spec(spec, rng, *, input_shape, timesteps, count_clip=1, readout=
         shape = layer.out_shape
     model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=dt_us, timesteps=timesteps,
                                   count_clip=count_clip), layers=layers, readout=readout)
+    return validate_model(model)
+
+
+# -- version-2 graphs ---------------------------------------------------------------------
+
+def _random_weights(rng, shape, weight_bits):
+    lim = (1 << (weight_bits - 1)) - 1
+    w = rng.integers(-lim, lim + 1, size=shape).astype(np.int64)
+    # mostly excitatory, so that spikes travel through the graph
+    return np.where(rng.random(shape) < 0.65, np.abs(w), w)
+
+
+def _geometry_to(rng, kind, src_shape, out_shape):
+    """``(kernel, stride, padding)`` of a ``kind`` synapse from ``src_shape`` to
+    ``out_shape``, or ``None`` when the draw finds none."""
+    if kind in ("linear",):
+        return (None, None, None) if len(out_shape) == 1 else None
+    if kind == "identity":
+        return (None, None, None) if tuple(src_shape) == tuple(out_shape) else None
+    if len(src_shape) != 3 or len(out_shape) != 3:
+        return None
+    C, H, W = src_shape
+    Co, Ho, Wo = out_shape
+    options = []
+    if kind == "sumpool2d":
+        if C == Co:
+            options = [(K, K, 0) for K in range(1, 4) if H // K == Ho and W // K == Wo]
+    else:
+        options = [(K, S, P) for K in range(1, 6) for S in range(1, 4) for P in range(K)
+                   if conv_out_size(H, K, S, P) == Ho and conv_out_size(W, K, S, P) == Wo]
+    if not options:
+        return None
+    return options[int(rng.integers(len(options)))]
+
+
+def _random_synapse(rng, kind, source, src_shape, out_shape, *, delay, taps, weight_bits):
+    from .model import Synapse
+    from .registry import KINDS
+    geo = _geometry_to(rng, kind, src_shape, out_shape)
+    if geo is None:
+        return None
+    K, S, P = geo
+    in_shape = KINDS[kind].input_shape(src_shape)
+    syn = Synapse(source=source, type=kind, kernel=K, stride=S, padding=P, delay=delay,
+                  taps=taps, in_shape=in_shape)
+    base = KINDS[kind].weight_shape(syn, in_shape, tuple(out_shape))
+    if base is not None:
+        syn.weight_bits = weight_bits
+        shape = (taps, *base) if taps > 1 else base
+        syn.weights = _random_weights(rng, shape, weight_bits)
+        if taps > 1 and rng.random() < 0.5:
+            # per-synapse heterogeneous delays: one non-zero tap per weight
+            keep = rng.integers(0, taps, size=base)
+            mask = np.arange(taps).reshape((taps,) + (1,) * len(base)) == keep
+            syn.weights = np.where(mask, syn.weights, 0)
+    return syn
+
+
+def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_clip=None,
+                 readout=None, max_channels=3, p_extra=0.6, p_backward=0.35):
+    """A random valid version-2 graph (small: a plain-Python oracle runs it in well under
+    a second).
+
+    Every layer has a primary synapse from the input or an earlier layer (any kind that
+    fits: conv2d, sumpool2d, linear, identity) and, with probability ``p_extra`` each, up
+    to two more: residual joins from earlier layers, forks (a source read by several
+    layers), self recurrence, and backward recurrence from later layers (added with
+    probability ``p_backward`` once all layers exist); recurrent synapses have
+    ``delay >= 1``, others ``delay >= 0``, any synapse 1-3 taps (sometimes one non-zero
+    tap per weight: heterogeneous delays). Neurons draw ``spike_limit`` 1-3, ``v_min``,
+    current-based state, every reset mode, leak or none, bias or none, scalar or
+    per-channel thresholds. ``acc_bits`` is exactly the contract's worst case.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    input_shape : tuple, optional
+    n_layers : int, optional
+    timesteps, count_clip : int, optional
+    readout : str, optional
+    max_channels : int
+        Largest channel count of a spatial layer.
+    p_extra, p_backward : float
+        Probabilities of extra synapses and of backward recurrent synapses.
+
+    Returns
+    -------
+    Model
+    """
+    from .model import Current, INPUT
+
+    if input_shape is None:
+        input_shape = (int(rng.integers(1, 3)), int(rng.integers(2, 7)),
+                       int(rng.integers(2, 7)))
+    T = timesteps or int(rng.integers(2, 7))
+    clip = count_clip or int(rng.integers(1, 4))
+    n = n_layers or int(rng.integers(1, 5))
+    shapes = {INPUT: tuple(input_shape)}
+    layers = []
+
+    def extra(layer_shape, name, allow_self):
+        """Draw one more synapse into a layer of ``layer_shape``; ``None`` if none fits."""
+        sources = list(shapes) + ([name] if allow_self else [])
+        for _ in range(6):
+            src = sources[int(rng.integers(len(sources)))]
+            src_shape = layer_shape if src == name else shapes[src]
+            kind = _pick(rng, ("identity", "identity", "conv2d", "linear", "sumpool2d"))
+            delay = int(rng.integers(1, 3)) if src == name else int(rng.integers(0, 3))
+            syn = _random_synapse(rng, kind, src, src_shape, layer_shape, delay=delay,
+                                  taps=int(rng.integers(1, 4)),
+                                  weight_bits=int(rng.integers(2, 7)))
+            if syn is not None:
+                return syn
+        return None
+
+    for i in range(n):
+        name = f"g{i}"
+        # the primary synapse decides the layer's shape
+        src = _pick(rng, list(shapes)[-2:] if len(shapes) > 1 else [INPUT])
+        src_shape = shapes[src]
+        spatial_src = len(src_shape) == 3
+        kinds = ["linear", "identity"] + (["conv2d", "conv2d", "sumpool2d"] if spatial_src
+                                          else [])
+        kind = _pick(rng, kinds)
+        if kind == "conv2d":
+            C, H, W = src_shape
+            K = int(rng.integers(1, min(3, H, W) + 1))
+            S = int(rng.integers(1, 3))
+            P = int(rng.integers(0, K))
+            out_shape = (int(rng.integers(1, max_channels + 1)),
+                         conv_out_size(H, K, S, P), conv_out_size(W, K, S, P))
+        elif kind == "sumpool2d":
+            C, H, W = src_shape
+            K = int(rng.integers(1, min(2, H, W) + 1))
+            out_shape = (C, H // K, W // K)
+        elif kind == "linear":
+            out_shape = (int(rng.integers(1, 9)),)
+        else:
+            out_shape = tuple(src_shape)
+        synapses = [_random_synapse(rng, kind, src, src_shape, out_shape,
+                                    delay=int(rng.integers(0, 2)) * int(rng.integers(0, 3)),
+                                    taps=_pick(rng, (1, 1, 2, 3)),
+                                    weight_bits=int(rng.integers(2, 9)))]
+        for _ in range(2):
+            if rng.random() < p_extra:
+                syn = extra(out_shape, name, allow_self=True)
+                if syn is not None:
+                    synapses.append(syn)
+        state_bits = int(rng.integers(4, 17))
+        smax = (1 << (state_bits - 1)) - 1
+        reset = _pick(rng, RESETS)
+        frac = int(rng.integers(0, 5))
+        num = int(rng.integers(0, (1 << frac) + 1))
+        Co = out_shape[0]
+        bias = None
+        if rng.random() < 0.4:
+            blim = min(smax, 6)
+            bias = rng.integers(-blim, blim + 1, size=Co).astype(np.int64)
+        base = max(1, min(smax, int(rng.integers(1, 12))))
+        if rng.random() < 0.5:
+            thr = rng.integers(max(1, base // 2), min(smax, base * 2) + 1, size=Co)
+            per_channel = True
+        else:
+            thr = np.full(Co, base)
+            per_channel = False
+        current = None
+        if rng.random() < 0.3:
+            cfrac = int(rng.integers(0, 4))
+            current = Current(beta_num=int(rng.integers(0, (1 << cfrac) + 1)),
+                              beta_frac_bits=cfrac, state_bits=int(rng.integers(3, 13)))
+        v_min = None
+        if rng.random() < 0.35:
+            v_min = -int(rng.integers(0, smax + 2))
+        layer = Layer(name=name, out_shape=out_shape, synapses=synapses, bias=bias,
+                      state_bits=state_bits, acc_bits=62, beta_num=num, beta_frac_bits=frac,
+                      threshold=thr.astype(np.int64), threshold_per_channel=per_channel,
+                      reset=reset, spike_limit=_pick(rng, (1, 1, 2, 3)), v_min=v_min,
+                      current=current)
+        layers.append(layer)
+        shapes[name] = out_shape
+    # backward recurrence: a later layer feeds an earlier one, one step or more later
+    for i, layer in enumerate(layers[:-1]):
+        if rng.random() < p_backward:
+            later = layers[int(rng.integers(i + 1, len(layers)))]
+            for _ in range(4):
+                kind = _pick(rng, ("identity", "linear", "conv2d", "sumpool2d"))
+                syn = _random_synapse(rng, kind, later.name, later.out_shape, layer.out_shape,
+                                      delay=int(rng.integers(1, 3)),
+                                      taps=int(rng.integers(1, 3)),
+                                      weight_bits=int(rng.integers(2, 7)))
+                if syn is not None:
+                    layer.synapses.append(syn)
+                    break
+    readout = readout or _pick(rng, ("spike_count", "spike_count", "membrane"))
+    model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=1000, timesteps=T,
+                                  count_clip=clip), layers=layers, readout=readout)
+    for i, layer in enumerate(layers):
+        layer.acc_bits = model.required_acc_bits(i)
     return validate_model(model)

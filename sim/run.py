@@ -10,9 +10,11 @@ flags and the throughput in input events per second. With ``--dump`` it writes t
 contract's reference dump (docs/semantics.md, "The reference dump"):
 
 ``spikes_<layer>``
-    uint8 ``(T, *out_shape)``
+    uint8 ``(T, *out_shape)``, the spike counts (uint16 when ``spike_limit > 255``)
 ``state_<layer>``
     int64 ``(T, *out_shape)``, the stored ``v`` after each step
+``current_<layer>``
+    int64 ``(T, *out_shape)``, the stored current ``i`` (current-based layers only)
 ``scores``
     int64 ``(n_classes,)``
 ``prediction``
@@ -45,15 +47,10 @@ PROG = "python -m sim.run"
 
 def write_dump(result, model, path):
     """Write the reference dump of ``result`` (a recorded run of ``model``) atomically."""
-    arrays = {"scores": np.asarray(result.scores, dtype=np.int64),
-              "prediction": np.int64(result.prediction)}
-    for layer in model.layers:
-        name = layer.name
-        if name not in result.spikes:
-            raise ValueError("write_dump needs a run with record=True")
-        arrays[f"spikes_{name}"] = np.asarray(result.spikes[name], dtype=np.uint8)
-        arrays[f"state_{name}"] = np.asarray(result.states[name], dtype=np.int64)
-        arrays[f"overflow_{name}"] = np.asarray(result.overflow[name], dtype=bool)
+    missing = [layer.name for layer in model.layers if layer.name not in result.spikes]
+    if missing:
+        raise ValueError("write_dump needs a run with record=True")
+    arrays = result.arrays()
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
 

@@ -14,7 +14,7 @@ import pytest
 from sim.events import BinnedEvents, bin_events, make_events
 from sim.model import InputSpec, Model, validate_model
 from sim.randmodel import model_from_spec, random_binned, random_layer, random_model
-from sim.reference import _NumpyLayer, available_backends, run
+from sim.reference import available_backends, run
 
 kernels = pytest.importorskip("sim.kernels")
 
@@ -203,24 +203,6 @@ def test_network_reuse():
                                model.input.count_clip)
         ref = run(model, binned, backend="numpy")
         assert_same(ref, kernels.run_numba(model, binned, network=net), model)
-
-
-@pytest.mark.parametrize("kind", ["conv2d", "linear", "sumpool2d"])
-def test_numba_layer_accumulate(kind):
-    """The per-layer compiled engine adds exactly what the NumPy engine adds."""
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        shape = (int(rng.integers(1, 4)), int(rng.integers(3, 12)), int(rng.integers(3, 12)))
-        layer = random_layer(rng, "x", kind, shape, count_clip=3)
-        n_in = int(np.prod(shape))
-        src = np.flatnonzero(rng.random(n_in) < 0.4)
-        count = rng.integers(1, 4, size=len(src))
-        a = rng.integers(-50, 50, size=layer.n_out)
-        b = a.copy()
-        ops_ref = _NumpyLayer(layer).accumulate(a, src, count)
-        ops = kernels.NumbaLayer(layer).accumulate(b, src, count)
-        np.testing.assert_array_equal(b, a)
-        assert ops == ops_ref
 
 
 def test_bad_input_is_refused():

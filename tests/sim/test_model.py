@@ -66,7 +66,8 @@ def test_round_trip(tmp_path):
     assert doc["format"] == FORMAT and doc["version"] == VERSION
     assert isinstance(doc["layers"][0]["threshold"], list)      # per channel stays a list
     assert isinstance(doc["layers"][2]["threshold"], int)       # scalar stays scalar
-    assert doc["layers"][1]["weights"] is None and doc["layers"][1]["bias"] is None
+    assert doc["layers"][1]["synapses"][0]["weights"] is None
+    assert doc["layers"][1]["bias"] is None
     # the ROM images are listed with checksums and hold the weights
     roms = {r["layer"]: r for r in doc["roms"]}
     assert set(roms) == {"conv1", "fc"}
@@ -146,7 +147,9 @@ def test_acc_bits_bound_from_the_contract():
 
 @pytest.fixture
 def saved(tmp_path):
-    path = save_model(base_model(), tmp_path / "m")
+    """The base model as a version-1 directory (the v1 reader's cases)."""
+    path = save_model(base_model(), tmp_path / "m", version=1)
+    assert _doc(path)["version"] == 1
     return path
 
 
@@ -258,7 +261,7 @@ BAD = {
     "missing sha256": (_del("layers", 0, "weights", "sha256"), [L0 + ".weights", "'sha256'"]),
     "empty object": (lambda d, p: d.clear(), ["missing key"]),
     "format": (_set("format", "onnx"), ["format", "'onnx'"]),
-    "version": (_set("version", 2), ["version", "2"]),
+    "version": (_set("version", 3), ["version", "3"]),
     "readout": (_set("readout", "rate"), ["readout", "'rate'"]),
     "layers not a list": (_set("layers", {}), ["layers"]),
     "no layers": (_set("layers", []), ["layers", "no layers"]),

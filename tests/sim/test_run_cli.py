@@ -133,7 +133,7 @@ def _bad_model(files, tmp_path):
 
 def _sha_mismatch(files, tmp_path):
     def edit(bad, doc):
-        name = doc["layers"][0]["weights"]["file"]
+        name = doc["layers"][0]["synapses"][0]["weights"]["file"]
         w = np.load(bad / name)
         # same values, other bytes
         np.save(bad / name, w.astype(np.int32 if w.dtype != np.int32 else np.int64))

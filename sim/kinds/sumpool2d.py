@@ -1,0 +1,53 @@
+"""``sumpool2d``: per channel, kernel ``K``, stride ``K``, no padding (a depthwise
+convolution of ones; no weights). An input spike at ``(c, y, x)`` adds its count to
+``(c, y // K, x // K)`` when that output exists (a ragged border is ignored)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import KINDS, Kind, SynapseError
+from .conv2d import _positions
+
+__all__ = ["SumPool2d"]
+
+
+class SumPool2d(Kind):
+    name = "sumpool2d"
+    geometry = True
+    spatial = True
+    has_weights = False
+
+    def check(self, syn, in_shape):
+        super().check(syn, in_shape)
+        if syn.stride != syn.kernel or syn.padding != 0:
+            raise SynapseError(None, f"sumpool2d needs stride == kernel and padding 0, got "
+                                     f"kernel {syn.kernel}, stride {syn.stride}, padding "
+                                     f"{syn.padding}")
+
+    def out_shape(self, syn, in_shape, channels):
+        c, h, w = in_shape
+        return (c, h // syn.kernel, w // syn.kernel)
+
+    def fan_in_abs(self, syn, in_shape, out_shape):
+        return [syn.kernel * syn.kernel * syn.taps] * out_shape[0]
+
+    def accumulate(self, syn, w, in_shape, out_shape, acc, src, count):
+        C, H, W = in_shape
+        c, y, x = src // (H * W), (src // W) % H, src % W
+        Co, Ho, Wo = out_shape
+        k = syn.kernel
+        oy, ox = y // k, x // k
+        ok = (oy < Ho) & (ox < Wo)
+        np.add.at(acc, (c[ok] * Ho + oy[ok]) * Wo + ox[ok], count[ok])
+        return int(count[ok].sum())
+
+    def pack(self, syn, w, in3, out3):
+        from ..kernels import CHANNEL
+        return CHANNEL, syn.kernel, syn.kernel, 0, np.ones(in3[0], dtype=np.int64)
+
+    def event_positions(self, syn, in3, out3):
+        return _positions(in3, out3, syn.kernel, syn.kernel, 0)
+
+
+KINDS.register(SumPool2d())
