@@ -9,8 +9,9 @@ no NumPy arithmetic in the rules. It is slow; keep the models it runs small.
 
 It never imports :mod:`sim.reference` and shares no parsing code with :mod:`sim.model`:
 :func:`load_dir` reads ``model.json`` (version 1 or 2) and the ``.npy`` arrays itself
-(``numpy.load``, turned into Python lists at once). :func:`run` still accepts the
-in-memory :class:`sim.model.Model` objects that older tests build.
+(``numpy.load``, turned into Python lists at once). :func:`run` also accepts an
+in-memory :class:`sim.model.Model` (its v2 structure, or a v1 layer's attributes),
+turning every array into Python lists first.
 
 A network is described by plain dicts (see :func:`load_dir`); every layer is a v2 layer
 with a list of synapses, and a v1 chain becomes layers with one synapse each, from the

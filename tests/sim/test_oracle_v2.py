@@ -11,6 +11,7 @@ taps against separate delayed synapses, and the neutral settings of the v2 field
 """
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -276,8 +277,9 @@ def _v1_as_v2_doc(model):
 @settings(max_examples=scaled(100))
 @given(st.integers(0, 2**32 - 1))
 def test_v2_engine_matches_v1_chain(tmp_path_factory, seed):
-    """A v1 chain: the kept v1 runner, the v2 engine on the objects, on the saved directory
-    (read by the oracle itself) and on the chain rewritten as a v2 graph all agree."""
+    """A v1 chain: the kept v1 runner, the v2 engine on the objects, on the saved
+    directories (version 1 and the default version 2, read by the oracle itself) and on
+    the chain rewritten as a v2 graph by plain json all agree."""
     rng = np.random.default_rng(seed)
     model = random_model(rng)
     frames = (rng.random((model.input.timesteps, *model.input.shape)) < 0.4).astype(np.int64)
@@ -285,10 +287,12 @@ def test_v2_engine_matches_v1_chain(tmp_path_factory, seed):
     steps = steps_of(frames)
     want = oracle.run_chain(model, steps)
     root = tmp_path_factory.mktemp("chain")
+    save_model(model, root / "v1", version=1)
     save_model(model, root / "saved")
     write_model(root / "v2", _v1_as_v2_doc(model))
-    for got in (oracle.run(model, steps), oracle.run_dir(root / "saved", steps),
-                oracle.run_dir(root / "v2", steps)):
+    assert json.loads((root / "v1" / "model.json").read_text())["version"] == 1
+    for got in (oracle.run(model, steps), oracle.run_dir(root / "v1", steps),
+                oracle.run_dir(root / "saved", steps), oracle.run_dir(root / "v2", steps)):
         for key in ("spikes", "states", "u", "overflow"):
             assert got[key] == want[key], key
         assert (got["scores"], got["prediction"]) == (want["scores"], want["prediction"])
