@@ -138,17 +138,20 @@ def _out(size, k, s, p):
 
 
 def random_doc(rng, *, n_layers=None, timesteps=None, max_delay=2, max_taps=3,
-               recurrence=True, multi_spike=True, v_min=True, current=True, delays=True):
+               recurrence=True, multi_spike=True, v_min=True, current=True, delays=True,
+               wide=False):
     """A random valid v2 model document (arrays as numpy arrays, see :func:`write_model`).
 
     Every layer has the shape of the input (so that every synapse kind fits) or, for a
     linear tail, ``(N,)``. With every feature switched off (``delays``, ``recurrence``,
     ``multi_spike``, ``v_min``, ``current`` all False) it is a graph of same-step edges
-    from earlier layers only.
+    from earlier layers only. ``wide`` draws the widths near the format's limits (state
+    and current up to 32 bits, 16-bit weights, ``frac_bits`` up to 24, counts and spike
+    limits in the hundreds); its ``acc_bits`` may then exceed 62 (check before use).
     """
     P, H, W = int(rng.integers(1, 3)), int(rng.integers(2, 5)), int(rng.integers(2, 5))
     T = timesteps or int(rng.integers(1, 6))
-    clip = int(rng.integers(1, 4))
+    clip = int(rng.integers(1, 300 if wide else 4))
     n = n_layers or int(rng.integers(1, 5))
     shapes = {"input": (P, H, W)}
     names = []
@@ -160,8 +163,8 @@ def random_doc(rng, *, n_layers=None, timesteps=None, max_delay=2, max_taps=3,
             out = (int(rng.integers(1, 5)),)
         else:
             out = (int(rng.integers(1, 3)), H, W)
-        state_bits = int(rng.integers(4, 12))
-        wb = int(rng.integers(2, 7))
+        state_bits = int(rng.integers(16, 33) if wide else rng.integers(4, 12))
+        wb = int(rng.integers(8, 17) if wide else rng.integers(2, 7))
         wmax = 2 ** (wb - 1) - 1
         synapses = []
         sources = ["input"] + names
@@ -211,7 +214,8 @@ def random_doc(rng, *, n_layers=None, timesteps=None, max_delay=2, max_taps=3,
                 weights = None
             else:
                 weights = rng.integers(-wmax, wmax + 1, size=(taps, *base) if taps > 1 else base)
-                weights = weights.astype(rng.choice([np.int8, np.int16, np.int64]))
+                dtypes = [np.int8, np.int16, np.int64] if wb <= 8 else [np.int16, np.int64]
+                weights = weights.astype(dtypes[int(rng.integers(0, len(dtypes)))])
             synapses.append(synapse(source, kind, weights, weight_bits=wb,
                                     delay=delay if (delay or rng.random() < 0.5) else None,
                                     taps=taps if (taps > 1 or rng.random() < 0.3) else None,
@@ -227,19 +231,26 @@ def random_doc(rng, *, n_layers=None, timesteps=None, max_delay=2, max_taps=3,
             else:
                 synapses.append(synapse(source, "linear", weights, weight_bits=wb))
         hi = 2 ** (state_bits - 1) - 1
-        threshold = [int(t) for t in rng.integers(1, max(2, hi // 4), size=out[0])]
+        if wide:                                 # log-uniform: multi-spike and clamps
+            threshold = [max(1, int(2 ** rng.uniform(0, state_bits - 2))) for _ in range(out[0])]
+        else:
+            threshold = [int(t) for t in rng.integers(1, max(2, hi // 4), size=out[0])]
+        frac = int(rng.integers(0, 25)) if wide else 2
+        cbits, cfrac = (int(rng.integers(16, 33)), int(rng.integers(0, 25))) if wide else \
+            (int(rng.integers(3, 10)), 2)
         ld = layer(name, out, synapses,
                    threshold=threshold if rng.random() < 0.5 else threshold[0],
                    state_bits=state_bits, acc_bits=0,
-                   beta=(int(rng.integers(0, 5)), 2) if rng.random() < 0.7 else (1, 0),
+                   beta=(int(rng.integers(0, 2 ** frac + 1)), frac) if rng.random() < 0.7
+                   else (1, 0),
                    reset=str(rng.choice(["subtract", "zero", "none"])),
                    bias=rng.integers(-hi // 4, hi // 4 + 1, size=out[0]) if rng.random() < 0.5
                    else None,
-                   spike_limit=int(rng.integers(1, 4)) if multi_spike and rng.random() < 0.5
-                   else None,
+                   spike_limit=int(rng.integers(1, 1000 if wide else 4))
+                   if multi_spike and rng.random() < 0.5 else None,
                    v_min=-int(rng.integers(0, hi + 2)) if v_min and rng.random() < 0.5
                    else None,
-                   current=(int(rng.integers(0, 5)), 2, int(rng.integers(3, 10)))
+                   current=(int(rng.integers(0, 2 ** cfrac + 1)), cfrac, cbits)
                    if current and rng.random() < 0.4 else None)
         if not isinstance(ld["threshold"], list):
             ld["threshold"] = int(ld["threshold"])

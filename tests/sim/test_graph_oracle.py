@@ -22,12 +22,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from sim import reference
 from sim.events import BinnedEvents
-from sim.model import load_model, save_model
+from sim.model import MAX_ACC_BITS, load_model, save_model
 from sim.randmodel import random_graph
 from sim.run import write_dump
 
@@ -248,3 +248,22 @@ def test_counts_above_255_and_the_written_dump(tmp_path):
         with np.load(tmp_path / f"{backend}.npz") as z:
             _assert_dump(model, {key: z[key] for key in z.files}, want)
             assert z["spikes_big"].dtype == np.uint16
+
+
+@settings(max_examples=scaled(60))
+@given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from(DENSITIES))
+def test_wide_graphs_match_reference(seed, density):
+    """Widths near the format's limits (32-bit state and current, 16-bit weights,
+    ``frac_bits`` up to 24, counts and spike limits in the hundreds): no intermediate of
+    any backend may wrap."""
+    rng = np.random.default_rng(seed)
+    doc = random_doc(rng, wide=True)
+    assume(all(ld["acc_bits"] <= MAX_ACC_BITS for ld in doc["layers"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_model(Path(tmp) / "model", doc)
+        model = load_model(root)
+        frames = random_frames(rng, model, density)
+        want = oracle.run_dir(root, oracle.frames_to_steps(frames.tolist()))
+    check_backends(model, frames, want)
+    for name in sorted(features(model, want)):
+        event(name)
