@@ -617,11 +617,13 @@ class NumbaNetwork:
         hist_n = np.zeros(self.n_slots, dtype=np.int64)
         nsp = np.zeros(L, dtype=np.int64)
         if record:
-            rec_s = np.empty((T, N), dtype=np.uint16)     # the kernel writes every entry
+            # the kernel writes every entry; counts above 255 only where a layer allows them
+            wide = any(layer.spike_limit > 255 for layer in model.layers)
+            rec_s = np.empty((T, N), dtype=np.uint16 if wide else np.uint8)
             rec_v = np.empty((T, N), dtype=np.int64)
             rec_c = np.zeros((T, N) if self.has_current else (1, 1), dtype=np.int64)
         else:
-            rec_s = np.zeros((1, 1), dtype=np.uint16)
+            rec_s = np.zeros((1, 1), dtype=np.uint8)
             rec_v = np.zeros((1, 1), dtype=np.int64)
             rec_c = np.zeros((1, 1), dtype=np.int64)
         overflow = np.zeros((L, T), dtype=np.bool_)
@@ -638,7 +640,7 @@ class NumbaNetwork:
             for layer, off in zip(model.layers, self.offsets):
                 n = layer.n_out
                 spikes[layer.name] = rec_s[:, off:off + n].reshape(
-                    T, *layer.out_shape).astype(spike_dtype(layer))
+                    T, *layer.out_shape).astype(spike_dtype(layer), copy=False)
                 states[layer.name] = rec_v[:, off:off + n].reshape(T, *layer.out_shape)
                 if layer.current is not None:
                     currents[layer.name] = rec_c[:, off:off + n].reshape(T, *layer.out_shape)

@@ -309,8 +309,7 @@ class Layer:
         return np.repeat(per_channel, self.n_out // self.c_out)
 
     def _fan_in(self, syn):
-        in_shape = syn.in_shape if syn.in_shape is not None else self.in_shape
-        return syn.kind.fan_in_abs(syn, tuple(in_shape), tuple(self.out_shape))
+        return syn.kind.fan_in_abs(syn, tuple(self.out_shape))
 
     def fan_in_abs_sum(self):
         """``sum |w|`` over the fan-in and taps of all synapses, per output channel
@@ -571,9 +570,10 @@ def _validate_synapse(model, i, layer, syn, at_layer, at, index):
     out = layer.out_shape
     want_out = kind.out_shape(syn, in_shape, out[0])
     if tuple(out) != tuple(want_out):
-        raise ModelError(f"{at_layer}.out_shape: {list(out)} does not match "
-                         f"{list(want_out)} computed by the {syn.type} synapse from {src!r} "
-                         f"{list(src_shape)} (in_shape, kernel, stride and padding)")
+        where = at_layer if at == at_layer else at
+        raise ModelError(f"{where}: the {syn.type} synapse makes {list(want_out)} from {src!r} "
+                         f"{list(src_shape)} (kernel, stride, padding), not the layer's "
+                         f"out_shape {list(out)}")
     if min(out) < 1:
         raise ModelError(f"{at}.kernel: the kernel does not fit the input")
     base = kind.weight_shape(syn, in_shape, tuple(out))

@@ -205,36 +205,16 @@ def _random_weights(rng, shape, weight_bits):
     return np.where(rng.random(shape) < 0.65, np.abs(w), w)
 
 
-def _geometry_to(rng, kind, src_shape, out_shape):
-    """``(kernel, stride, padding)`` of a ``kind`` synapse from ``src_shape`` to
-    ``out_shape``, or ``None`` when the draw finds none."""
-    if kind in ("linear",):
-        return (None, None, None) if len(out_shape) == 1 else None
-    if kind == "identity":
-        return (None, None, None) if tuple(src_shape) == tuple(out_shape) else None
-    if len(src_shape) != 3 or len(out_shape) != 3:
-        return None
-    C, H, W = src_shape
-    Co, Ho, Wo = out_shape
-    options = []
-    if kind == "sumpool2d":
-        if C == Co:
-            options = [(K, K, 0) for K in range(1, 4) if H // K == Ho and W // K == Wo]
-    else:
-        options = [(K, S, P) for K in range(1, 6) for S in range(1, 4) for P in range(K)
-                   if conv_out_size(H, K, S, P) == Ho and conv_out_size(W, K, S, P) == Wo]
-    if not options:
-        return None
-    return options[int(rng.integers(len(options)))]
-
-
-def _random_synapse(rng, kind, source, src_shape, out_shape, *, delay, taps, weight_bits):
+def _random_synapse(rng, kind, source, src_shape, out_shape, *, delay, taps, weight_bits,
+                    max_channels=3):
+    """A random synapse of ``kind`` from ``src_shape`` (to ``out_shape`` when given) and
+    the layer shape it makes, or ``None`` when the kind cannot make that shape."""
     from .model import Synapse
     from .registry import KINDS
-    geo = _geometry_to(rng, kind, src_shape, out_shape)
-    if geo is None:
+    drawn = KINDS[kind].random_geometry(rng, tuple(src_shape), out_shape, max_channels)
+    if drawn is None:
         return None
-    K, S, P = geo
+    K, S, P, out_shape = drawn
     in_shape = KINDS[kind].input_shape(src_shape)
     syn = Synapse(source=source, type=kind, kernel=K, stride=S, padding=P, delay=delay,
                   taps=taps, in_shape=in_shape)
@@ -248,7 +228,7 @@ def _random_synapse(rng, kind, source, src_shape, out_shape, *, delay, taps, wei
             keep = rng.integers(0, taps, size=base)
             mask = np.arange(taps).reshape((taps,) + (1,) * len(base)) == keep
             syn.weights = np.where(mask, syn.weights, 0)
-    return syn
+    return syn, tuple(out_shape)
 
 
 def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_clip=None,
@@ -283,6 +263,7 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
     Model
     """
     from .model import Current, INPUT
+    from .registry import KINDS
 
     if input_shape is None:
         input_shape = (int(rng.integers(1, 3)), int(rng.integers(2, 7)),
@@ -299,13 +280,13 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
         for _ in range(6):
             src = sources[int(rng.integers(len(sources)))]
             src_shape = layer_shape if src == name else shapes[src]
-            kind = _pick(rng, ("identity", "identity", "conv2d", "linear", "sumpool2d"))
+            kind = _pick(rng, KINDS.names())
             delay = int(rng.integers(1, 3)) if src == name else int(rng.integers(0, 3))
-            syn = _random_synapse(rng, kind, src, src_shape, layer_shape, delay=delay,
-                                  taps=int(rng.integers(1, 4)),
-                                  weight_bits=int(rng.integers(2, 7)))
-            if syn is not None:
-                return syn
+            drawn = _random_synapse(rng, kind, src, src_shape, layer_shape, delay=delay,
+                                    taps=int(rng.integers(1, 4)),
+                                    weight_bits=int(rng.integers(2, 7)))
+            if drawn is not None:
+                return drawn[0]
         return None
 
     for i in range(n):
@@ -313,29 +294,15 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
         # the primary synapse decides the layer's shape
         src = _pick(rng, list(shapes)[-2:] if len(shapes) > 1 else [INPUT])
         src_shape = shapes[src]
-        spatial_src = len(src_shape) == 3
-        kinds = ["linear", "identity"] + (["conv2d", "conv2d", "sumpool2d"] if spatial_src
-                                          else [])
-        kind = _pick(rng, kinds)
-        if kind == "conv2d":
-            C, H, W = src_shape
-            K = int(rng.integers(1, min(3, H, W) + 1))
-            S = int(rng.integers(1, 3))
-            P = int(rng.integers(0, K))
-            out_shape = (int(rng.integers(1, max_channels + 1)),
-                         conv_out_size(H, K, S, P), conv_out_size(W, K, S, P))
-        elif kind == "sumpool2d":
-            C, H, W = src_shape
-            K = int(rng.integers(1, min(2, H, W) + 1))
-            out_shape = (C, H // K, W // K)
-        elif kind == "linear":
-            out_shape = (int(rng.integers(1, 9)),)
-        else:
-            out_shape = tuple(src_shape)
-        synapses = [_random_synapse(rng, kind, src, src_shape, out_shape,
+        drawn = None
+        while drawn is None:                 # every kind can start from some shape
+            drawn = _random_synapse(rng, _pick(rng, KINDS.names()), src, src_shape, None,
                                     delay=int(rng.integers(0, 2)) * int(rng.integers(0, 3)),
                                     taps=_pick(rng, (1, 1, 2, 3)),
-                                    weight_bits=int(rng.integers(2, 9)))]
+                                    weight_bits=int(rng.integers(2, 9)),
+                                    max_channels=max_channels)
+        synapses = [drawn[0]]
+        out_shape = drawn[1]
         for _ in range(2):
             if rng.random() < p_extra:
                 syn = extra(out_shape, name, allow_self=True)
@@ -378,13 +345,13 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
         if rng.random() < p_backward:
             later = layers[int(rng.integers(i + 1, len(layers)))]
             for _ in range(4):
-                kind = _pick(rng, ("identity", "linear", "conv2d", "sumpool2d"))
-                syn = _random_synapse(rng, kind, later.name, later.out_shape, layer.out_shape,
-                                      delay=int(rng.integers(1, 3)),
-                                      taps=int(rng.integers(1, 3)),
-                                      weight_bits=int(rng.integers(2, 7)))
-                if syn is not None:
-                    layer.synapses.append(syn)
+                drawn = _random_synapse(rng, _pick(rng, KINDS.names()), later.name,
+                                        later.out_shape, layer.out_shape,
+                                        delay=int(rng.integers(1, 3)),
+                                        taps=int(rng.integers(1, 3)),
+                                        weight_bits=int(rng.integers(2, 7)))
+                if drawn is not None:
+                    layer.synapses.append(drawn[0])
                     break
     readout = readout or _pick(rng, ("spike_count", "spike_count", "membrane"))
     model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=1000, timesteps=T,
@@ -392,3 +359,57 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
     for i, layer in enumerate(layers):
         layer.acc_bits = model.required_acc_bits(i)
     return validate_model(model)
+
+
+# -- command line: a random v2 graph and a sample for it ---------------------------------------
+
+PROG = "python -m sim.randmodel"
+
+
+def main(argv=None):
+    """``python -m sim.randmodel --seed N --model DIR --events FILE.npz``: write a random
+    version-2 graph (:func:`random_graph`) as a model directory and a random event sample
+    that fits its input, for trying ``python -m sim.run`` on a graph. Neither target may
+    exist (nothing is replaced)."""
+    from pathlib import Path
+
+    from .cli import ArgumentParser, CliError, atomic_path
+    from .events import make_events, save_events
+    from .model import save_model
+
+    p = ArgumentParser(prog=PROG, description="Write a random version-2 graph model "
+                       "directory and an event sample for it.")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--layers", type=int, default=4, help="number of layers (default 4)")
+    p.add_argument("--model", required=True, type=Path, help="model directory to create")
+    p.add_argument("--events", required=True, type=Path, help="event sample (.npz) to write")
+    args = p.parse_args(argv)
+    if not 1 <= args.layers <= 16:
+        raise CliError(f"--layers: {args.layers} is outside 1..16")
+    if args.seed < 0:
+        raise CliError(f"--seed: {args.seed} must not be negative")
+    for opt, path in (("--model", args.model), ("--events", args.events)):
+        if path.exists() or path.is_symlink():
+            raise CliError(f"{opt}: {path} already exists (nothing is replaced)")
+        if not path.parent.is_dir():
+            raise CliError(f"{opt}: {path}: the directory {path.parent} does not exist")
+    if args.events.suffix != ".npz":
+        raise CliError(f"--events: {args.events}: expected a .npz file name")
+    rng = np.random.default_rng(args.seed)
+    model = random_graph(rng, n_layers=args.layers, input_shape=(2, 8, 8), timesteps=8,
+                         count_clip=2, readout="spike_count")
+    events = make_events(model.input.shape, 400, model.input.timesteps * model.input.dt_us,
+                         rng)
+    with atomic_path(args.events, suffix=".npz") as tmp:
+        save_events(tmp, events)
+    save_model(model, args.model, overwrite=False)
+    kinds = sorted({s.type for layer in model.layers for s in layer.synapses})
+    print(f"{args.model}: {len(model.layers)} layers, "
+          f"{sum(len(layer.synapses) for layer in model.layers)} synapses "
+          f"({', '.join(kinds)}); {args.events}: {len(events)} events")
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run_main
+    run_main(main, prog=PROG)

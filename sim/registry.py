@@ -12,7 +12,8 @@ knows about one kind lives in one :class:`Kind` object, registered once in
 - the compiled reference: the arrays that one of the scatter primitives of
   :mod:`sim.kernels` needs (a kind picks a primitive, the kernel never sees its name);
 - the cycle model: how many output positions one input event reaches;
-- ROM packing of the exchange image, where the kind has one.
+- ROM packing of the exchange image, where the kind has one;
+- random draws for :mod:`sim.randmodel` (so random graphs cover every kind).
 
 The built-in kinds are the modules of :mod:`sim.kinds`, one per kind. Other packages
 add their own part of a kind in their own module with :meth:`Kind.attach`, e.g. the
@@ -75,6 +76,12 @@ class Registry:
             raise ValueError(f"{self.what} {name!r} is already registered")
         self._items[name] = item
         return item
+
+    def unregister(self, name):
+        """Remove ``name`` (a plugin that is unloaded, a test's own kind)."""
+        if name not in self._items:
+            raise KeyError(f"unknown {self.what} {name!r}")
+        del self._items[name]
 
     def __getitem__(self, name):
         try:
@@ -185,7 +192,7 @@ class Kind:
         """Shape of one tap's weights, or ``None`` for a kind without weights."""
         return None
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         """``sum |w|`` over the fan-in and the taps of every output channel (an upper
         bound: padding is ignored), as Python integers of shape ``(C_out,)``."""
         raise NotImplementedError
@@ -209,6 +216,13 @@ class Kind:
         """Output positions ``(y, x)`` one input event at each ``(c, y, x)`` of ``in3``
         reaches (int64 ``in3``-shaped; each position is ``G`` lane groups of work)."""
         raise NotImplementedError
+
+    # -- random models (sim.randmodel) -------------------------------------------------------
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        """A random valid synapse of this kind from ``src_shape``: ``(kernel, stride,
+        padding, out_shape)``. With ``out_shape`` given, one that makes exactly that
+        shape; ``None`` when the draw finds none (or the kind is never drawn)."""
+        return None
 
     # -- ROM packing ------------------------------------------------------------------------
     def rom_columns(self, w):

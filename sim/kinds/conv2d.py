@@ -52,7 +52,7 @@ class Conv2d(Kind):
     def weight_shape(self, syn, in_shape, out_shape):
         return (out_shape[0], in_shape[0], syn.kernel, syn.kernel)
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         w = np.abs(syn.weights.astype(np.int64))
         if syn.taps > 1:
             w = w.sum(axis=0)
@@ -90,6 +90,25 @@ class Conv2d(Kind):
 
     def rom_columns(self, w):
         return w.reshape(w.shape[0], -1).T              # address (c_in*K + ky)*K + kx
+
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if len(src_shape) != 3:
+            return None
+        C, H, W = src_shape
+        if out_shape is None:
+            K = int(rng.integers(1, min(3, H, W) + 1))
+            S = int(rng.integers(1, 3))
+            P = int(rng.integers(0, K))
+            return K, S, P, (int(rng.integers(1, max_channels + 1)),
+                             conv_out_size(H, K, S, P), conv_out_size(W, K, S, P))
+        if len(out_shape) != 3:
+            return None
+        _, Ho, Wo = out_shape
+        options = [(K, S, P) for K in range(1, 6) for S in range(1, 4) for P in range(K)
+                   if conv_out_size(H, K, S, P) == Ho and conv_out_size(W, K, S, P) == Wo]
+        if not options:
+            return None
+        return (*options[int(rng.integers(len(options)))], tuple(out_shape))
 
 
 def _positions(in3, out3, K, S, P):

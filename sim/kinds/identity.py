@@ -21,7 +21,7 @@ class Identity(Kind):
     def weight_shape(self, syn, in_shape, out_shape):
         return (out_shape[0],)
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         w = np.abs(syn.weights.astype(np.int64))
         if syn.taps > 1:
             w = w.sum(axis=0)
@@ -39,6 +39,11 @@ class Identity(Kind):
 
     def event_positions(self, syn, in3, out3):
         return np.ones(in3, dtype=np.int64)
+
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if out_shape is not None and tuple(out_shape) != tuple(src_shape):
+            return None
+        return None, None, None, tuple(src_shape)
 
 
 KINDS.register(Identity())

@@ -23,7 +23,7 @@ class Linear(Kind):
     def weight_shape(self, syn, in_shape, out_shape):
         return (out_shape[0], in_shape[0])
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         w = np.abs(syn.weights.astype(np.int64))
         if syn.taps > 1:
             w = w.sum(axis=0)
@@ -46,6 +46,11 @@ class Linear(Kind):
 
     def rom_columns(self, w):
         return w.T                                       # address = input index
+
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if out_shape is None:
+            return None, None, None, (int(rng.integers(1, 9)),)
+        return (None, None, None, tuple(out_shape)) if len(out_shape) == 1 else None
 
 
 KINDS.register(Linear())

@@ -29,7 +29,7 @@ class SumPool2d(Kind):
         c, h, w = in_shape
         return (c, h // syn.kernel, w // syn.kernel)
 
-    def fan_in_abs(self, syn, in_shape, out_shape):
+    def fan_in_abs(self, syn, out_shape):
         return [syn.kernel * syn.kernel * syn.taps] * out_shape[0]
 
     def accumulate(self, syn, w, in_shape, out_shape, acc, src, count):
@@ -48,6 +48,20 @@ class SumPool2d(Kind):
 
     def event_positions(self, syn, in3, out3):
         return _positions(in3, out3, syn.kernel, syn.kernel, 0)
+
+    def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
+        if len(src_shape) != 3:
+            return None
+        C, H, W = src_shape
+        if out_shape is None:
+            K = int(rng.integers(1, min(2, H, W) + 1))
+            return K, K, 0, (C, H // K, W // K)
+        options = [K for K in range(1, 4)
+                   if tuple(out_shape) == (C, H // K, W // K) and min(H, W) >= K]
+        if not options:
+            return None
+        K = options[int(rng.integers(len(options)))]
+        return K, K, 0, tuple(out_shape)
 
 
 KINDS.register(SumPool2d())

@@ -37,18 +37,23 @@ def assert_same(ref, got, model, record=True):
             T = model.input.timesteps
             assert got.spikes[name].shape == (T, *layer.out_shape)
             assert got.states[name].shape == (T, *layer.out_shape)
-            assert got.spikes[name].dtype == np.uint8
+            assert got.spikes[name].dtype == ref.spikes[name].dtype
             for k in range(T):
                 np.testing.assert_array_equal(got.spikes[name][k], ref.spikes[name][k],
                                               err_msg=f"spikes {name} step {k}")
                 np.testing.assert_array_equal(got.states[name][k], ref.states[name][k],
                                               err_msg=f"states {name} step {k}")
+            assert (name in got.currents) == (layer.current is not None)
+            if layer.current is not None:
+                np.testing.assert_array_equal(got.currents[name], ref.currents[name],
+                                              err_msg=f"currents {name}")
     else:
-        assert got.spikes == {} and got.states == {}
+        assert got.spikes == {} and got.states == {} and got.currents == {}
 
 
 def narrow_ok(model):
-    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 for lay in model.layers)
+    return all(lay.acc_bits <= 30 and lay.state_bits <= 29 and
+               (lay.current is None or lay.current.state_bits <= 29) for lay in model.layers)
 
 
 def compare(model, binned):
@@ -203,6 +208,20 @@ def test_network_reuse():
                                model.input.count_clip)
         ref = run(model, binned, backend="numpy")
         assert_same(ref, kernels.run_numba(model, binned, network=net), model)
+
+
+@pytest.mark.parametrize("block", range(3))
+def test_random_graphs(block):
+    """v2 graphs (residual joins, forks, recurrence, delays and taps, multi-spike, v_min,
+    current-based layers): every dtype and with and without traces."""
+    from sim.randmodel import random_graph
+    for seed in range(block * 30, block * 30 + 30):
+        rng = np.random.default_rng(10_000 + seed)
+        wide = dict(input_shape=(2, 9, 9)) if seed % 3 == 0 else {}
+        model = random_graph(rng, **wide)
+        binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                               model.input.count_clip)
+        compare(model, binned)
 
 
 def test_bad_input_is_refused():

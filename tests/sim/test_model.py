@@ -485,3 +485,183 @@ def test_every_field_rejects_odd_values_cleanly(saved):
                 assert "\n" not in msg and msg.startswith(str(saved)), (path, value, msg)
             else:
                 validate_model(model)
+
+
+# -- version 2 ----------------------------------------------------------------------------------
+
+def base_graph():
+    """A v2 graph with every v2 feature the loader checks:
+
+    c1: conv2d from the input (3x3 s2 p1), spike_limit 2, plus identity from c2 (delay 1,
+        backward recurrence);
+    c2: conv2d from c1 + identity from c1 (residual) + identity from itself (delay 1),
+        v_min, current-based;
+    fc: linear from c2 (delay 1, 2 taps) + linear from the input (a fork of the input).
+    """
+    from sim.model import Current, Layer, Synapse
+    rng = np.random.default_rng(77)
+
+    def w(*shape, bits=5):
+        lim = (1 << (bits - 1)) - 1
+        return rng.integers(-lim, lim + 1, size=shape).astype(np.int16)
+
+    def layer(name, out_shape, synapses, **kw):
+        co = out_shape[0]
+        return Layer(name=name, out_shape=out_shape, synapses=synapses,
+                     bias=kw.pop("bias", None), state_bits=kw.pop("state_bits", 12), acc_bits=62,
+                     beta_num=3, beta_frac_bits=2, threshold=np.full(co, 9, dtype=np.int64),
+                     reset=kw.pop("reset", "subtract"), **kw)
+
+    c1 = layer("c1", (3, 3, 3), [
+        Synapse("input", "conv2d", 3, 2, 1, w(3, 2, 3, 3), 5),
+        Synapse("c2", "identity", weights=w(3), weight_bits=5, delay=1)], spike_limit=2)
+    c2 = layer("c2", (3, 3, 3), [
+        Synapse("c1", "conv2d", 3, 1, 1, w(3, 3, 3, 3), 5),
+        Synapse("c1", "identity", weights=w(3), weight_bits=5),
+        Synapse("c2", "identity", weights=w(3), weight_bits=5, delay=1)],
+        v_min=-100, current=Current(1, 1, 8), bias=np.array([1, -2, 3], dtype=np.int16),
+        reset="zero")
+    fc = layer("fc", (4,), [
+        Synapse("c2", "linear", weights=w(2, 4, 27), weight_bits=5, delay=1, taps=2),
+        Synapse("input", "linear", weights=w(4, 72), weight_bits=5)], state_bits=16)
+    model = Model(InputSpec((2, 6, 6), 1000, 4, 2), [c1, c2, fc], "spike_count")
+    for i, lay in enumerate(model.layers):
+        lay.acc_bits = model.required_acc_bits(i)
+    return validate_model(model)
+
+
+def _c2_acc_bits():
+    """The contract's bound for c2, written out from the arrays (independent of sim.model):
+    m_src is c1's spike_limit (2) for both synapses from c1 and c2's own (1)."""
+    c1, c2 = base_graph().layers[:2]
+    conv, ident, rec = c2.synapses
+    per_channel = [2 * int(np.abs(conv.weights[co].astype(np.int64)).sum())
+                   + 2 * abs(int(ident.weights[co])) + abs(int(rec.weights[co]))
+                   + abs(int(c2.bias[co])) for co in range(3)]
+    return (max(per_channel) + 2**11 + 2**7).bit_length() + 1
+
+
+def test_v2_round_trip_and_default_version(tmp_path):
+    model = base_graph()
+    path = save_model(model, tmp_path / "g")
+    doc = _doc(path)
+    assert doc["version"] == VERSION == 2
+    assert [len(ld["synapses"]) for ld in doc["layers"]] == [2, 3, 2]
+    assert doc["layers"][1]["current"] == {"beta": {"num": 1, "frac_bits": 1}, "state_bits": 8}
+    assert doc["layers"][2]["synapses"][0]["taps"] == 2
+    loaded = load_model(path)
+    assert loaded.version == 2
+    for la, lb in zip(model.layers, loaded.layers):
+        for key in ("name", "out_shape", "state_bits", "acc_bits", "spike_limit", "v_min",
+                    "current", "reset"):
+            assert getattr(la, key) == getattr(lb, key), key
+        for sa, sb in zip(la.synapses, lb.synapses):
+            for key in ("source", "type", "kernel", "stride", "padding", "weight_bits",
+                        "delay", "taps", "in_shape"):
+                assert getattr(sa, key) == getattr(sb, key), key
+            assert (sa.weights == sb.weights).all()
+    assert loaded.layers[1].acc_bits == _c2_acc_bits()
+    # a v1 model read and saved again is a v2 directory with the same meaning
+    v1 = save_model(base_model(), tmp_path / "v1", version=1)
+    again = save_model(load_model(v1), tmp_path / "v1as2")
+    assert _doc(again)["version"] == 2
+    assert_same_model(load_model(v1), load_model(again))
+    # a graph cannot be written as version 1
+    with pytest.raises(ModelError, match="version 1 holds chains only: layer 'c1' has 2"):
+        save_model(model, tmp_path / "no", version=1)
+    assert not (tmp_path / "no").exists()
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**32 - 1))
+def test_v2_round_trip_random(tmp_path_factory, seed):
+    from sim.randmodel import random_graph
+    model = random_graph(np.random.default_rng(seed))
+    loaded = load_model(save_model(model, tmp_path_factory.mktemp("g") / "m"))
+    assert [lay.name for lay in loaded.layers] == [lay.name for lay in model.layers]
+    for la, lb in zip(model.layers, loaded.layers):
+        assert la.acc_bits == lb.acc_bits and la.current == lb.current
+        assert [(s.source, s.type, s.delay, s.taps) for s in la.synapses] == \
+            [(s.source, s.type, s.delay, s.taps) for s in lb.synapses]
+
+
+@pytest.fixture
+def saved2(tmp_path):
+    return save_model(base_graph(), tmp_path / "g")
+
+
+def _syn(layer, j, key, value):
+    return _set("layers", layer, "synapses", j, key, value)
+
+
+def _acc_c2(doc, path):
+    doc["layers"][1]["acc_bits"] = _c2_acc_bits() - 1
+
+
+def _taps_mismatch(doc, path):
+    doc["layers"][2]["synapses"][0]["taps"] = 3
+
+
+S = "layers[{}] ({}).synapses[{}]"
+BAD_V2 = {
+    "zero-delay cycle": (_syn(0, 1, "delay", 0),
+                         [S.format(0, "c1", 1) + ".delay", "zero-delay cycle c1 -> c2 -> c1"]),
+    "zero-delay self": (_syn(1, 2, "delay", 0),
+                        [S.format(1, "c2", 2) + ".delay", "from itself", "c2 -> c2"]),
+    "zero-delay later, no cycle": (_syn(0, 1, "delay", 0),
+                                   [S.format(0, "c1", 1) + ".delay", "later layer 'c2'"]),
+    "unknown source": (_syn(1, 0, "source", "nope"),
+                       [S.format(1, "c2", 0) + ".source", "'nope'"]),
+    "source not a string": (_syn(1, 0, "source", 3), ["layers[1].synapses[0].source"]),
+    "geometry mismatch": (_syn(1, 0, "stride", 2),
+                          [S.format(1, "c2", 0), "[3, 2, 2]", "out_shape [3, 3, 3]"]),
+    "identity shape mismatch": (_syn(2, 1, "type", "identity"), [S.format(2, "fc", 1)]),
+    "taps disagree with weights": (_taps_mismatch,
+                                   [S.format(2, "fc", 0) + ".weights", "taps 3"]),
+    "taps zero": (_syn(2, 0, "taps", 0), [S.format(2, "fc", 0) + ".taps"]),
+    "delay negative": (_syn(2, 0, "delay", -1), [S.format(2, "fc", 0) + ".delay"]),
+    "delay float": (_syn(2, 0, "delay", 1.0), [S.format(2, "fc", 0) + ".delay"]),
+    "spike_limit 0": (_set("layers", 0, "spike_limit", 0), ["layers[0] (c1).spike_limit"]),
+    "spike_limit bool": (_set("layers", 0, "spike_limit", True), ["(c1).spike_limit"]),
+    "v_min positive": (_set("layers", 1, "v_min", 1), ["layers[1] (c2).v_min", "-2048..0"]),
+    "v_min below the state": (_set("layers", 1, "v_min", -2049), ["(c2).v_min"]),
+    "current without beta": (_del("layers", 1, "current", "beta"),
+                             ["layers[1].current", "missing key 'beta'"]),
+    "current state_bits 1": (_set("layers", 1, "current", "state_bits", 1),
+                             ["(c2).current.state_bits"]),
+    "current beta num": (_set("layers", 1, "current", "beta", "num", 3),
+                         ["(c2).current.beta.num"]),
+    "acc_bits too small": (_acc_c2, ["layers[1] (c2).acc_bits", "too small",
+                                     f"needs {_c2_acc_bits()}"]),
+    "unknown synapse key": (_syn(0, 0, "groups", 1), ["layers[0].synapses[0]", "'groups'"]),
+    "missing synapse key": (_del("layers", 0, "synapses", 0, "weight_bits"),
+                            ["layers[0].synapses[0]", "'weight_bits'"]),
+    "v1 key in a v2 layer": (_set("layers", 0, "type", "conv2d"), ["layers[0]", "'type'"]),
+    "synapses not a list": (_set("layers", 0, "synapses", {}), ["layers[0].synapses"]),
+    "no synapses": (_set("layers", 0, "synapses", []), ["(c1).synapses", "at least one"]),
+    "identity with a kernel": (_syn(0, 1, "kernel", 1), [S.format(0, "c1", 1) + ".kernel"]),
+    "identity without weights": (_syn(0, 1, "weights", None),
+                                 [S.format(0, "c1", 1) + ".weights"]),
+    "unknown kind": (_syn(0, 0, "type", "conv3d"), [S.format(0, "c1", 0) + ".type",
+                                                    "'conv3d'"]),
+    "layer named input": (_set("layers", 2, "name", "input"), ["layers[2].name", "'input'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_V2))
+def test_bad_v2_model_json(saved2, case):
+    mutate, fragments = BAD_V2[case]
+    doc = _doc(saved2)
+    if case == "zero-delay later, no cycle":
+        # c2 no longer reads c1 at the same step: the edge back is named, not a cycle
+        for j in (0, 1):
+            doc["layers"][1]["synapses"][j]["delay"] = 1
+    mutate(doc, saved2)
+    _write(saved2, doc)
+    msg = _expect(saved2, str(saved2 / "model.json"), *fragments)
+    if case == "zero-delay later, no cycle":
+        assert "cycle" not in msg and "edge c2 -> c1" in msg
+
+
+def test_v2_every_field_rejects_odd_values_cleanly(saved2):
+    test_every_field_rejects_odd_values_cleanly(saved2)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sim import reference
 from sim.events import EVENT_DTYPE, BinnedEvents, bin_events
-from sim.model import InputSpec, Layer, Model, RESETS, validate_model
+from sim.model import Current, InputSpec, Layer, Model, RESETS, Synapse, validate_model
 from sim.randmodel import random_layer, random_model
 
 from . import oracle
@@ -412,3 +412,188 @@ def test_docs_worked_example_tables(reset):
         assert result.states["out"].ravel().tolist() == v
         assert result.spikes["out"].ravel().tolist() == s
         assert result.overflow["out"].tolist() == ovf
+
+
+# -- version 2: the worked examples of docs/semantics.md section 9.5 ------------------------
+
+def _v2_table(marker):
+    """The table after ``<!-- worked: marker -->`` as a list of {column: int} rows."""
+    lines = _doc_block(marker)
+    head = [c.strip() for c in lines[0].strip().strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows.append({h: (c == "yes") if h == "overflow" else int(c) for h, c in zip(head, cells)})
+    return rows
+
+
+def _v2_layer(name, out_shape, synapses, *, threshold, reset, state_bits, beta=(1, 0),
+              bias=None, **neuron):
+    co = out_shape[0]
+    return Layer(name=name, out_shape=out_shape, synapses=synapses,
+                 bias=None if bias is None else np.full(co, bias, dtype=np.int64),
+                 state_bits=state_bits, acc_bits=62, beta_num=beta[0], beta_frac_bits=beta[1],
+                 threshold=np.full(co, threshold, dtype=np.int64), reset=reset, **neuron)
+
+
+def _v2_model(input_shape, frames, layers, count_clip=1, acc_bits=None):
+    model = Model(InputSpec(input_shape, 1000, len(frames), count_clip), layers, "spike_count")
+    for i, layer in enumerate(layers):
+        layer.acc_bits = model.required_acc_bits(i)
+    if acc_bits is not None:
+        assert [layer.acc_bits for layer in layers] == acc_bits
+    return validate_model(model), BinnedEvents.from_frames(np.asarray(frames))
+
+
+def _v2_runs(model, binned):
+    results = [reference.run(model, binned, backend=b) for b in BACKENDS]
+    ref = results[0]
+    for other in results[1:]:                            # every backend, every array
+        a, b = ref.arrays(), other.arrays()
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    return results
+
+
+def _conv1x1(source, w, bits):
+    return Synapse(source, "conv2d", kernel=1, stride=1, padding=0,
+                   weights=np.full((1, 1, 1, 1), w, dtype=np.int64), weight_bits=bits)
+
+
+def test_docs_v2_residual():
+    rows = _v2_table("v2-residual")
+    frames = [[[[1, 0]]], [[[1, 1]]], [[[0, 1]]]]
+    a = _v2_layer("a", (1, 1, 2), [_conv1x1("input", 2, 3)], threshold=2, reset="zero",
+                  state_bits=6, beta=(1, 1))
+    b = _v2_layer("b", (1, 1, 2), [_conv1x1("a", 3, 3),
+                                   Synapse("input", "identity", weights=np.array([1]),
+                                           weight_bits=2)],
+                  threshold=5, reset="subtract", state_bits=6)
+    model, binned = _v2_model((1, 1, 2), frames, [a, b], acc_bits=[7, 7])
+    for r in _v2_runs(model, binned):
+        for row in rows:
+            k, p = row["k"], row["pixel"]
+            assert row["input"] == frames[k][0][0][p]
+            assert r.spikes["a"][k, 0, 0, p] == row["s_a"]
+            assert row["x"] == 3 * row["s_a"] + row["input"]          # the page's arithmetic
+            prev = 0 if k == 0 else r.states["b"][k - 1, 0, 0, p]
+            assert row["acc"] == prev + row["x"]
+            assert r.spikes["b"][k, 0, 0, p] == row["s"]
+            assert r.states["b"][k, 0, 0, p] == row["v"]
+
+
+def _single(name, syn, rows, frames, *, check_x, count_clip=1, acc_bits=None, **neuron):
+    layer = _v2_layer(name, (1,), [syn] if isinstance(syn, Synapse) else syn, **neuron)
+    model, binned = _v2_model(tuple(np.asarray(frames).shape[1:]), frames, [layer],
+                              count_clip=count_clip, acc_bits=acc_bits)
+    assert [row["k"] for row in rows] == list(range(len(frames)))
+    v_prev = 0
+    for row in rows:                                     # the page's own arithmetic
+        assert row["x"] == check_x(row)
+        if "acc" in row and "a" not in row:
+            assert row["acc"] == v_prev + row["x"]
+        v_prev = row["v"]
+    for r in _v2_runs(model, binned):
+        assert r.spikes[name][:, 0].tolist() == [row["s"] for row in rows]
+        assert r.states[name][:, 0].tolist() == [row["v"] for row in rows]
+        if "overflow" in rows[0]:
+            assert r.overflow[name].tolist() == [row["overflow"] for row in rows]
+        if "i" in rows[0]:
+            assert r.currents[name][:, 0].tolist() == [row["i"] for row in rows]
+        assert r.scores.tolist() == [sum(row["s"] for row in rows)]
+    return model
+
+
+def test_docs_v2_delay():
+    rows = _v2_table("v2-delay")
+    frames = [[[[1]]], [[[0]]], [[[1]]], [[[0]]], [[[0]]]]
+    assert [row["in"] for row in rows] == [0, 0] + [f[0][0][0] for f in frames[:3]]
+    syn = Synapse("input", "linear", weights=np.array([[5]]), weight_bits=4, delay=2)
+    _single("d", syn, rows, frames, check_x=lambda r: 5 * r["in"], threshold=4, reset="zero",
+            state_bits=5, acc_bits=[6])
+
+
+def test_docs_v2_taps():
+    rows = _v2_table("v2-taps")
+    frames = [[[[1, 1]]], [[[0, 0]]], [[[0, 0]]], [[[0, 0]]]]
+    w = np.array([[[0, 0]], [[4, 0]], [[0, 3]]])
+    syn = Synapse("input", "linear", weights=w, weight_bits=4, taps=3)
+    # x at step k: tap j reads step k - j; only step 0 has input
+    _single("h", syn, rows, frames,
+            check_x=lambda r: int(w[r["k"]].sum()) if r["k"] < 3 else 0,
+            threshold=6, reset="subtract", state_bits=6, acc_bits=[7])
+
+
+def test_docs_v2_recurrent_current():
+    rows = _v2_table("v2-recurrent")
+    frames = [[[[1]]], [[[1]]], [[[0]]], [[[0]]]]
+    syns = [Synapse("input", "linear", weights=np.array([[7]]), weight_bits=4),
+            Synapse("r", "identity", weights=np.array([-2]), weight_bits=3, delay=1)]
+    assert [row["self"] for row in rows] == [0] + [row["s"] for row in rows[:-1]]
+    for row, prev_i in zip(rows, [0] + [row["i"] for row in rows]):
+        assert row["a"] == prev_i + row["x"]
+        assert row["i'"] == min(max(row["a"], -8), 7)
+    v_prev = [0] + [row["v"] for row in rows]
+    assert [row["acc"] for row in rows] == [v + row["i'"] for v, row in zip(v_prev, rows)]
+    _single("r", syns, rows, frames, check_x=lambda r: 7 * r["in"] - 2 * r["self"],
+            threshold=5, reset="subtract", state_bits=6, beta=(3, 2), acc_bits=[7],
+            current=Current(beta_num=1, beta_frac_bits=1, state_bits=4))
+
+
+def test_docs_v2_multispike_vmin():
+    rows = _v2_table("v2-multispike")
+    frames = [[[[3]]], [[[0]]], [[[0]]], [[[0]]], [[[3]]]]
+    syn = Synapse("input", "linear", weights=np.array([[5]]), weight_bits=4)
+    for row in rows:
+        assert row["u"] == max(min(row["acc"], 31), -6)
+    model = _single("m", syn, rows, frames, check_x=lambda r: 5 * r["in"] - 4, count_clip=3,
+                    threshold=3, reset="subtract", state_bits=6, bias=-4, spike_limit=2,
+                    v_min=-6, acc_bits=[7])
+    # the bound is not an overflow
+    r = reference.run(model, BinnedEvents.from_frames(np.asarray(frames)), backend="numpy")
+    assert not r.overflow["m"].any()
+
+
+# -- version 2: random graphs, every backend ------------------------------------------------
+
+@pytest.mark.parametrize("block", range(4))
+def test_random_graphs_backends_agree(block):
+    """numpy and numba on random v2 graphs: every spike count, state, current and flag."""
+    from sim.randmodel import random_binned, random_graph
+    seen = dict(spikes=0, multi=0, current=0, delayed=0, recurrent=0, counts=0)
+    for seed in range(block * 40, block * 40 + 40):
+        rng = np.random.default_rng(seed)
+        model = random_graph(rng)
+        binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                               model.input.count_clip)
+        results = _v2_runs(model, binned)
+        assert results[0].synops == results[-1].synops
+        assert results[0].spike_count == results[-1].spike_count
+        r = results[0]
+        seen["spikes"] += sum(r.spike_count.values()) > 0
+        seen["counts"] += any((s > 1).any() for s in r.spikes.values())
+        for i, layer in enumerate(model.layers):
+            seen["multi"] += len(layer.synapses) > 1
+            seen["current"] += layer.current is not None
+            seen["delayed"] += any(s.delay or s.taps > 1 for s in layer.synapses)
+            seen["recurrent"] += any(model.index(s.source) >= i for s in layer.synapses
+                                     if s.source != "input")
+    assert all(n > 3 for n in seen.values()), seen
+
+
+def test_spike_counts_above_255_are_uint16():
+    """u = 3 * 97 = 291 with threshold 1 and spike_limit 300: 291 spikes in one step,
+    delivered as one count to the next layer (weight 2: 582 into a membrane output)."""
+    syn = Synapse("input", "linear", weights=np.array([[97]]), weight_bits=8)
+    many = _v2_layer("many", (1,), [syn], threshold=1, reset="zero", state_bits=12,
+                     spike_limit=300)
+    out = _v2_layer("out", (1,), [Synapse("many", "linear", weights=np.array([[2]]),
+                                          weight_bits=3)],
+                    threshold=1, reset="none", state_bits=12)
+    model, binned = _v2_model((1, 1, 1), [[[[3]]]], [many, out], count_clip=3)
+    model.readout = "membrane"
+    for r in _v2_runs(model, binned):
+        assert r.spikes["many"].dtype == np.uint16 and r.spikes["out"].dtype == np.uint8
+        assert r.spikes["many"].ravel().tolist() == [291]
+        assert r.scores.tolist() == [582]

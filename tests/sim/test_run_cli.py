@@ -298,3 +298,86 @@ def test_main_guard(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("t: error: ")
+
+
+# -- version 2 graphs ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def graph_files(tmp_path_factory):
+    from .test_model import base_graph
+    d = tmp_path_factory.mktemp("graph")
+    save_model(base_graph(), d / "model")
+    rng = np.random.default_rng(5)
+    save_events(d / "sample.npz", make_events((2, 6, 6), 400, 4000, rng), label=0)
+    return d
+
+
+def test_v2_dump_holds_every_key(graph_files, tmp_path, capsys):
+    from sim import reference
+    from sim.events import bin_events
+    dump = tmp_path / "g.npz"
+    args = ["--model", graph_files / "model", "--events", graph_files / "sample.npz",
+            "--dump", dump]
+    assert cli.main_guard(main, [str(a) for a in args], prog=PROG) == 0
+    model = load_model(graph_files / "model")
+    ev, _ = load_events(graph_files / "sample.npz")
+    inp = model.input
+    binned = bin_events(ev, inp.shape, inp.timesteps, inp.dt_us, inp.count_clip)
+    with np.load(dump) as z:
+        keys = {"scores", "prediction", "current_c2"} | {
+            f"{kind}_{name}" for kind in ("spikes", "state", "overflow")
+            for name in ("c1", "c2", "fc")}
+        assert set(z.files) == keys
+        assert z["spikes_c1"].dtype == np.uint8 and z["spikes_c1"].max() == 2   # counts
+        assert z["current_c2"].shape == (inp.timesteps, 3, 3, 3)
+        for backend in available_backends():
+            want = reference.run(model, binned, backend=backend).arrays()
+            for key in keys:
+                np.testing.assert_array_equal(z[key], want[key], err_msg=key)
+
+
+@pytest.mark.parametrize("case", ["zero-delay cycle", "unknown source", "geometry mismatch",
+                                  "taps disagree with weights", "spike_limit 0",
+                                  "v_min positive", "current without beta",
+                                  "acc_bits too small"])
+def test_v2_bad_model_exit_2(graph_files, tmp_path, capsys, case):
+    from .test_model import BAD_V2
+    mutate, fragments = BAD_V2[case]
+
+    def edit(bad, doc):
+        mutate(doc, bad)
+        return ["badmodel", "model.json", *fragments]
+    args, fragments = _copy_model(graph_files, tmp_path, edit)
+    args[3] = graph_files / "sample.npz"
+    dump = tmp_path / "out.npz"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc = cli.main_guard(main, [str(a) for a in [*args, "--dump", dump]], prog=PROG)
+    out, err = capsys.readouterr()
+    _assert_one_line_error(rc, out, err, fragments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before       # nothing written
+
+
+def test_randmodel_cli_writes_a_graph_sim_run_reads(tmp_path, capsys):
+    from sim import randmodel
+    args = ["--seed", "3", "--model", str(tmp_path / "g"), "--events", str(tmp_path / "g.npz")]
+    assert cli.main_guard(randmodel.main, args, prog=randmodel.PROG) == 0
+    model = load_model(tmp_path / "g")
+    assert model.version == 2 and len(model.layers) == 4
+    assert sum(len(layer.synapses) for layer in model.layers) > 4
+    dump = tmp_path / "d.npz"
+    assert cli.main_guard(main, ["--model", str(tmp_path / "g"), "--events",
+                                 str(tmp_path / "g.npz"), "--dump", str(dump)], prog=PROG) == 0
+    with np.load(dump) as z:
+        assert {f"spikes_{layer.name}" for layer in model.layers} <= set(z.files)
+    capsys.readouterr()
+    # nothing is replaced; bad values are one line, exit 2, nothing written
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for bad, frag in ((args, "already exists"),
+                      (["--model", str(tmp_path / "h"), "--events", str(tmp_path / "h.npz"),
+                        "--layers", "0"], "--layers"),
+                      (["--model", str(tmp_path / "h"), "--events", str(tmp_path / "h.txt")],
+                       "--events")):
+        rc = cli.main_guard(randmodel.main, bad, prog=randmodel.PROG)
+        out, err = capsys.readouterr()
+        assert rc == 2 and frag in err and len(err.strip().splitlines()) == 1, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
