@@ -6,12 +6,17 @@ directories are written with plain json + numpy (tests/sim/modeldir.py), so thes
 depend neither on :mod:`sim.model` nor on the reference. Every spike count, stored state,
 stored current and overflow flag of every step is checked.
 
+The worked v2 tables of docs/semantics.md (section 9.5) are read from the page and run
+through the oracle, with the models built here from the page's prose, so the page, the
+oracle and (in tests/sim/test_reference.py) the reference must all agree.
+
 Also the oracle's self-consistency: the v2 engine against the kept v1 chain runner,
 taps against separate delayed synapses, and the neutral settings of the v2 fields.
 """
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -378,3 +383,106 @@ def test_random_graphs_run(tmp_path_factory, seed):
         if ld.get("current") is not None:
             bits = ld["current"]["state_bits"]
             assert all(abs(i) <= 2 ** (bits - 1) for k in got["currents"][name] for i in k)
+
+
+# -- the version-2 worked examples of docs/semantics.md (section 9.5), read from the page ---
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"
+
+
+def _page_table(marker):
+    """The table after ``<!-- worked: marker -->``: a list of {column: value} rows."""
+    lines = DOC.read_text().splitlines()
+    start = lines.index(f"<!-- worked: {marker} -->")
+    table = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        table.append([c.strip() for c in line.strip().strip("|").split("|")])
+    head, rows = table[0], table[2:]                     # skip the rule under the header
+    return [{h: (c == "yes") if h == "overflow" else int(c) for h, c in zip(head, row)}
+            for row in rows]
+
+
+def _page_run(tmp_path, layers, frames, **doc):
+    """The oracle on a model that this test builds from the page's prose."""
+    frames = np.asarray(frames)
+    root = write_model(tmp_path, model_doc(frames.shape[1:], len(frames), layers, **doc))
+    return oracle.run_dir(root, steps_of(frames)), oracle.load_dir(root)
+
+
+def _conv1x1(source, w):
+    return synapse(source, "conv2d", np.full((1, 1, 1, 1), w, np.int8), kernel=1, stride=1,
+                   padding=0, weight_bits=3)
+
+
+def test_page_v2_residual(tmp_path):
+    rows = _page_table("v2-residual")
+    a = layer("a", (1, 1, 2), [_conv1x1("input", 2)], threshold=2, reset="zero",
+              state_bits=6, acc_bits=7, beta=(1, 1))
+    b = layer("b", (1, 1, 2), [_conv1x1("a", 3),
+                               synapse("input", "identity", np.array([1], np.int8),
+                                       weight_bits=2)],
+              threshold=5, reset="subtract", state_bits=6, acc_bits=7)
+    got, net = _page_run(tmp_path, [a, b], [[[[1, 0]]], [[[1, 1]]], [[[0, 1]]]])
+    assert [oracle.required_acc_bits(net, i) for i in range(2)] == [7, 7]
+    for row in rows:
+        k, p = row["k"], row["pixel"]
+        assert got["spikes"]["a"][k][p] == row["s_a"]
+        assert got["u"]["b"][k][p] == row["acc"]         # no clamp in this example
+        assert got["spikes"]["b"][k][p] == row["s"]
+        assert got["states"]["b"][k][p] == row["v"]
+    assert len(rows) == 6
+
+
+def _single_page(tmp_path, marker, syns, frames, count_clip=1, **neuron):
+    rows = _page_table(marker)
+    lay = layer("n", (1,), syns, acc_bits=7, **neuron)
+    got, net = _page_run(tmp_path, [lay], frames, count_clip=count_clip)
+    assert [row["k"] for row in rows] == list(range(len(frames)))
+    assert [s[0] for s in got["spikes"]["n"]] == [row["s"] for row in rows]
+    assert [v[0] for v in got["states"]["n"]] == [row["v"] for row in rows]
+    for key, column in (("u", "u"), ("currents", "i")):
+        if column in rows[0]:
+            assert [x[0] for x in got[key]["n"]] == [row[column] for row in rows]
+    if "overflow" in rows[0]:
+        assert got["overflow"]["n"] == [row["overflow"] for row in rows]
+    else:
+        assert not any(got["overflow"]["n"])
+    return got, net, rows
+
+
+def test_page_v2_delay(tmp_path):
+    syn = synapse("input", "linear", np.array([[5]], np.int8), weight_bits=4, delay=2)
+    _, net, _ = _single_page(tmp_path, "v2-delay", [syn],
+                             [[[[1]]], [[[0]]], [[[1]]], [[[0]]], [[[0]]]],
+                             threshold=4, reset="zero", state_bits=5)
+    assert oracle.required_acc_bits(net, 0) == 6         # 5 + 2**4 = 21: 5 bits + sign
+
+
+def test_page_v2_taps(tmp_path):
+    w = np.array([[[0, 0]], [[4, 0]], [[0, 3]]], np.int8)
+    syn = synapse("input", "linear", w, weight_bits=4, taps=3, delay=0)
+    _single_page(tmp_path, "v2-taps", [syn], [[[[1, 1]]], [[[0, 0]]], [[[0, 0]]], [[[0, 0]]]],
+                 threshold=6, reset="subtract", state_bits=6)
+
+
+def test_page_v2_recurrent_current(tmp_path):
+    syns = [synapse("input", "linear", np.array([[7]], np.int8), weight_bits=4),
+            synapse("n", "identity", np.array([-2], np.int8), weight_bits=3, delay=1)]
+    got, net, rows = _single_page(tmp_path, "v2-recurrent", syns,
+                                  [[[[1]]], [[[1]]], [[[0]]], [[[0]]]],
+                                  threshold=5, reset="subtract", state_bits=6, beta=(3, 2),
+                                  current=(1, 1, 4))
+    # the page's u is acc here (no state clamp): the column 'acc'
+    assert [u[0] for u in got["u"]["n"]] == [row["acc"] for row in rows]
+    assert oracle.required_acc_bits(net, 0) == 7
+
+
+def test_page_v2_multispike_vmin(tmp_path):
+    syn = synapse("input", "linear", np.array([[5]], np.int8), weight_bits=4)
+    _, net, _ = _single_page(tmp_path, "v2-multispike", [syn],
+                             [[[[3]]], [[[0]]], [[[0]]], [[[0]]], [[[3]]]], count_clip=3,
+                             threshold=3, reset="subtract", state_bits=6,
+                             bias=np.array([-4], np.int8), spike_limit=2, v_min=-6)
+    assert oracle.required_acc_bits(net, 0) == 7
