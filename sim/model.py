@@ -181,6 +181,10 @@ class Current:
         return (1 << (self.state_bits - 1)) - 1
 
 
+#: "not given" for the version-1 keyword arguments of :class:`Layer` (``None`` is a value)
+_UNSET = object()
+
+
 def _synapse_property(key, doc):
     def get(self):
         return getattr(self.synapse, key)
@@ -202,7 +206,9 @@ class Layer:
 
     A layer can also be built the version-1 way, with ``type``, ``in_shape``,
     ``kernel``, ``stride``, ``padding``, ``weights``, ``weight_bits`` and ``scale``
-    instead of ``synapses``: that is one synapse from the layer before. For a layer with
+    instead of ``synapses``: that is one synapse from the layer before (given together
+    with one synapse, they update a copy of it: ``dataclasses.replace(layer,
+    weight_bits=6)`` works as in version 1). For a layer with
     one synapse those names stay readable (and writable) attributes, so code written for
     chains keeps working; on a layer with several synapses they raise
     :class:`ModelError`.
@@ -222,20 +228,28 @@ class Layer:
     v_min: int | None = None
     current: Current | None = None
 
-    def __init__(self, name, type=None, in_shape=None, out_shape=None, kernel=None,
-                 stride=None, padding=None, weights=None, bias=None, weight_bits=None,
+    def __init__(self, name, type=_UNSET, in_shape=_UNSET, out_shape=None, kernel=_UNSET,
+                 stride=_UNSET, padding=_UNSET, weights=_UNSET, bias=None, weight_bits=_UNSET,
                  state_bits=None, acc_bits=None, beta_num=None, beta_frac_bits=None,
-                 threshold=None, reset=None, threshold_per_channel=False, scale=None, *,
+                 threshold=None, reset=None, threshold_per_channel=False, scale=_UNSET, *,
                  synapses=None, spike_limit=1, v_min=None, current=None):
+        v1 = {k: x for k, x in dict(type=type, in_shape=in_shape, kernel=kernel,
+                                     stride=stride, padding=padding, weights=weights,
+                                     weight_bits=weight_bits, scale=scale).items()
+              if x is not _UNSET}
         if synapses is None:
-            if type is None:
+            if v1.get("type") is None:
                 raise TypeError("Layer needs either synapses or a version-1 type")
-            synapses = [Synapse(None, type, kernel, stride, padding, weights, weight_bits,
-                                scale=scale,
-                                in_shape=None if in_shape is None else tuple(in_shape))]
-        elif any(x is not None for x in (type, in_shape, kernel, stride, padding, weights,
-                                         weight_bits, scale)):
-            raise TypeError("give either synapses or the version-1 synapse fields, not both")
+            if v1.get("in_shape") is not None:
+                v1["in_shape"] = tuple(v1["in_shape"])
+            synapses = [Synapse(None, **v1)]
+        else:
+            # dataclasses.replace(layer, weights=...) on a single-synapse layer: the
+            # version-1 fields given update (a copy of) its synapse
+            if v1:
+                if len(synapses) != 1:
+                    raise TypeError("the version-1 synapse fields need exactly one synapse")
+                synapses = [replace(synapses[0], **v1)]
         self.name = name
         self.out_shape = tuple(out_shape) if out_shape is not None else None
         self.synapses = list(synapses)
@@ -574,8 +588,6 @@ def _validate_synapse(model, i, layer, syn, at_layer, at, index):
         raise ModelError(f"{where}: the {syn.type} synapse makes {list(want_out)} from {src!r} "
                          f"{list(src_shape)} (kernel, stride, padding), not the layer's "
                          f"out_shape {list(out)}")
-    if min(out) < 1:
-        raise ModelError(f"{at}.kernel: the kernel does not fit the input")
     base = kind.weight_shape(syn, in_shape, tuple(out))
     if base is None:
         if syn.weights is not None:

@@ -6,7 +6,8 @@ knows about one kind lives in one :class:`Kind` object, registered once in
 :data:`KINDS` (the way hls4ml registers one handler per layer type):
 
 - the format: which geometry fields it has, the shape it reads its source as, the
-  output shape it makes, the shape of its weights (``None``: no weights);
+  output shape it makes, the shape of its weights (``None``: no weights, and
+  ``weight_bits`` null);
 - the contract: the fan-in bound that ``acc_bits`` must cover;
 - the NumPy reference: event-driven accumulation of one tap;
 - the compiled reference: the arrays that one of the scatter primitives of
@@ -119,15 +120,12 @@ class Kind:
         ``kernel``, ``stride`` and ``padding`` are integers (else they must be null).
     spatial : bool
         The kind reads and writes ``(C, H, W)`` tensors (else any shape).
-    has_weights : bool
-        The synapse has a weight array and ``weight_bits`` (else both are null).
     rom_layout : str or None
         The address rule of the exchange ROM image (``None``: no ROM image).
     """
     name = None
     geometry = False
     spatial = False
-    has_weights = True
     #: The address rule of the exchange ROM image (``None``: no ROM image).
     rom_layout = None
 

@@ -16,7 +16,6 @@ class SumPool2d(Kind):
     name = "sumpool2d"
     geometry = True
     spatial = True
-    has_weights = False
 
     def check(self, syn, in_shape):
         super().check(syn, in_shape)

@@ -22,9 +22,10 @@ def _doc(model, tmp):
     for key in ("meta", "roms"):
         doc.pop(key, None)
     for layer in doc["layers"]:
-        for k in ("weights", "bias"):
-            if layer[k]:
-                layer[k] = layer[k]["file"]
+        for obj in (layer, *layer.get("synapses", ())):
+            for k in ("weights", "bias"):
+                if obj.get(k):
+                    obj[k] = obj[k]["file"]
     return doc
 
 
