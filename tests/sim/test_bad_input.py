@@ -27,14 +27,14 @@ from sim.run import MAX_DUMP_VALUES
 SECONDS = 60
 
 
-def _model(root, spec=None, shape=(1, 4, 4), **json_edits):
-    """A small valid model directory; ``json_edits`` replace ``model.json`` entries
-    (``input__dt_us=...`` edits ``input.dt_us``)."""
+def _model(root, spec=None, shape=(1, 4, 4), file_version=2, **json_edits):
+    """A small valid model directory, written as format ``file_version``; ``json_edits``
+    replace ``model.json`` entries (``input__dt_us=...`` edits ``input.dt_us``)."""
     rng = np.random.default_rng(5)
     model = model_from_spec(spec or [("conv2d", 2, 3, 1, 1), ("linear", 3)], rng,
                             input_shape=shape, timesteps=4)
     path = root / "model"
-    save_model(model, path)
+    save_model(model, path, version=file_version)
     if json_edits:
         doc = json.loads((path / "model.json").read_text())
         for key, value in json_edits.items():
@@ -80,7 +80,7 @@ def _brackets(root):
 
 
 def _huge_sumpool(root):
-    path = _model(root, spec=[("sumpool2d", 4)])
+    path = _model(root, spec=[("sumpool2d", 4)], file_version=1)    # v1: one layer dict
     doc = json.loads((path / "model.json").read_text())
     n = 1 << 30
     doc["input"]["shape"] = [1, n, n]
@@ -289,7 +289,7 @@ def test_fortran_ordered_weights_are_read_as_their_values(tmp_path):
     from sim.reference import run
     from sim.randmodel import random_binned
 
-    path = _model(tmp_path)
+    path = _model(tmp_path, file_version=1)              # v1: weights in the layer dict
     ref = load_model(path)
     doc = json.loads((path / "model.json").read_text())
     for ld in doc["layers"]:
