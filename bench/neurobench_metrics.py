@@ -75,8 +75,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CLOCK_HZ = 100e6
 SHIPPED = ("digits", "gesture_synth")
-DEFAULT_SAMPLES = 32
-DEFAULT_LATENCY_SAMPLES = 4
+DEFAULT_SAMPLES = 128
+DEFAULT_LATENCY_SAMPLES = 8
 NEUROBENCH_VERSION = "2.3.0"
 
 __all__ = ["FloatLIF", "NeuroBenchNet", "check_spikes", "neurobench_float",
@@ -532,6 +532,15 @@ def hardware(model, binned, results, latency_samples, clock_hz=CLOCK_HZ):
                              "back to back (the RTL matches it cycle for cycle: e2e.json)"}
 
 
+def _rel(path):
+    """``path`` relative to the repository root when it lies inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def measure_model(model_dir, samples=DEFAULT_SAMPLES, latency_samples=DEFAULT_LATENCY_SAMPLES,
                   log=print):
     """Every column of one model directory (see the module docstring)."""
@@ -540,7 +549,7 @@ def measure_model(model_dir, samples=DEFAULT_SAMPLES, latency_samples=DEFAULT_LA
     model = load_model(model_dir)
     t0 = time.perf_counter()
     net, data, doc = load_float(model_dir, samples)
-    log(f"{model_dir}: {len(data)} test samples; float network through NeuroBench ...")
+    log(f"{_rel(model_dir)}: {len(data)} test samples; float network through NeuroBench ...")
     fl = neurobench_float(net, data)
     log(f"  float: {fl['seconds']} s; fixed point: reference runs ...")
     binned = [data.binned(i) for i in range(len(data))]
@@ -550,7 +559,7 @@ def measure_model(model_dir, samples=DEFAULT_SAMPLES, latency_samples=DEFAULT_LA
     nbf = fixed_neurobench(model, binned, results)
     log(f"  hardware: cycle model on {min(latency_samples, len(binned))} samples ...")
     hw = hardware(model, binned, results, latency_samples)
-    return {"model": str(model_dir), "dataset": doc["dataset"]["name"], "split": "test",
+    return {"model": _rel(model_dir), "dataset": doc["dataset"]["name"], "split": "test",
             "samples": len(data), "timesteps": model.input.timesteps,
             "float": fl, "fixed": fx, "fixed_neurobench": nbf, "hardware": hw,
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -558,8 +567,8 @@ def measure_model(model_dir, samples=DEFAULT_SAMPLES, latency_samples=DEFAULT_LA
 
 def table(doc):
     """A plain-text table of a :func:`main` document."""
-    rows = [("model", "column", "footprint B", "conn. sp.", "act. sp.", "eff. ACs",
-             "eff. MACs", "dense SOPs", "accuracy")]
+    rows = [("model", "column", "footprint B", "conn. sp.", "act. sp.",
+             "eff. ACs (conv/linear)", "eff. MACs", "dense SOPs (conv/linear)", "accuracy")]
     for name, m in doc["models"].items():
         for col in ("float", "fixed", "fixed_neurobench"):
             c = m[col]
@@ -567,9 +576,9 @@ def table(doc):
             rows.append((name, col, f"{c['footprint_bytes']:,.0f}",
                          f"{c['connection_sparsity']:.4f}",
                          f"{c['activation_sparsity']:.4f}" if "activation_sparsity" in c else "-",
-                         f"{s['effective_acs']:,.0f}",
+                         f"{s.get('effective_acs_weighted', s['effective_acs']):,.0f}",
                          f"{s['effective_macs']:,.0f}" if "effective_macs" in s else "-",
-                         f"{s['dense']:,.0f}",
+                         f"{s.get('dense_weighted', s['dense']):,.0f}",
                          f"{100 * c['accuracy']:.2f} %" if c.get("accuracy") is not None else "-"))
         hw = m["hardware"]
         rows.append((name, "hardware", f"latency {hw['latency_us_mean']:,.1f} us", "",
