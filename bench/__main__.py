@@ -6,8 +6,9 @@ own command, and the synthesis sweep is redone),
 and writes ``bench/results/report.md`` with PNG plots (see :mod:`bench.report`). The
 other benchmarks keep their own commands (``python -m bench.e2e``,
 ``python -m bench.reference_speed``, ``python bench/hw_throughput.py``,
-``python bench/hw_resources.py``, ``python -m bench.sim_speed``); the report reads their
-JSONs and states their dates.
+``python bench/hw_resources.py``, ``python -m bench.sim_speed``,
+``python -m bench.neurobench_metrics``); the report reads their JSONs and states their
+dates.
 """
 
 from sim.cli import ArgumentParser, CliError, run_main
@@ -17,7 +18,8 @@ def main(argv=None):
     ap = ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--rerun-all", action="store_true",
                     help="rerun every expensive benchmark first (e2e, reference speed, "
-                         "throughput, resources, simulation speed, synthesis sweep: "
+                         "throughput, resources, simulation speed, NeuroBench metrics, "
+                         "synthesis sweep: "
                          "tens of minutes)")
     ap.add_argument("--dry-run", action="store_true",
                     help="with --rerun-all: list the benchmark commands, run nothing")

@@ -20,6 +20,9 @@ their numbers come from:
 * simulation speed (``sim_speed.json`` when :mod:`bench.sim_speed` has written it);
 * energy per inference (``energy.json``: :mod:`boards.energy`, spiking against the same
   network as a dense MAC network);
+* NeuroBench metrics (``neurobench.json``, :mod:`bench.neurobench_metrics`): float
+  checkpoint measured by the neurobench package beside the fixed-point model measured by
+  the project's counters, with latency and energy;
 * published figures beside ours.
 
 Cheap parts (latency, energy) are recomputed on every run; the synthesis sweep only when
@@ -350,6 +353,7 @@ EXPENSIVE = [
     ["bench/hw_throughput.py"],
     ["bench/hw_resources.py"],
     ["-m", "bench.sim_speed"],
+    ["-m", "bench.neurobench_metrics"],
 ]
 
 
@@ -600,6 +604,9 @@ def build(rerun_all=False, log=print, samples=8):
            "costs about a quarter of its dense equivalent, the tiny digits net (a dense "
            "pass of 11.8 k MACs, T = 16) costs more as an SNN.", ""]
 
+    # NeuroBench
+    md += neurobench_section(_load("neurobench.json"), summary)
+
     # published
     md += ["## Published figures beside ours", "",
            f"{PUBLISHED['name']}: {PUBLISHED['logic_cells']:,} logic cells, "
@@ -621,6 +628,68 @@ def build(rerun_all=False, log=print, samples=8):
     md.append("")
     (RESULTS / "report.md").write_text("\n".join(md) + "\n")
     return summary
+
+
+def neurobench_section(doc, summary):
+    """The NeuroBench table (``neurobench.json`` of :mod:`bench.neurobench_metrics`) as
+    report lines; adds each model's effective ACs to ``summary``."""
+    md = ["## NeuroBench metrics", ""]
+    if not doc:
+        return md + ["missing: run `python -m bench.neurobench_metrics`", ""]
+    md += [f"`{doc['command']}` — {_date_of('neurobench.json', doc)} (`neurobench.json`; "
+           f"neurobench {doc['neurobench_version']}, torch {doc['torch_version']}), the "
+           f"first {doc['samples']} samples of each test split. *float*: the checkpoint's "
+           "float network measured by the neurobench package (`Benchmark` with "
+           "`Footprint`, `ConnectionSparsity`, `ActivationSparsity`, `SynapticOperations`; "
+           "the torch adapter is checked spike for spike against quant's `SpikingNet`). "
+           "*fixed*: the exported fixed-point model measured by the project's counters "
+           "(`sim.reference` synops, `sim.model` sizes at their bit widths). *fixed, "
+           "NeuroBench functions*: neurobench's `Footprint` and `ConnectionSparsity` on "
+           "the integer weights and its `single_layer_MACs` on the reference's spikes. "
+           "Synaptic operations are per inference; SOPs (conv/linear) leave out the "
+           "sum-pooling adds, which NeuroBench does not count (it sees no weights there); "
+           "the reference's (spike, connection) pairs equal NeuroBench's count with "
+           "all-one weights in every layer (checked on every run).", "",
+           "| model | measured on | footprint (bytes) | connection sparsity | activation "
+           "sparsity | effective ACs (conv/linear) | effective ACs (+ pooling) | effective "
+           "MACs | dense SOPs (conv/linear) | accuracy |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in doc["models"].items():
+        fl, fx, nb = m["float"], m["fixed"], m["fixed_neurobench"]
+        so_f, so_x, so_n = (fl["synaptic_operations"], fx["synaptic_operations"],
+                            nb["synaptic_operations"])
+        md += [f"| models/{name} | float, neurobench | {_f(fl['footprint_bytes'])} | "
+               f"{fl['connection_sparsity']:.4f} | {fl['activation_sparsity']:.4f} | "
+               f"{_f(so_f['effective_acs'], 0)} | - | {_f(so_f['effective_macs'], 0)} | "
+               f"{_f(so_f['dense'], 0)} | {_f(100 * fl['accuracy'], 2)} % |",
+               f"| | fixed point, project counters | {_f(fx['footprint_bytes'], 0)} "
+               f"(+ {_f(fx['state_bytes'], 0)} state) | {fx['connection_sparsity']:.4f} | "
+               f"{fx['activation_sparsity']:.4f} | {_f(so_x['effective_acs_weighted'], 0)} | "
+               f"{_f(so_x['effective_acs'], 0)} | {_f(so_x['effective_macs'], 0)} | "
+               f"{_f(so_x['dense_weighted'], 0)} | {_f(100 * fx['accuracy'], 2)} % |",
+               f"| | fixed point, neurobench functions | {_f(nb['footprint_bytes'])} | "
+               f"{nb['connection_sparsity']:.4f} | - | {_f(so_n['effective_acs'], 0)} "
+               f"(non-zero weights; {_f(so_n['pairs'], 0)} pairs) | - | - | "
+               f"{_f(so_n['dense'], 0)} | - |"]
+        summary[f"{name}_neurobench_float_acs"] = so_f["effective_acs"]
+    md += ["", "Hardware beside them (default lanes, 100 MHz):", "",
+           "| model | neurons | weights | latency (µs, cycle model, mean of) | energy per "
+           "inference (nJ, boards.energy) | dense MAC network (nJ) |", "|---|---|---|---|---|---|"]
+    for name, m in doc["models"].items():
+        hw, fx = m["hardware"], m["fixed"]
+        md.append(f"| models/{name} | {fx['neurons']:,} | {fx['weights']:,} | "
+                  f"{_f(hw['latency_us_mean'])} ({hw['latency_samples']} samples) | "
+                  f"{_f(hw['energy_nj'], 1)} ({hw['energy_samples']} samples) | "
+                  f"{_f(hw['dense_mac_network_energy_nj'], 1)} |")
+    md += ["", "Where the rows differ and why: the float and fixed-point networks are "
+           "different networks (rounded weights, floor leak, clamped state), so their "
+           "spikes, activation sparsity and effective ACs differ slightly; quantization "
+           "rounds small weights to zero (connection sparsity 0 in float, about 2 % in "
+           "fixed point), which NeuroBench's effective ACs skip and the hardware still "
+           "adds; the float footprint is 4 bytes per parameter, the ROM holds "
+           "`weight_bits` (8 here, so NeuroBench's int8 footprint equals ours). Every "
+           "input is binary, so no layer does MACs.", ""]
+    return md
 
 
 def _e2e_cycles_per_s(e2e):
