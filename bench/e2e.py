@@ -359,8 +359,8 @@ def run_rtl_ray(model, data, *, workers, address=None, shard_size=16, sim="veril
 
     Returns ``(rtl, info)``: ``rtl`` as :func:`run_rtl` (:func:`merge_shards`), ``info``
     the record of the run (``count``, ``ray_address``, ``shard_size``, ``shards``,
-    ``worker_processes``: the processes that returned shards, more than the workers
-    when one was lost and started again).
+    ``worker_processes``: the worker processes that returned shards; one that Ray
+    started again in place of a lost one counts anew).
     """
     from bench.distributed import connect, map_actors
     n = len(data)
@@ -530,16 +530,17 @@ def table(summ):
 
 
 def _command(argv):
-    """The command line as recorded (without ``--build DIR``: a local path)."""
+    """The command line as recorded (without ``--build DIR`` and ``--out FILE``: local
+    paths)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a == "--build":
+        if a in ("--build", "--out"):
             skip = True
             continue
-        if a.startswith("--build="):
+        if a.startswith(("--build=", "--out=")):
             continue
         out.append(a)
     return " ".join(["python -m bench.e2e", *out])
