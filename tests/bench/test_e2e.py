@@ -13,6 +13,7 @@ cycle model; the test does not trust the benchmark's own verdict alone."""
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,4 +92,24 @@ def test_e2e_bad_input(tmp_path, capsys):
                     prog="python -m bench.e2e")
     assert rc == 2
     assert "--limit" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_e2e_workers_need_ray(tmp_path, capsys, monkeypatch):
+    """``--workers 2`` (or ``--ray-address``) without Ray installed: one line naming the
+    extra to install, exit status 2, nothing written; ``--workers 0`` likewise."""
+    from bench.e2e import main
+    from sim.cli import main_guard
+    monkeypatch.setitem(sys.modules, "ray", None)          # import ray -> ImportError
+    out = tmp_path / "e2e.json"
+    for extra, words in ((["--workers", "2"], ["--workers 2", "pip install -e .[scale]"]),
+                         (["--ray-address", "127.0.0.1:6379"],
+                          ["--ray-address", "pip install -e .[scale]"]),
+                         (["--workers", "0"], ["--workers", "at least 1"])):
+        rc = main_guard(main, ["--model", str(MODEL), "--out", str(out), *extra],
+                        prog="python -m bench.e2e")
+        err = capsys.readouterr().err
+        assert rc == 2, extra
+        assert all(w in err for w in words), err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
