@@ -382,8 +382,8 @@ class NeuronCore(wiring.Component):
         return tags
 
     def _bias_rom(self, m, adv, p1):
-        """``p2_bias``: the bias of the word in P2 (a ROM read in P1 when it varies by
-        group, else a constant); ``None`` for a layer without bias."""
+        """``p2_bias``: the bias of the word in P2 (a ROM read in P1 when ``G > 1``, else
+        a constant); ``None`` for a layer without bias."""
         if self.layer.bias is None:
             return None
         _, bias = lane_params(self.layer, self.L)
