@@ -99,14 +99,8 @@ class LayerEngine(wiring.Component):
             "inp": In(event_signature(self.in_shape)),
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
-            "step_done": Out(1),
-            "sample_done": Out(1),
-            "ovf_step": Out(1),
-            "rb_addr": In(range(max(2, self.D))),
-            "rb_data": Out(self.core.word),
-            "tap_valid": Out(1),
-            "tap_addr": Out(range(max(2, self.D))),
-            "tap_u": Out(data.ArrayLayout(signed(layer.state_bits), self.L)),
+            # status, readback and membrane tap: the core's own ports, passed through
+            **{name: self.core.signature.members[name] for name in NeuronCore.STATUS_PORTS},
         })
 
     def elaborate(self, platform):

@@ -54,23 +54,40 @@ Readback
 Membrane tap
     ``tap_valid`` / ``tap_addr`` / ``tap_u`` show the clamped ``u`` (before leak) of each
     swept word once, for a membrane readout.
+
+Signal names (as a waveform shows them)
+    ``word_q`` the registered read word (accumulate stage B, sweep P1 -> P2);
+    ``wr_last_*`` the write of the previous cycle (forwarding); ``upd_b_*``, ``upd_c_*``
+    an update in accumulate stage B, C; ``p0.*`` the sweep sequencer
+    (:class:`SweepSequencer`); ``pk_*`` what sweep stage ``Pk`` holds (``pk_valid``,
+    ``pk_addr``, ``pk_g``, ``pk_x``, ``pk_y``, ``pk_cbase`` say which word); ``adv`` the
+    sweep pipeline advances; ``phase`` (:class:`Phase`).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, lane_groups, shape3
+
 from .arith import count_upto, mul_const
-from .stream import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, event_signature, shape3
+from .stream import event_signature
 
-__all__ = ["NeuronCore", "CoreUpdateLayout", "lane_params"]
+__all__ = ["NeuronCore", "SweepSequencer", "Phase", "CoreUpdateLayout", "lane_params"]
 
-ACCUM, SWEEP, CLEAR, TOKEN = 0, 1, 2, 3
+
+class Phase(enum.Enum, shape=2):
+    """What the core does (see the module docstring)."""
+    ACCUM = 0
+    SWEEP = 1
+    CLEAR = 2
+    TOKEN = 3
 
 
 class CoreUpdateLayout(data.StructLayout):
+    """One update on ``upd``: a token ``kind`` and, for a spike, the state address ``sa``."""
     def __init__(self, depth):
         super().__init__({"kind": unsigned(KIND_BITS), "sa": unsigned(bits_for(max(0, depth - 1)))})
 
@@ -82,9 +99,8 @@ def lane_params(layer, lanes):
     accumulator stays 0, so they never fire nor overflow.
     """
     C = shape3(layer.out_shape)[0]
-    G = -(-C // lanes)
     thr, bias = [], []
-    for g in range(G):
+    for g in range(lane_groups(C, lanes)):
         t, b = [], []
         for j in range(lanes):
             c = g * lanes + j
@@ -97,6 +113,82 @@ def lane_params(layer, lanes):
         thr.append(t)
         bias.append(b)
     return thr, bias
+
+
+class SweepSequencer(wiring.Component):
+    """P0 of the sweep: the state word offered to the pipeline, in address order.
+
+    Word ``a = (y*Wo + x)*G + g`` holds channels ``g*L .. g*L+L-1`` at ``(y, x)``.
+
+    Parameters
+    ----------
+    ho, wo : int
+        Output rows and columns.
+    groups : int
+        ``G``, lane groups per position.
+    lanes : int
+        ``L``, channels per word.
+
+    Attributes
+    ----------
+    start : In(1)
+        The sweep starts: from the next cycle on word 0 is offered.
+    step : In(1)
+        The pipeline advances: P1 takes the word offered, and from the next cycle on
+        the next word is offered (none after word ``D-1``).
+    valid : Out(1)
+        A word is offered.
+    addr, g, x, y : Out
+        Its address, lane group and position.
+    cbase : Out
+        Its first channel, ``g*L``.
+    """
+    def __init__(self, ho, wo, groups, lanes):
+        self.ho, self.wo, self.groups, self.lanes = ho, wo, groups, lanes
+        depth = ho * wo * groups
+        super().__init__({
+            "start": In(1),
+            "step": In(1),
+            "valid": Out(1),
+            "addr": Out(range(max(2, depth))),
+            "g": Out(range(max(2, groups))),
+            "x": Out(range(max(2, wo))),
+            "y": Out(range(max(2, ho))),
+            "cbase": Out(range(max(2, groups * lanes))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        last_addr = self.ho * self.wo * self.groups - 1
+        with m.If(self.start):
+            m.d.sync += [self.valid.eq(1), self.addr.eq(0), self.g.eq(0), self.x.eq(0),
+                         self.y.eq(0), self.cbase.eq(0)]
+        with m.Elif(self.step & self.valid):
+            m.d.sync += self.addr.eq(self.addr + 1)
+            with m.If(self.addr == last_addr):
+                m.d.sync += self.valid.eq(0)
+            with m.If(self.g == self.groups - 1):
+                m.d.sync += [self.g.eq(0), self.cbase.eq(0)]
+                with m.If(self.x == self.wo - 1):
+                    m.d.sync += [self.x.eq(0), self.y.eq(self.y + 1)]
+                with m.Else():
+                    m.d.sync += self.x.eq(self.x + 1)
+            with m.Else():
+                m.d.sync += [self.g.eq(self.g + 1), self.cbase.eq(self.cbase + self.lanes)]
+        return m
+
+
+class _Tag:
+    """Which word a sweep stage ``Pk`` holds: ``valid``, ``addr``, ``g``, ``x``, ``y``,
+    ``cbase`` (the fields of :class:`SweepSequencer`), as registers ``pk_<field>``."""
+    FIELDS = ("valid", "addr", "g", "x", "y", "cbase")
+
+    def __init__(self, stage, like):
+        for f in self.FIELDS:
+            setattr(self, f, Signal.like(getattr(like, f), name=f"{stage}_{f}"))
+
+    def eq(self, src):
+        return [getattr(self, f).eq(getattr(src, f)) for f in self.FIELDS]
 
 
 class NeuronCore(wiring.Component):
@@ -122,13 +214,18 @@ class NeuronCore(wiring.Component):
     rb_addr : In, rb_data : Out(ArrayLayout(signed(acc_bits), L))
     tap_valid : Out(1), tap_addr : Out, tap_u : Out(ArrayLayout(signed(state_bits), L))
     """
+    #: The ports a layer passes through from its core as they are: the status strobes,
+    #: the readback of the state RAM and the membrane tap.
+    STATUS_PORTS = ("step_done", "sample_done", "ovf_step", "rb_addr", "rb_data",
+                    "tap_valid", "tap_addr", "tap_u")
+
     def __init__(self, layer, lanes, *, wbits, fire=True):
         self.layer = layer
         self.L = lanes
         self.wbits = wbits
         self.fire = fire
         self.C, self.Ho, self.Wo = shape3(layer.out_shape)
-        self.G = -(-self.C // lanes)
+        self.G = lane_groups(self.C, lanes)
         self.D = self.Ho * self.Wo * self.G
         A, Sb = layer.acc_bits, layer.state_bits
         self.word = data.ArrayLayout(signed(A), lanes)
@@ -153,252 +250,326 @@ class NeuronCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layer, L, G, D = self.layer, self.L, self.G, self.D
-        A, Sb = layer.acc_bits, layer.state_bits
-        smin, smax = layer.state_min, layer.state_max
-        num, frac = layer.beta_num, layer.beta_frac_bits
-
         mem = m.submodules.state = Memory(data=self.state_data)
         rd = mem.read_port()
         wr = mem.write_port()
         m.d.comb += self.rb_data.eq(rd.data)
 
-        phase = Signal(2)
-        tok_kind = Signal(KIND_BITS)
-        m.d.comb += [self.idle.eq(phase == ACCUM), self.upd.ready.eq(phase == ACCUM)]
+        phase = Signal(Phase)
+        accum, in_sweep = phase == Phase.ACCUM, phase == Phase.SWEEP
+        m.d.comb += [self.idle.eq(accum), self.upd.ready.eq(accum)]
+        accepted = self.upd.valid & self.upd.ready
+        kind = self.upd.payload.kind
+        start_sweep = Signal()
+        start_clear = Signal()
+        m.d.comb += [start_sweep.eq(accepted & (kind == END_STEP)),
+                     start_clear.eq(accepted & (kind == END_SAMPLE))]
+        adv = Signal()                       # the sweep pipeline advances
+        step = in_sweep & adv
+        emitted = in_sweep & self.out.valid & self.out.ready
 
-        # ---------------------------------------------------------------- accumulate
-        # Stage A (cycle n): read issued.  Stage B (n+1): the RAM output, with the word
-        # written in cycle n forwarded over it, is registered (``dq``, shared with the
-        # sweep's P1 -> P2 register); the weights arrive and are registered.  Stage C
-        # (n+2): ``dq`` (or the word written in n+1, forwarded) plus the weights is written.
-        # (flat signals, not array views: the per-lane debug names of a view register
-        # make Yosys's abc9 fail with a duplicate wire name on the ECP5)
-        W = A * L
-        ra = Signal(range(max(2, D)))        # address of the word on rd.data
-        wl_v = Signal()                      # the write of the previous cycle
-        wl_a = Signal(range(max(2, D)))
-        wl_d = Signal(W)
-        m.d.sync += [wl_v.eq(wr.en), wl_a.eq(wr.addr), wl_d.eq(wr.data.as_value())]
-        with m.If(rd.en):
-            m.d.sync += ra.eq(rd.addr)
-        dq = Signal(W)                       # registered read data
-        dq_en = Signal()
-        with m.If(dq_en):
-            m.d.sync += dq.eq(Mux(wl_v & (wl_a == ra), wl_d, rd.data.as_value()))
-        bv = Signal()
-        bsa = Signal.like(self.upd.payload.sa)
-        cv = Signal()
-        csa = Signal.like(self.upd.payload.sa)
-        cw = Signal(self.wbits * L)
-        cfwd = Signal()                      # the write of stage B's cycle hits stage C's word
-        upd_fire = self.upd.valid & self.upd.ready
-        m.d.sync += [bv.eq(upd_fire & (self.upd.payload.kind == SPIKE)),
-                     bsa.eq(self.upd.payload.sa),
-                     cv.eq(bv), csa.eq(bsa), cw.eq(self.wdata),
-                     cfwd.eq(wr.en & (wr.addr == bsa))]
-        old = Signal(W)
-        new = Signal(self.word)
-        m.d.comb += old.eq(Mux(cfwd, wl_d, dq))
-        for j in range(L):
-            m.d.comb += new[j].eq(old.word_select(j, A).as_signed()
-                                  + cw.word_select(j, self.wbits).as_signed())
+        # the registered read word, shared by accumulate stage B and sweep P1
+        word_q, wr_last_data = self._read_register(m, rd, wr, load=accum | step)
+        # accumulate: stages B and C
+        upd_c_valid, upd_c_addr, upd_c_new = self._accumulate(
+            m, accepted & (kind == SPIKE), word_q, wr_last_data, wr)
 
-        # ---------------------------------------------------------------- sweep
-        sw_active = Signal()
-        sw_a = Signal(range(max(2, D)))
-        sw_g = Signal(range(max(2, G)))
-        sw_x = Signal(range(max(2, self.Wo)))
-        sw_y = Signal(range(max(2, self.Ho)))
-        sw_cb = Signal(range(max(2, G * L)))
-        adv = Signal()
+        # sweep: P0 (sequencer), P1 .. P5
+        p0 = m.submodules.p0 = SweepSequencer(self.Ho, self.Wo, self.G, self.L)
+        m.d.comb += [p0.start.eq(start_sweep), p0.step.eq(step)]
+        p1, p2, p3, p4, p5 = tags = self._sweep_tags(m, step, p0)
+        p2_bias = self._bias_rom(m, adv, p1)
+        p3_thr, thr_varies = self._threshold_rom(m, adv, p2)
+        p3_acc = self._add_bias(m, step, word_q, p2_bias)
+        p4_u, p4_fired, p4_thr, sweep_ovf = self._clamp_compare(
+            m, step, start_sweep, p3, p3_acc, p3_thr, thr_varies)
+        p5_leak, p5_thr = self._leak(m, step, p4_u, p4_thr)
+        p5_spikes, p5_fired, p5_max1, p5_none = self._spike_mask(m, step, emitted, p4_fired)
+        p5_vnew = self._reset_rule(m, p5_leak, p5_thr, p5_fired)
+        m.d.comb += adv.eq(~p5.valid | (p5_max1 & (p5_none | self.out.ready)))
+        m.d.comb += [self.tap_valid.eq(step & p4.valid),
+                     self.tap_addr.eq(p4.addr), self.tap_u.eq(p4_u)]
 
-        def meta(name):
-            return {
-                "v": Signal(name=f"{name}_v"),
-                "a": Signal.like(sw_a, name=f"{name}_a"),
-                "g": Signal.like(sw_g, name=f"{name}_g"),
-                "x": Signal.like(sw_x, name=f"{name}_x"),
-                "y": Signal.like(sw_y, name=f"{name}_y"),
-                "cb": Signal.like(sw_cb, name=f"{name}_cb"),
-            }
-        p1, p2, p3, p4, p5 = meta("p1"), meta("p2"), meta("p3"), meta("p4"), meta("p5")
-
-        def pass_meta(dst, src):
-            return [dst[k].eq(src[k]) for k in dst]
-
-        thr, bias = lane_params(layer, L)
-        has_bias = layer.bias is not None
-        # bias of the word in P2 (ROM read in P1 when G > 1)
-        bias_w = Signal(data.ArrayLayout(signed(Sb), L))
-        if has_bias and G > 1:
-            bmem = m.submodules.bias = Memory(shape=data.ArrayLayout(signed(Sb), L), depth=G,
-                                              init=[bias[g] for g in range(G)])
-            brd = bmem.read_port()
-            m.d.comb += [brd.addr.eq(p1["g"]), brd.en.eq(adv), bias_w.eq(brd.data)]
-        elif has_bias:
-            m.d.comb += bias_w.eq(Const.cast(data.ArrayLayout(signed(Sb), L).const(bias[0])))
-        # threshold of the word in P3 (ROM read in P2 when it varies by group), passed on
-        # to P4 and P5 (the subtract reset needs it there)
-        thr_layout = data.ArrayLayout(unsigned(Sb), L)
-        thr_w = Signal(thr_layout)
-        thr_varies = G > 1 and len({tuple(t) for t in thr}) > 1
-        if thr_varies:
-            tmem = m.submodules.thr = Memory(shape=thr_layout, depth=G,
-                                             init=[thr[g] for g in range(G)])
-            trd = tmem.read_port()
-            m.d.comb += [trd.addr.eq(p2["g"]), trd.en.eq(adv), thr_w.eq(trd.data)]
-            thr4 = Signal(thr_layout)
-        else:
-            m.d.comb += thr_w.eq(Const.cast(thr_layout.const(thr[0])))
-            thr4 = thr_w
-
-        acc3 = Signal(self.word)                                  # P3 register
-        u4 = Signal(data.ArrayLayout(signed(Sb), L))              # P4 register
-        ovf4 = Signal()
-        fired4 = Signal(L)       # lanes that fire: u >= threshold
-        lk_bits = Sb + 1
-        leak5 = Signal(data.ArrayLayout(signed(lk_bits), L))      # P5 registers
-        thr5 = Signal(data.ArrayLayout(unsigned(Sb), L))
-        mask5 = Signal(L)        # spikes still to emit
-        s5 = Signal(L)           # spikes of the word (for the reset rule)
-        # registered summaries of mask5, kept with it: "at most one spike left" and "no
-        # spike left". adv (below) enables every sweep register, so it must start at
-        # registers and one gate: deriving it from mask5 was the slowest ECP5 path
-        few5 = Signal(init=1)
-        none5 = Signal(init=1)
-        ovf_acc = Signal()
-
-        in_sweep = phase == SWEEP
-        m.d.comb += adv.eq(~p5["v"] | (few5 & (none5 | self.out.ready)))
-
-        with m.If(in_sweep & adv):
-            # P0 -> P1
-            m.d.sync += [p1["v"].eq(sw_active), p1["a"].eq(sw_a), p1["g"].eq(sw_g),
-                         p1["x"].eq(sw_x), p1["y"].eq(sw_y), p1["cb"].eq(sw_cb)]
-            with m.If(sw_active):
-                m.d.sync += sw_a.eq(sw_a + 1)
-                with m.If(sw_a == D - 1):
-                    m.d.sync += sw_active.eq(0)
-                with m.If(sw_g == G - 1):
-                    m.d.sync += [sw_g.eq(0), sw_cb.eq(0)]
-                    with m.If(sw_x == self.Wo - 1):
-                        m.d.sync += [sw_x.eq(0), sw_y.eq(sw_y + 1)]
-                    with m.Else():
-                        m.d.sync += sw_x.eq(sw_x + 1)
-                with m.Else():
-                    m.d.sync += [sw_g.eq(sw_g + 1), sw_cb.eq(sw_cb + L)]
-            # P1 -> P2: register the read data (dq, enabled below)
-            m.d.sync += pass_meta(p2, p1)
-            # P2 -> P3: acc + bias
-            m.d.sync += pass_meta(p3, p2)
-            for j in range(L):
-                dj = dq.word_select(j, A).as_signed()
-                m.d.sync += acc3[j].eq(dj + bias_w[j] if has_bias else dj)
-            # P3 -> P4: clamp
-            m.d.sync += pass_meta(p4, p3)
-            lane_ovf = []
-            for j in range(L):
-                hi = acc3[j] > smax
-                lo = acc3[j] < smin
-                lane_ovf.append(hi | lo)
-                m.d.sync += u4[j].eq(Mux(hi, smax, Mux(lo, smin, acc3[j])))
-            any_ovf = Signal()
-            m.d.comb += any_ovf.eq(Const(0, 1) if not lane_ovf else
-                                   _or_all(lane_ovf))
-            m.d.sync += ovf4.eq(any_ovf)
-            # the compare, on the accumulator rather than the clamped u: the same result,
-            # as 1 <= threshold <= state max (sim.model checks it), and one stage
-            # earlier, so that P4 -> P5 only summarises registered bits for adv
-            if self.fire:
-                m.d.sync += fired4.eq(Cat(p3["v"] & (acc3[j] >= thr_w[j]) for j in range(L)))
-            if thr_varies:
-                m.d.sync += thr4.eq(thr_w)
-            with m.If(p3["v"] & any_ovf):
-                m.d.sync += ovf_acc.eq(1)
-            # P4 -> P5: leak product; the fired lanes and their summaries for adv
-            m.d.sync += pass_meta(p5, p4)
-            m.d.sync += [mask5.eq(fired4), s5.eq(fired4),
-                         few5.eq(count_upto(fired4, 2) <= 1), none5.eq(fired4 == 0)]
-            for j in range(L):
-                u = u4[j]
-                if num == (1 << frac):
-                    m.d.sync += leak5[j].eq(u)
-                elif num == 0:
-                    m.d.sync += leak5[j].eq(0)
-                else:
-                    m.d.sync += leak5[j].eq(mul_const(u, num) >> frac)
-                m.d.sync += thr5[j].eq(thr4[j])
-        with m.Elif(in_sweep & self.out.valid & self.out.ready):
-            # the lowest spike is out: at most one left if there were at most two
-            m.d.sync += [mask5.eq(mask5 & (mask5 - 1)), few5.eq(count_upto(mask5, 3) <= 2),
-                         none5.eq(few5)]
-
-        # P5: reset rule and write-back
-        v5 = Signal(data.ArrayLayout(signed(A), L))
-        for j in range(L):
-            s = s5[j]
-            lk = leak5[j]
-            if layer.reset == "subtract" and self.fire:
-                m.d.comb += v5[j].eq(lk - Mux(s, thr5[j], 0))
-            elif layer.reset == "zero" and self.fire:
-                m.d.comb += v5[j].eq(Mux(s, 0, lk))
-            else:
-                m.d.comb += v5[j].eq(lk)
-        m.d.comb += [self.tap_valid.eq(in_sweep & adv & p4["v"]),
-                     self.tap_addr.eq(p4["a"]), self.tap_u.eq(u4)]
-
-        # lowest fired lane
-        lane = Signal(range(max(2, L)))
-        for j in reversed(range(L)):
-            with m.If(mask5[j]):
-                m.d.comb += lane.eq(j)
-
-        clr = Signal(range(max(2, D)))
-        m.d.comb += dq_en.eq((phase == ACCUM) | (in_sweep & adv))
+        # phases; the read port (accumulate stage A, sweep P0), out, the write port
+        token_kind, clear_addr = self._phases(m, phase, start_sweep, start_clear,
+                                              [p0, *tags], sweep_ovf)
         with m.Switch(phase):
-            with m.Case(ACCUM):
+            with m.Case(Phase.ACCUM):
                 m.d.comb += [rd.addr.eq(Mux(self.upd.valid, self.upd.payload.sa, self.rb_addr)),
                              rd.en.eq(1)]
-                with m.If(upd_fire & (self.upd.payload.kind == END_STEP)):
-                    m.d.sync += [phase.eq(SWEEP), tok_kind.eq(END_STEP), sw_active.eq(1),
-                                 sw_a.eq(0), sw_g.eq(0), sw_x.eq(0), sw_y.eq(0), sw_cb.eq(0),
-                                 ovf_acc.eq(0)]
-                with m.Elif(upd_fire & (self.upd.payload.kind == END_SAMPLE)):
-                    m.d.sync += [phase.eq(CLEAR), tok_kind.eq(END_SAMPLE), clr.eq(0)]
-            with m.Case(SWEEP):
-                m.d.comb += [rd.addr.eq(sw_a), rd.en.eq(adv)]
-                m.d.comb += [self.out.valid.eq(p5["v"] & ~none5),
-                             self.out.payload.kind.eq(SPIKE),
-                             self.out.payload.c.eq(p5["cb"] + lane),
-                             self.out.payload.y.eq(p5["y"]),
-                             self.out.payload.x.eq(p5["x"])]
-                with m.If(~sw_active & ~p1["v"] & ~p2["v"] & ~p3["v"] & ~p4["v"] & ~p5["v"]):
-                    m.d.sync += [phase.eq(TOKEN), self.ovf_step.eq(ovf_acc)]
-            with m.Case(CLEAR):
-                m.d.sync += clr.eq(clr + 1)
-                with m.If(clr == D - 1):
-                    m.d.sync += phase.eq(TOKEN)
-            with m.Case(TOKEN):
-                m.d.comb += [self.out.valid.eq(1), self.out.payload.kind.eq(tok_kind)]
-                with m.If(self.out.ready):
-                    m.d.sync += phase.eq(ACCUM)
-                    m.d.comb += [self.step_done.eq(tok_kind == END_STEP),
-                                 self.sample_done.eq(tok_kind == END_SAMPLE)]
-
+            with m.Case(Phase.SWEEP):
+                m.d.comb += [rd.addr.eq(p0.addr), rd.en.eq(adv)]
+        self._emit(m, phase, token_kind, p5, p5_spikes, p5_none)
         # write port: clear (first: a clear starting while the last update of the sample
         # is still in stage C makes that update moot), accumulate, sweep write-back
-        with m.If(phase == CLEAR):
-            m.d.comb += [wr.addr.eq(clr), wr.data.eq(0), wr.en.eq(1)]
-        with m.Elif(cv):
-            m.d.comb += [wr.addr.eq(csa), wr.data.eq(new), wr.en.eq(1)]
-        with m.Elif(in_sweep & p5["v"]):
-            m.d.comb += [wr.addr.eq(p5["a"]), wr.data.eq(v5), wr.en.eq(1)]
+        with m.If(phase == Phase.CLEAR):
+            m.d.comb += [wr.addr.eq(clear_addr), wr.data.eq(0), wr.en.eq(1)]
+        with m.Elif(upd_c_valid):
+            m.d.comb += [wr.addr.eq(upd_c_addr), wr.data.eq(upd_c_new), wr.en.eq(1)]
+        with m.Elif(in_sweep & p5.valid):
+            m.d.comb += [wr.addr.eq(p5.addr), wr.data.eq(p5_vnew), wr.en.eq(1)]
         return m
 
+    # ------------------------------------------------------------------ read side
+    def _read_register(self, m, rd, wr, *, load):
+        """``word_q``: the state word read in the previous cycle, registered when ``load``.
 
-def _or_all(bits):
-    out = bits[0]
-    for b in bits[1:]:
-        out = out | b
-    return out
+        The RAM output feeds nothing but this register (block RAM clock-to-out is the
+        slowest start of a path on the ECP5). A read issued in cycle ``n`` misses the
+        write of cycle ``n``; in ``n+1`` that write is held in ``wr_last_*`` and replaces
+        ``rd.data`` when its address is ``rdata_addr`` (the address of the read whose data
+        is on ``rd.data``). So in ``n+2`` ``word_q`` holds the word after every write up
+        to cycle ``n``.
+
+        (Flat signals, not array views: the per-lane debug names of a view register make
+        Yosys's abc9 fail with a duplicate wire name on the ECP5.)
+
+        Returns ``(word_q, wr_last_data)``.
+        """
+        width = self.layer.acc_bits * self.L
+        rdata_addr = Signal(range(max(2, self.D)))
+        wr_last_en = Signal()
+        wr_last_addr = Signal(range(max(2, self.D)))
+        wr_last_data = Signal(width)
+        word_q = Signal(width)
+        m.d.sync += [wr_last_en.eq(wr.en), wr_last_addr.eq(wr.addr),
+                     wr_last_data.eq(wr.data.as_value())]
+        with m.If(rd.en):
+            m.d.sync += rdata_addr.eq(rd.addr)
+        hit = wr_last_en & (wr_last_addr == rdata_addr)
+        with m.If(load):
+            m.d.sync += word_q.eq(Mux(hit, wr_last_data, rd.data.as_value()))
+        return word_q, wr_last_data
+
+    # ------------------------------------------------------------------ accumulate
+    def _accumulate(self, m, spike, word_q, wr_last_data, wr):
+        """Stages B and C of an update accepted in cycle ``n`` (its read, stage A, is
+        issued in ``n`` by the read-port mux).
+
+        ``upd_b_*`` (cycle ``n+1``): the update, valid when it is a spike (``spike`` in
+        ``n``). ``upd_c_*`` (cycle ``n+2``): the same update and its weights (``wdata`` of
+        ``n+1``); ``upd_c_fwd``: the write of ``n+1`` was to this word, which ``word_q``
+        missed, so ``wr_last_data`` replaces it. ``upd_c_new``, the old word plus the
+        ``L`` sign-extended weights, is written in ``n+2``.
+
+        Returns ``(upd_c_valid, upd_c_addr, upd_c_new)``.
+        """
+        A, L, wbits = self.layer.acc_bits, self.L, self.wbits
+        upd_b_valid = Signal()
+        upd_b_addr = Signal.like(self.upd.payload.sa)
+        upd_c_valid = Signal()
+        upd_c_addr = Signal.like(self.upd.payload.sa)
+        upd_c_w = Signal(wbits * L)
+        upd_c_fwd = Signal()
+        m.d.sync += [upd_b_valid.eq(spike), upd_b_addr.eq(self.upd.payload.sa),
+                     upd_c_valid.eq(upd_b_valid), upd_c_addr.eq(upd_b_addr),
+                     upd_c_w.eq(self.wdata), upd_c_fwd.eq(wr.en & (wr.addr == upd_b_addr))]
+        upd_c_old = Signal(A * L)
+        upd_c_new = Signal(self.word)
+        m.d.comb += upd_c_old.eq(Mux(upd_c_fwd, wr_last_data, word_q))
+        for j in range(L):
+            m.d.comb += upd_c_new[j].eq(upd_c_old.word_select(j, A).as_signed()
+                                        + upd_c_w.word_select(j, wbits).as_signed())
+        return upd_c_valid, upd_c_addr, upd_c_new
+
+    # ------------------------------------------------------------------ sweep
+    def _sweep_tags(self, m, step, p0):
+        """``p1 .. p5``: which word each stage holds; all shift by one stage on ``step``."""
+        tags = [_Tag(f"p{k}", p0) for k in range(1, 6)]
+        with m.If(step):
+            for dst, src in zip(tags, [p0, *tags]):
+                m.d.sync += dst.eq(src)
+        return tags
+
+    def _bias_rom(self, m, adv, p1):
+        """``p2_bias``: the bias of the word in P2 (a ROM read in P1 when ``G > 1``, else
+        a constant); ``None`` for a layer without bias."""
+        if self.layer.bias is None:
+            return None
+        _, bias = lane_params(self.layer, self.L)
+        layout = data.ArrayLayout(signed(self.layer.state_bits), self.L)
+        p2_bias = Signal(layout)
+        if self.G > 1:
+            rom = m.submodules.bias = Memory(shape=layout, depth=self.G, init=bias)
+            bias_rd = rom.read_port()
+            m.d.comb += [bias_rd.addr.eq(p1.g), bias_rd.en.eq(adv), p2_bias.eq(bias_rd.data)]
+        else:
+            m.d.comb += p2_bias.eq(Const.cast(layout.const(bias[0])))
+        return p2_bias
+
+    def _threshold_rom(self, m, adv, p2):
+        """``p3_thr``: the threshold of the word in P3 (a ROM read in P2 when it varies by
+        group, else a constant). Returns ``(p3_thr, varies)``."""
+        thr, _ = lane_params(self.layer, self.L)
+        layout = data.ArrayLayout(unsigned(self.layer.state_bits), self.L)
+        p3_thr = Signal(layout)
+        varies = self.G > 1 and len({tuple(t) for t in thr}) > 1
+        if varies:
+            rom = m.submodules.thr = Memory(shape=layout, depth=self.G, init=thr)
+            thr_rd = rom.read_port()
+            m.d.comb += [thr_rd.addr.eq(p2.g), thr_rd.en.eq(adv), p3_thr.eq(thr_rd.data)]
+        else:
+            m.d.comb += p3_thr.eq(Const.cast(layout.const(thr[0])))
+        return p3_thr, varies
+
+    def _add_bias(self, m, step, word_q, p2_bias):
+        """P2 -> P3: ``p3_acc = acc + bias`` of the word in P2 (its state is ``word_q``)."""
+        A = self.layer.acc_bits
+        p3_acc = Signal(self.word)
+        with m.If(step):
+            for j in range(self.L):
+                acc = word_q.word_select(j, A).as_signed()
+                m.d.sync += p3_acc[j].eq(acc if p2_bias is None else acc + p2_bias[j])
+        return p3_acc
+
+    def _clamp_compare(self, m, step, start_sweep, p3, p3_acc, p3_thr, thr_varies):
+        """P3 -> P4: ``p4_u``, the accumulator clamped to the state range, and
+        ``p4_fired``, the lanes with ``acc >= threshold``.
+
+        The compare is on the accumulator rather than the clamped ``u``: the same result,
+        as ``1 <= threshold <= state max`` (sim.model checks it), and one stage earlier,
+        so that P4 -> P5 only summarises registered bits for ``adv``. ``p4_thr`` passes
+        the threshold on for the subtract reset (the constant itself when it does not
+        vary). ``sweep_ovf``: some valid word of this sweep so far left the state range
+        (``p3_ovf``: the word in P3 does).
+
+        Returns ``(p4_u, p4_fired, p4_thr, sweep_ovf)``.
+        """
+        layer, L = self.layer, self.L
+        p4_u = Signal(data.ArrayLayout(signed(layer.state_bits), L))
+        p4_fired = Signal(L)
+        p4_thr = Signal.like(p3_thr, name="p4_thr") if thr_varies else p3_thr
+        p3_ovf = Signal()
+        sweep_ovf = Signal()
+        lane_ovf = []
+        for j in range(L):
+            hi = p3_acc[j] > layer.state_max
+            lo = p3_acc[j] < layer.state_min
+            lane_ovf.append(hi | lo)
+            with m.If(step):
+                m.d.sync += p4_u[j].eq(Mux(hi, layer.state_max, Mux(lo, layer.state_min,
+                                                                   p3_acc[j])))
+        m.d.comb += p3_ovf.eq(Cat(lane_ovf).any())
+        with m.If(step):
+            if self.fire:
+                m.d.sync += p4_fired.eq(Cat(p3.valid & (p3_acc[j] >= p3_thr[j])
+                                            for j in range(L)))
+            if thr_varies:
+                m.d.sync += p4_thr.eq(p3_thr)
+        with m.If(start_sweep):
+            m.d.sync += sweep_ovf.eq(0)
+        with m.Elif(step & p3.valid & p3_ovf):
+            m.d.sync += sweep_ovf.eq(1)
+        return p4_u, p4_fired, p4_thr, sweep_ovf
+
+    def _leak(self, m, step, p4_u, p4_thr):
+        """P4 -> P5: ``p5_leak = u*num >> frac`` (shifts and adds, :mod:`hw.arith`) and
+        ``p5_thr``, the threshold. Returns ``(p5_leak, p5_thr)``."""
+        layer, L = self.layer, self.L
+        num, frac = layer.beta_num, layer.beta_frac_bits
+        p5_leak = Signal(data.ArrayLayout(signed(layer.state_bits + 1), L))
+        p5_thr = Signal(data.ArrayLayout(unsigned(layer.state_bits), L))
+        with m.If(step):
+            for j in range(L):
+                u = p4_u[j]
+                if num == (1 << frac):
+                    m.d.sync += p5_leak[j].eq(u)
+                elif num == 0:
+                    m.d.sync += p5_leak[j].eq(0)
+                else:
+                    m.d.sync += p5_leak[j].eq(mul_const(u, num) >> frac)
+                m.d.sync += p5_thr[j].eq(p4_thr[j])
+        return p5_leak, p5_thr
+
+    def _spike_mask(self, m, step, emitted, p4_fired):
+        """The spikes of the word in P5: ``p5_fired``, all of them (for the reset rule);
+        ``p5_spikes``, those still to emit (the lowest leaves when ``emitted``);
+        ``p5_max1`` "at most one left" and ``p5_none`` "none left".
+
+        ``adv`` enables every sweep register, so it must start at registers and one gate:
+        deriving it from ``p5_spikes`` was the slowest ECP5 path. Hence the two summaries
+        are registers kept with the mask, loaded from ``p4_fired`` and, when a spike
+        leaves, from a saturating count of the mask before it left.
+
+        Returns ``(p5_spikes, p5_fired, p5_max1, p5_none)``.
+        """
+        L = self.L
+        p5_spikes = Signal(L)
+        p5_fired = Signal(L)
+        p5_max1 = Signal(init=1)
+        p5_none = Signal(init=1)
+        with m.If(step):
+            m.d.sync += [p5_spikes.eq(p4_fired), p5_fired.eq(p4_fired),
+                         p5_max1.eq(count_upto(p4_fired, 2) <= 1), p5_none.eq(p4_fired == 0)]
+        with m.Elif(emitted):
+            # the lowest spike is out: at most one left if there were at most two
+            m.d.sync += [p5_spikes.eq(p5_spikes & (p5_spikes - 1)),
+                         p5_max1.eq(count_upto(p5_spikes, 3) <= 2), p5_none.eq(p5_max1)]
+        return p5_spikes, p5_fired, p5_max1, p5_none
+
+    def _reset_rule(self, m, p5_leak, p5_thr, p5_fired):
+        """P5: ``p5_vnew``, the state written back: the leaked ``u`` with the reset rule
+        applied to the fired lanes (subtract the threshold, or zero)."""
+        layer = self.layer
+        p5_vnew = Signal(data.ArrayLayout(signed(layer.acc_bits), self.L))
+        for j in range(self.L):
+            fired, leak = p5_fired[j], p5_leak[j]
+            if layer.reset == "subtract" and self.fire:
+                m.d.comb += p5_vnew[j].eq(leak - Mux(fired, p5_thr[j], 0))
+            elif layer.reset == "zero" and self.fire:
+                m.d.comb += p5_vnew[j].eq(Mux(fired, 0, leak))
+            else:
+                m.d.comb += p5_vnew[j].eq(leak)
+        return p5_vnew
+
+    # ------------------------------------------------------------------ control
+    def _phases(self, m, phase, start_sweep, start_clear, stages, sweep_ovf):
+        """The phase sequence: ``ACCUM`` -> ``SWEEP`` (end-of-step token accepted) or
+        ``CLEAR`` (end-of-sample token) -> ``TOKEN`` (the pipeline ``stages`` P0..P5 are
+        empty, or the last word is cleared) -> ``ACCUM`` (the token transferred).
+
+        ``token_kind`` holds the kind of the token from its acceptance on; ``clear_addr``
+        the word the clear writes; ``ovf_step`` is loaded with ``sweep_ovf`` as the sweep
+        ends. Returns ``(token_kind, clear_addr)``.
+        """
+        token_kind = Signal(KIND_BITS)
+        clear_addr = Signal(range(max(2, self.D)))
+        with m.Switch(phase):
+            with m.Case(Phase.ACCUM):
+                with m.If(start_sweep):
+                    m.d.sync += [phase.eq(Phase.SWEEP), token_kind.eq(END_STEP)]
+                with m.Elif(start_clear):
+                    m.d.sync += [phase.eq(Phase.CLEAR), token_kind.eq(END_SAMPLE),
+                                 clear_addr.eq(0)]
+            with m.Case(Phase.SWEEP):
+                with m.If(~Cat(s.valid for s in stages).any()):
+                    m.d.sync += [phase.eq(Phase.TOKEN), self.ovf_step.eq(sweep_ovf)]
+            with m.Case(Phase.CLEAR):
+                m.d.sync += clear_addr.eq(clear_addr + 1)
+                with m.If(clear_addr == self.D - 1):
+                    m.d.sync += phase.eq(Phase.TOKEN)
+            with m.Case(Phase.TOKEN):
+                with m.If(self.out.ready):
+                    m.d.sync += phase.eq(Phase.ACCUM)
+        return token_kind, clear_addr
+
+    def _emit(self, m, phase, token_kind, p5, p5_spikes, p5_none):
+        """``out``: in ``SWEEP`` the lowest spike left in P5 (``p5_lane``) as the event
+        ``(c = g*L + lane, y, x)``; in ``TOKEN`` the token, whose transfer strobes
+        ``step_done`` or ``sample_done``."""
+        p5_lane = Signal(range(max(2, self.L)))
+        for j in reversed(range(self.L)):
+            with m.If(p5_spikes[j]):
+                m.d.comb += p5_lane.eq(j)
+        with m.Switch(phase):
+            with m.Case(Phase.SWEEP):
+                m.d.comb += [self.out.valid.eq(p5.valid & ~p5_none),
+                             self.out.payload.kind.eq(SPIKE),
+                             self.out.payload.c.eq(p5.cbase + p5_lane),
+                             self.out.payload.y.eq(p5.y),
+                             self.out.payload.x.eq(p5.x)]
+            with m.Case(Phase.TOKEN):
+                m.d.comb += [self.out.valid.eq(1), self.out.payload.kind.eq(token_kind)]
+                with m.If(self.out.ready):
+                    m.d.comb += [self.step_done.eq(token_kind == END_STEP),
+                                 self.sample_done.eq(token_kind == END_SAMPLE)]
