@@ -362,14 +362,14 @@ def fixed_counts(model, results):
     """
     T = model.input.timesteps
     n = len(results)
-    wbytes = sum(_bits_bytes(ly.synapses(), ly.weight_bits or 0) for ly in model.layers)
+    wbytes = sum(_bits_bytes(ly.weight_count(), ly.weight_bits or 0) for ly in model.layers)
     pbytes = sum(_bits_bytes(sum(_param_values(ly)), ly.state_bits) for ly in model.layers)
     zeros = sum(int((ly.weights == 0).sum()) for ly in model.layers if ly.weights is not None)
     spikes = sum(sum(int(v) for v in r.spike_count.values()) for r in results) / n
     per_layer = {}
     for ly in model.layers:
         per_layer[ly.name] = {
-            "type": ly.type, "neurons": ly.n_out, "weights": ly.synapses(),
+            "type": ly.type, "neurons": ly.n_out, "weights": ly.weight_count(),
             "effective_acs": sum(int(r.synops[ly.name]) for r in results) / n,
             "dense": T * dense_connections(ly),
             "spikes": sum(int(r.spike_count[ly.name]) for r in results) / n}

@@ -175,11 +175,14 @@ def vgg_model(seed=0, spec=VGG_SPEC, input_shape=VGG_INPUT, timesteps=VGG_TIMEST
 
 
 def _single_layer(layer, timesteps):
+    """``layer`` alone, reading the network input (its one synapse's source replaced)."""
+    from dataclasses import replace
     from sim.geometry import shape3
-    from sim.model import InputSpec, Model
+    from sim.model import INPUT, InputSpec, Model
+    alone = replace(layer, synapses=[replace(layer.synapse, source=INPUT)])
     return Model(input=InputSpec(shape=shape3(layer.in_shape) if layer.type != "linear"
                                  else (layer.n_in, 1, 1), dt_us=1000, timesteps=timesteps),
-                 layers=[layer])
+                 layers=[alone])
 
 
 def calibrate(model, binned, target, iters=12):
@@ -265,8 +268,8 @@ def layer_figures(model, binned, result, lanes=VGG_LANES):
             if ly.type == "conv2d" else (x.reshape(T, -1) > 0).sum(axis=1)
         rows.append({
             "name": ly.name, "type": ly.type, "in_shape": list(in_shape),
-            "out_shape": list(ly.out_shape), "neurons": ly.n_out, "weights": ly.synapses(),
-            "lanes": L, "weight_bytes": ly.synapses() * wbits / 8,
+            "out_shape": list(ly.out_shape), "neurons": ly.n_out, "weights": ly.weight_count(),
+            "lanes": L, "weight_bytes": ly.weight_count() * wbits / 8,
             "state_bytes": ly.n_out * ly.state_bits / 8,
             "spikes_in_per_step": float(x.sum() / T),
             "spikes_out_per_step": result.spike_count[ly.name] / T,

@@ -8,6 +8,7 @@ import pytest
 from bench import scaling as sc
 from boards import protocol as pr
 from boards.platforms import get_board
+from sim.geometry import END_STEP, SPIKE
 from sim.events import BinnedEvents
 from sim.randmodel import model_from_spec, random_binned
 from sim.reference import run
@@ -29,10 +30,10 @@ def test_link_bytes_decode_to_the_spikes():
     k = 0
     for w in words:
         kind, fields = pr.decode_word(w)
-        if kind == pr.KIND_EVENT:
+        if kind == SPIKE:
             p, y, x = fields
             got[k, y // H, y % H, x] += 1
-        elif kind == pr.KIND_END_STEP:
+        elif kind == END_STEP:
             k += 1
     assert k == T and np.array_equal(got, frames)
     with pytest.raises(ValueError, match="row field"):
