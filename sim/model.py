@@ -177,12 +177,8 @@ class Synapse:
         return 0 if self.weights is None else int(self.weights.size)
 
 
-@dataclass
-class Current:
-    """The current state of a current-based (CubaLIF) layer: its own leak and width."""
-    beta_num: int
-    beta_frac_bits: int
-    state_bits: int
+class _StateRange:
+    """``state_min`` and ``state_max`` of a signed ``state_bits``-wide state."""
 
     @property
     def state_min(self):
@@ -191,6 +187,14 @@ class Current:
     @property
     def state_max(self):
         return (1 << (self.state_bits - 1)) - 1
+
+
+@dataclass
+class Current(_StateRange):
+    """The current state of a current-based (CubaLIF) layer: its own leak and width."""
+    beta_num: int
+    beta_frac_bits: int
+    state_bits: int
 
 
 #: "not given" for the version-1 keyword arguments of :class:`Layer` (``None`` is a value)
@@ -207,7 +211,7 @@ def _synapse_property(key, doc):
 
 
 @dataclass(init=False)
-class Layer:
+class Layer(_StateRange):
     """One layer of the network: a population of neurons with a list of synapses.
 
     ``threshold`` is always stored as an ``int64`` array of one entry per output channel;
@@ -312,13 +316,6 @@ class Layer:
     def c_in(self):
         return int(self.in_shape[0])
 
-    @property
-    def state_min(self):
-        return -(1 << (self.state_bits - 1))
-
-    @property
-    def state_max(self):
-        return (1 << (self.state_bits - 1)) - 1
 
     @property
     def has_leak(self):
