@@ -54,10 +54,11 @@ import numpy as np
 
 from .geometry import (END_SAMPLE, END_STEP, SPIKE, lane_groups, lanes_of,
                        shape3)
+from .model import INPUT
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "predict", "InputWord", "Event", "Job", "Phase",
+           "input_words", "layer_work", "synapse_work", "predict", "InputWord", "Event", "Job", "Phase",
            "FifoModel", "ForkModel", "JoinModel", "JoinWires", "EngineModel", "CoreModel",
            "ReadoutModel", "SourceModel"]
 
@@ -204,6 +205,18 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
     return words
 
 
+def synapse_work(syn, src_shape, out_shape, lanes):
+    """Iterator cycles of an input spike at every ``(c, y, x)`` of ``src_shape`` (the
+    synapse's source shape) for synapse ``syn`` into a layer of ``out_shape``:
+    ``positions*G`` (``G = ceil(C_out/L)``; the positions reached come from the synapse
+    kind's ``event_positions`` hook in :mod:`sim.registry`: ``ny*nx`` for a conv/pool,
+    1 for a linear synapse), 0 for a spike that reaches no output (dropped before the
+    iterator)."""
+    in3, out3 = shape3(src_shape), shape3(out_shape)
+    G = lane_groups(out3[0], lanes)
+    return syn.kind.event_positions(syn, in3, out3) * G
+
+
 def layer_work(layer, in_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``in_shape``.
 
@@ -212,10 +225,7 @@ def layer_work(layer, in_shape, lanes):
     1 for a linear layer), 0 for a spike that reaches no output (dropped before the
     iterator).
     """
-    syn = layer.synapse
-    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
-    G = lane_groups(out3[0], lanes)
-    return syn.kind.event_positions(syn, in3, out3) * G
+    return synapse_work(layer.synapse, in_shape, layer.out_shape, lanes)
 
 
 class FifoModel:
@@ -714,21 +724,34 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     words = [InputWord(*w) for w in words]
     result = reference_run(model, binned, record=True, backend=backend)
     membrane = model.readout == "membrane"
-    engines, cores = [], []
-    shape = tuple(model.input.shape)
+    # the graph as hw.network builds it: per layer its synapse units (engine + FIFO),
+    # a join and a core; per source a fork over its consumers (the last layer's fork
+    # also feeds the readout)
+    consumers = {INPUT: []}
+    consumers.update({layer.name: [] for layer in model.layers})
+    units, joins, cores = [], [], []        # units[i][j]: (EngineModel, FifoModel)
     for i, layer in enumerate(model.layers):
-        engines.append(EngineModel(layer_work(layer, shape, lanes[i])))
+        row = []
+        for j, syn in enumerate(layer.synapses):
+            src = model.source_of(i, syn)
+            consumers[src].append((i, j))
+            work = synapse_work(syn, model.source_shape(src), layer.out_shape, lanes[i])
+            row.append((EngineModel(work), FifoModel(params.fifo_depth)))
+        units.append(row)
+        joins.append(JoinModel(len(row)))
         spikes = result.spikes[layer.name]
         if membrane and i == n - 1:         # the output layer of a membrane readout
             fired = [{} for _ in spikes]
         else:
             fired = _fired_words(spikes, layer.out_shape, lanes[i])
         cores.append(CoreModel(layer.out_shape, lanes[i], fired))
-        shape = tuple(layer.out_shape)
-    fifos = [FifoModel(params.fifo_depth) for _ in range(n)]
+    last_name = model.layers[-1].name
+    forks = {src: ForkModel(len(users) + (src == last_name))
+             for src, users in consumers.items() if users or src == last_name}
+    fifos = [f for row in units for _, f in row]    # the RTL's order (Network.fifos)
     readout = ReadoutModel(model.layers[-1].n_out)
     source = SourceModel(words, start, gaps, sync_cycles)
-    blocked = [0] * n
+    blocked = {id(f): 0 for f in fifos}
     sample_done = []
 
     def in_range(w):
@@ -736,33 +759,64 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
             return w.p < P and w.y < H and w.x < W
         return w.kind in (END_STEP, END_SAMPLE)
 
+    def is_idle():
+        return (all(not (e.busy or f.level) for row in units for e, f in row)
+                and all(not (j.busy or c.busy) for j, c in zip(joins, cores)))
+
     n_samples = sum(1 for w in words if w.kind == END_SAMPLE)
     t = start
-    while len(sample_done) < n_samples or not source.finished:
+    # until every result is out and nothing is in flight (a layer whose spikes nobody
+    # reads may finish its last step after the readout's done)
+    while len(sample_done) < n_samples or not source.finished or not is_idle():
         if t >= start + max_cycles:
             raise RuntimeError("cycle model: no progress (max_cycles reached)")
         # -- the cycle's combinational values, all from the registers before the edge
-        idle = (all(not (e.busy or c.busy) for e, c in zip(engines, cores))
-                and all(f.level == 0 for f in fifos))
+        idle = is_idle()
         word = source.offer(t, idle)
         good = word is not None and in_range(word)
-        transfer = word is not None and (not good or fifos[0].w_rdy)  # a bad word: dropped
-        outs = [c.out_event() if c.out_valid else None for c in cores]
-        out_ready = [fifos[i + 1].w_rdy for i in range(n - 1)] + [readout.ready(outs[-1])]
-        wires = [e.settle(c.upd_ready) for e, c in zip(engines, cores)]
-        fifo_out = [f.r_data if f.r_rdy else None for f in fifos]
-        writes = [Event(*word) if good else None] + outs[:-1]
+        # what every fork offers (its source's word) and the readiness of its outputs
+        offered = {INPUT: Event(*word) if good else None}
+        for i, c in enumerate(cores):
+            offered[model.layers[i].name] = c.out_event() if c.out_valid else None
+        fork_ready = {}
+        for src, fork in forks.items():
+            ev = offered[src]
+            ready = [units[i][j][1].w_rdy for i, j in consumers[src]]
+            if src == last_name:
+                ready.append(readout.ready(ev))
+            fork_ready[src] = ready
+        src_ready = {src: fork.inp_ready(fork_ready[src]) for src, fork in forks.items()}
+        transfer = word is not None and (not good or src_ready[INPUT])  # a bad word: dropped
+        out_ready = [src_ready.get(layer.name, True) for layer in model.layers]
+        jwires, ewires = [], []
+        for i, (row, jm, c) in enumerate(zip(units, joins, cores)):
+            offers = [e.it_kind if e.it_busy else None for e, _ in row]
+            jw = jm.settle(offers, c.upd_ready)
+            jwires.append((jw, offers))
+            ewires.append([e.settle(jw.inp_ready[j]) for j, (e, _) in enumerate(row)])
         # -- the edge
-        for i, f in enumerate(fifos):
-            if writes[i] is not None and not f.w_rdy:
-                blocked[i] += 1
-            f.clock(writes[i] is not None, writes[i], wires[i].inp_ready)
-        for i, (e, c) in enumerate(zip(engines, cores)):
-            upd = wires[i].upd_kind if wires[i].upd_valid and c.upd_ready else None
-            e.clock(wires[i], fifo_out[i], c.upd_ready)
+        writes, took = {}, {}
+        for src, fork in forks.items():
+            ev = offered[src]
+            valid = fork.out_valid(ev is not None)
+            for k, (i, j) in enumerate(consumers[src]):
+                writes[i, j] = ev if valid[k] else None
+            took[src] = fork.clock(ev is not None, fork_ready[src])
+        for i, row in enumerate(units):
+            for j, (e, f) in enumerate(row):
+                w = writes.get((i, j))
+                if w is not None and not f.w_rdy:
+                    blocked[id(f)] += 1
+                fifo_out = f.r_data if f.r_rdy else None
+                f.clock(w is not None, w, ewires[i][j].inp_ready)
+                e.clock(ewires[i][j], fifo_out, jwires[i][0].inp_ready[j])
+        for i, (jm, c) in enumerate(zip(joins, cores)):
+            jw, offers = jwires[i]
+            upd = jw.out_kind if c.upd_ready else None
+            jm.clock(jw, offers, c.upd_ready)
             c.clock(t, upd, out_ready[i])
-        last = outs[-1]
-        if readout.clock(last is not None and out_ready[-1] and last.kind == END_SAMPLE):
+        last = offered[last_name]
+        if readout.clock(took[last_name][-1] and last.kind == END_SAMPLE):
             sample_done.append(t)
         source.clock(t, transfer)
         t += 1
@@ -770,4 +824,5 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                        sweep_start=[c.sweep_start for c in cores], sample_done=sample_done,
                        accepted=source.accepted, idle_after_step=source.idle_after_step,
                        start=start, end=sample_done[-1] if sample_done else t,
-                       sample_first=source.sample_first, blocked=blocked)
+                       sample_first=source.sample_first,
+                       blocked=[blocked[id(f)] for f in fifos])

@@ -332,3 +332,23 @@ def check_network(model, binned, rec, samples=1):
         np.testing.assert_array_equal(np.array(rec["scores"][s]), r.scores)
         assert rec["prediction"][s] == r.prediction
     return r
+
+
+def _engine_kinds():
+    """The synapse kinds that have a hardware engine (attached on import of hw)."""
+    import hw.network  # noqa: F401
+    from sim.registry import KINDS
+    return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
+
+
+def dag_case(seed, n_layers=None):
+    """A random same-step graph (forks, residual joins) of the kinds with an engine
+    and version-1 neurons, and a sample; ``None`` when the draw has no such graph."""
+    from sim.randmodel import random_binned, random_graph, same_step_graph
+    rng = np.random.default_rng(seed)
+    model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
+                            kinds=_engine_kinds())
+    if model is None:
+        return None
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)

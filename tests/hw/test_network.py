@@ -5,10 +5,9 @@ several samples in a row, and the status counters."""
 import numpy as np
 import pytest
 
-from sim.randmodel import (model_from_spec, random_binned, random_graph, random_model,
-                           same_step_graph)
+from sim.randmodel import model_from_spec, random_binned, random_graph, random_model
 
-from .harness import check_network, run_network
+from .harness import check_network, dag_case, run_network
 
 
 def _case(seed, **kw):
@@ -115,25 +114,6 @@ def test_event_camera_topology_small_input():
     rec, _ = run_network(model, binned, seed=70, gap=0.2, fifo_depth=8)
     r = check_network(model, binned, rec)
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:-1])
-
-
-def _engine_kinds():
-    """The synapse kinds that have a hardware engine (attached on import of hw)."""
-    import hw.network  # noqa: F401
-    from sim.registry import KINDS
-    return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
-
-
-def dag_case(seed, n_layers=None):
-    """A random same-step graph (forks, residual joins) of the kinds with an engine
-    and version-1 neurons, and a sample; ``None`` when the draw has no such graph."""
-    rng = np.random.default_rng(seed)
-    model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
-                            kinds=_engine_kinds())
-    if model is None:
-        return None
-    return model, random_binned(rng, model.input.shape, model.input.timesteps,
-                                model.input.count_clip)
 
 
 #: seeds whose draw is a same-step graph with a join (some layer has several synapses)
