@@ -58,7 +58,8 @@ from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
            "input_words", "layer_work", "predict", "InputWord", "Event", "Job", "Phase",
-           "FifoModel", "EngineModel", "CoreModel", "ReadoutModel", "SourceModel"]
+           "FifoModel", "ForkModel", "JoinModel", "JoinWires", "EngineModel", "CoreModel",
+           "ReadoutModel", "SourceModel"]
 
 
 class InputWord(NamedTuple):
@@ -271,6 +272,123 @@ class FifoModel:
             self.r_rdy = False
         if write:
             self.inner.append(w_data)
+
+
+class ForkModel:
+    """Timing of ``hw.fork.Fork(n, shape)``: an eager broadcast with a ``sent`` flag per
+    output (``n == 1``: a wire, no flag is ever set).
+
+    ``out_valid(i) = inp_valid and not sent[i]``; ``inp_ready = all(sent[i] or
+    out_ready[i])``; at the edge a transfer on ``inp`` clears every flag, otherwise each
+    output that took the word sets its flag.
+    """
+
+    def __init__(self, n):
+        if n < 1:
+            raise ValueError(f"fork: n = {n!r} must be at least 1")
+        self.n = n
+        self.sent = [False] * n
+
+    @property
+    def busy(self):
+        """Some output has taken the word still on the input."""
+        return any(self.sent)
+
+    def out_valid(self, inp_valid):
+        """``out[i].valid`` of every output, given ``inp.valid``."""
+        return [bool(inp_valid) and not s for s in self.sent]
+
+    def inp_ready(self, out_ready):
+        """``inp.ready``, given every ``out[i].ready``."""
+        return all(s or r for s, r in zip(self.sent, out_ready))
+
+    def clock(self, inp_valid, out_ready):
+        """One edge. Returns the outputs that took the word in this cycle."""
+        took = [v and r for v, r in zip(self.out_valid(inp_valid), out_ready)]
+        if inp_valid and self.inp_ready(out_ready):
+            self.sent = [False] * self.n
+        elif self.n > 1:
+            self.sent = [s or t for s, t in zip(self.sent, took)]
+        return took
+
+
+class JoinWires(NamedTuple):
+    """The combinational values of a join in one cycle."""
+    pick: Optional[int]     #: the input picked (None: none)
+    out_kind: Optional[int]  #: kind offered on ``out`` (None: ``out.valid`` low)
+    inp_ready: list         #: ``inp[i].ready`` of every input
+    go: bool                #: the ``go`` pulse
+    sample_end: bool        #: the ``sample_end`` pulse
+
+
+class JoinModel:
+    """Timing of ``hw.join.Join(n_live, n_replay)``: fixed-priority merge of the update
+    streams of a layer's synapse units, tokens absorbed per input and merged into one
+    (see the equations in ``hw/join.py``). With one live input and no replay input it
+    is a wire.
+
+    Registers: ``got`` (per input), ``is_sample``, ``go_done``, ``lock`` (the input
+    held while a spike offered on ``out`` is not taken; None: none).
+    """
+
+    def __init__(self, n_live, n_replay=0):
+        if n_live < 1 or n_replay < 0:
+            raise ValueError(f"join: {n_live} live and {n_replay} replay inputs "
+                             f"(need at least one live input)")
+        self.n_live, self.n = n_live, n_live + n_replay
+        self.wire = n_live == 1 and n_replay == 0
+        self.got = [False] * self.n
+        self.is_sample = False
+        self.go_done = False
+        self.lock = None
+
+    @property
+    def busy(self):
+        return any(self.got)
+
+    def settle(self, offers, out_ready):
+        """The handshakes of this cycle. ``offers[i]``: the kind input ``i`` offers
+        (None: ``valid`` low); ``out_ready``: the core's ``upd.ready``."""
+        if self.wire:
+            k = offers[0]
+            return JoinWires(0 if k is not None else None, k, [out_ready],
+                             False, k == END_SAMPLE and out_ready)
+        nl = self.n_live
+        pick = self.lock
+        if pick is None:
+            pick = next((i for i, k in enumerate(offers)
+                         if k is not None and not self.got[i]), None)
+        tok = all(self.got[:nl]) and (self.is_sample or all(self.got[nl:]))
+        kind = offers[pick] if pick is not None else None
+        if tok:
+            out_kind = END_SAMPLE if self.is_sample else END_STEP
+        else:
+            out_kind = SPIKE if kind == SPIKE else None
+        ready = [False] * self.n
+        if not tok and pick is not None and (kind != SPIKE or out_ready):
+            ready[pick] = True
+        go = not self.go_done and any(k is not None and not g and k != END_SAMPLE
+                                      for k, g in zip(offers[:nl], self.got[:nl]))
+        return JoinWires(pick, out_kind, ready, go, tok and self.is_sample and out_ready)
+
+    def clock(self, wires, offers, out_ready):
+        """One edge, with the :meth:`settle` values of the cycle."""
+        if self.wire:
+            return
+        tok = wires.out_kind in (END_STEP, END_SAMPLE)
+        pick = wires.pick
+        if tok and out_ready:
+            self.got = [False] * self.n
+            self.is_sample = self.go_done = False
+        else:
+            if not tok and pick is not None and offers[pick] != SPIKE:
+                self.got[pick] = True
+                if offers[pick] == END_SAMPLE:
+                    self.is_sample = True
+            if wires.go:
+                self.go_done = True
+        spike_waits = wires.out_kind == SPIKE and not out_ready
+        self.lock = pick if spike_waits else None
 
 
 class EngineWires(NamedTuple):
