@@ -25,6 +25,9 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   (always ready), the 6-stage sweep over the ``D`` state words that stalls while a word
   with several spikes emits them one per cycle or the output is not ready, the clear of
   an end-of-sample token (``D`` cycles), and the token hand-over;
+* :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
+  (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
+  the end-of-step token;
 * :class:`ReadoutModel`: the arg-max of ``hw.network`` (an end-of-sample token waits
   while a previous arg-max, ``n_classes`` cycles, is running);
 * :class:`SourceModel`: the testbench driver or host link in front of the network
@@ -52,15 +55,15 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import (END_SAMPLE, END_STEP, SPIKE, lane_groups, lanes_of,
-                       shape3)
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
+                       lane_groups, lanes_of, shape3)
 from .model import INPUT
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "synapse_work", "predict", "InputWord", "Event", "Job", "Phase",
-           "FifoModel", "ForkModel", "JoinModel", "JoinWires", "EngineModel", "CoreModel",
-           "ReadoutModel", "SourceModel"]
+           "input_words", "layer_work", "synapse_work", "predict", "InputWord", "Event",
+           "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
+           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel"]
 
 
 class InputWord(NamedTuple):
@@ -77,6 +80,15 @@ class Event(NamedTuple):
     c: int
     y: int
     x: int
+
+
+class TapEvent(NamedTuple):
+    """A word on a delay line's replay stream: an :class:`Event` and its tap."""
+    kind: int
+    c: int
+    y: int
+    x: int
+    tap: int
 
 
 class Job(NamedTuple):
@@ -572,6 +584,116 @@ class CoreModel:
                 self.next_word += 1
         elif emitting and out_ready:
             self.to_emit = m & (m - 1)      # the lowest lane is out
+
+
+class DelayLineModel:
+    """Timing and contents of a delay line (``hw.delay.DelayLine``), register for register.
+
+    ``S = d + D`` slots of ``cap`` events (:func:`sim.geometry.delay_slots`,
+    :func:`sim.geometry.delay_capacity`); source step ``n`` in slot ``n mod S``. The
+    absolute steps ``w`` (source, being written) and ``c`` (consumer, being replayed)
+    are kept as ``lag1 = c - w + 1`` (in ``0 .. d+1``); ``k`` is the consumer's step in
+    its sample, saturated at ``S - 1``.
+
+    * write side: ``inp_ready = lag1 >= 1`` (``w <= c``); a spike goes to event ``wcnt``
+      of slot ``wslot`` (not stored past ``cap``); ``END_STEP`` stores the slot's count
+      and moves to the next slot; ``END_SAMPLE`` is dropped;
+    * read side: ``go`` (while not running) starts the replay of step ``c`` at tap 0 of
+      slot ``head`` (that of step ``c - d``); while the source has finished step
+      ``c - d`` (``lag1 <= d``): tap ``j`` is live while ``k >= d + j``; a live tap's
+      events are loaded into the output register one per cycle (when it is empty or
+      read), the last one moving on to the next tap; a live empty tap costs one cycle;
+      after the live taps ``END_STEP`` is loaded, which counts ``c``;
+      ``sample_end`` (while not running) sets ``k = 0``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Source shape.
+    delay, taps, m_src : int
+        ``d``, ``D`` and the source's largest count.
+    """
+
+    def __init__(self, shape, delay, taps, m_src=1):
+        self.d, self.D = int(delay), int(taps)
+        self.S = delay_slots(delay, taps)
+        self.cap = delay_capacity(shape, m_src)
+        self.mem = [(0, 0, 0)] * (self.S * self.cap)
+        self.count = [0] * self.S
+        self.lag1 = 1
+        self.wslot = self.wcnt = 0
+        self.run = False
+        self.head = (self.S - self.d) % self.S
+        self.k = self.j = self.rslot = self.idx = 0
+        self.ov = False
+        self.word = TapEvent(SPIKE, 0, 0, 0, 0)
+
+    @property
+    def inp_ready(self):
+        return self.lag1 >= 1
+
+    @property
+    def out_valid(self):
+        return self.ov
+
+    @property
+    def busy(self):
+        return self.run or self.ov
+
+    def out_event(self):
+        """The :class:`TapEvent` in the output register (offered while
+        :attr:`out_valid`)."""
+        return self.word
+
+    def clock(self, event, out_ready, go=False, sample_end=False):
+        """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none);
+        ``out_ready``: the consumer's ``out.ready``; ``go``, ``sample_end``: the join's
+        strobes in this cycle."""
+        S, cap = self.S, self.cap
+        src_done = self.lag1 <= self.d
+        live = self.k >= self.d + self.j
+        n = self.count[self.rslot]
+        advance = not self.ov or out_ready
+        load_spike = self.run and src_done and live and n != 0 and advance
+        skip_tap = self.run and src_done and live and n == 0
+        load_token = self.run and src_done and not live and advance
+        take = event is not None and self.inp_ready
+        step = take and event.kind == END_STEP
+        run, head = self.run, self.head
+        # read side (from the registers before the edge)
+        if load_spike:
+            self.word = TapEvent(SPIKE, *self.mem[self.rslot * cap + self.idx], self.j)
+            if self.idx == n - 1:
+                self._next_tap()
+            else:
+                self.idx += 1
+        elif skip_tap:
+            self._next_tap()
+        elif load_token:
+            self.word = TapEvent(END_STEP, 0, 0, 0, 0)
+            self.run = False
+            self.head = (self.head + 1) % S
+            self.k = min(self.k + 1, S - 1)
+        self.ov = load_spike or load_token or (self.ov and not out_ready)
+        # write side
+        if take and event.kind == SPIKE and self.wcnt != cap:
+            self.mem[self.wslot * cap + self.wcnt] = (event.c, event.y, event.x)
+            self.wcnt += 1
+        if step:
+            self.count[self.wslot] = self.wcnt
+            self.wcnt = 0
+            self.wslot = (self.wslot + 1) % S
+        self.lag1 += int(load_token) - int(step)
+        if not run:
+            if sample_end:
+                self.k = 0
+            if go:
+                self.run, self.j, self.idx, self.rslot = True, 0, 0, head
+
+    def _next_tap(self):
+        self.j += 1
+        self.idx = 0
+        self.rslot = (self.rslot - 1) % self.S
 
 
 class ReadoutModel:
