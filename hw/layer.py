@@ -1,4 +1,4 @@
-"""Layer engine: synapse engine (conv / linear / pool) + weight ROM + neuron core.
+"""Layer engine: synapse engine (conv / linear / pool / identity) + weight ROM + neuron core.
 
 Data flow::
 
@@ -9,6 +9,14 @@ Data flow::
 The weight ROM holds one word of ``L`` lane weights per address (see :func:`lane_rom`);
 it is re-packed per lane from the model's weights (the exchange image
 ``<layer>.weights.hex`` of the model directory is the ``L = C_out`` case of this layout).
+A synapse with ``D`` taps has one ROM with the ``D`` images one after another
+(tap-major, ``wa = tap*tap_depth + base_wa``: :func:`synapse_rom`), and its events carry
+a ``tap`` field.
+
+The engine and the ROM packing of a synapse kind come from the registry of synapse
+kinds, ``KINDS[type].part("hw.engine")`` and ``KINDS[type].part("hw.rom")``
+(:func:`synapse_engine`, :func:`synapse_rom`), attached by the engine modules
+(:mod:`hw.conv`, :mod:`hw.linear`, :mod:`hw.pool`, :mod:`hw.identity`).
 
 Throughput: one update of ``L`` lanes per cycle while accumulating; the sweep is
 ``L`` neurons per cycle (see :mod:`hw.neuron` for the exact cycle counts). While the core
@@ -23,41 +31,49 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sim.geometry import default_lanes, lane_groups, shape3
+from sim.geometry import default_lanes
+from sim.registry import KINDS
 
-from .conv import ConvEngine
-from .linear import LinearEngine
+# the engine modules attach their kinds' "hw.engine" and "hw.rom" parts when imported
+from . import conv, identity, linear, pool  # noqa: F401
 from .neuron import NeuronCore
-from .pool import SumPoolEngine, pool_weights
 from .stream import event_signature
 
-__all__ = ["LayerEngine", "lane_rom"]
+__all__ = ["LayerEngine", "lane_rom", "synapse_rom", "synapse_engine"]
 
 
-def lane_rom(layer, lanes):
-    """The weight ROM of ``layer`` for ``L = lanes``.
+def synapse_rom(syn, out_shape, lanes):
+    """The weight ROM of synapse ``syn`` into a layer of ``out_shape`` for ``L = lanes``:
+    the kind's ``"hw.rom"`` image of every tap, tap-major (tap ``t`` at ``t*tap_depth``).
 
     Returns
     -------
     words : list of list of int
-        ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes), with
-        ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear).
+        Conv, linear: ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes),
+        with ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear);
+        identity: word ``c`` holds ``w[c]`` in lane ``c % L``.
     wbits : int
         Lane width.
     """
-    C = shape3(layer.out_shape)[0]
-    G = lane_groups(C, lanes)
-    if layer.type == "sumpool2d":
-        w = pool_weights(layer.in_shape[0], layer.kernel)
-        wbits = 2
-    else:
-        w = layer.weights.astype(np.int64)
-        wbits = layer.weight_bits
-    cols = w.reshape(C, -1).T                       # (base, C_out)
-    pad = np.zeros((cols.shape[0], G * lanes), dtype=np.int64)
-    pad[:, :C] = cols
-    words = pad.reshape(cols.shape[0] * G, lanes).tolist()
+    rom = KINDS[syn.type].part("hw.rom")
+    words, wbits = [], None
+    for t in range(syn.taps):
+        w = syn.tap_weights(t)
+        tap_words, wbits = rom(syn, None if w is None else w.astype(np.int64),
+                               tuple(out_shape), lanes)
+        words += tap_words
     return words, wbits
+
+
+def lane_rom(layer, lanes):
+    """:func:`synapse_rom` of the only synapse of ``layer``."""
+    return synapse_rom(layer.synapse, layer.out_shape, lanes)
+
+
+def synapse_engine(syn, in_shape, out_shape, lanes):
+    """The engine of ``syn`` (its kind's ``"hw.engine"`` part) for events of
+    ``in_shape`` into a layer of ``out_shape`` with ``L = lanes``."""
+    return KINDS[syn.type].part("hw.engine")(syn, tuple(in_shape), tuple(out_shape), lanes)
 
 
 class LayerEngine(wiring.Component):
@@ -77,7 +93,8 @@ class LayerEngine(wiring.Component):
 
     Attributes
     ----------
-    inp : In(event stream of ``in_shape``)
+    inp : In(event stream of ``in_shape``; with a ``tap`` field when the synapse has
+        ``taps > 1``)
     out : Out(event stream of ``out_shape``)
     busy : Out(1)
         Something is in the engine or the core is not in its accumulate phase.
@@ -96,7 +113,7 @@ class LayerEngine(wiring.Component):
         self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
         self.G, self.D = self.core.G, self.core.D
         super().__init__({
-            "inp": In(event_signature(self.in_shape)),
+            "inp": In(event_signature(self.in_shape, layer.synapse.taps)),
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through
@@ -106,13 +123,7 @@ class LayerEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layer = self.layer
-        if layer.type == "conv2d":
-            eng = ConvEngine(layer.in_shape, layer.out_shape, layer.kernel, layer.stride,
-                             layer.padding, self.G)
-        elif layer.type == "sumpool2d":
-            eng = SumPoolEngine(layer.in_shape, layer.out_shape, layer.kernel, self.G)
-        else:
-            eng = LinearEngine(self.in_shape, self.G)
+        eng = synapse_engine(layer.synapse, self.in_shape, layer.out_shape, self.L)
         m.submodules.engine = eng
         m.submodules.core = core = self.core
         rom = m.submodules.rom = Memory(shape=data.ArrayLayout(signed(self.wbits), self.L),
