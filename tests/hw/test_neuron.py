@@ -430,3 +430,45 @@ def test_core_model_counts(limit, lanes, ready):
         assert offer == want, f"cycle {t}"
         core.clock(t, upd_kind, rdy)
     assert len(core.step_done) == T
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_spike_limit_high_threshold(per_channel):
+    """Thresholds above half the state maximum: ``2*threshold`` lies outside the state
+    range, so no count reaches 2 although the accumulator does (it clamps)."""
+    rng = np.random.default_rng(900 + per_channel)
+    layer = v2_layer(rng, "linear", (8,), n_out=5, spike_limit=3, weight_bits=7, state_bits=6,
+                     reset="none", fire_scale=1.0, bias=False, per_channel=per_channel)
+    smax = layer.state_max
+    layer.threshold = np.asarray([smax - 2 * c for c in range(5)] if per_channel
+                                 else [smax // 2 + 1] * 5, dtype=np.int64)
+    layer.weights = np.abs(layer.weights)
+    layer.acc_bits = layer.required_acc_bits(1)
+    binned = random_binned(rng, (8, 1, 1), 3, density=0.9)
+    r, _, _ = check_v2(layer, binned, 2)
+    assert r.overflow["v2"].any() and r.spikes["v2"].max() == 1
+
+
+def test_layer_info_reads_the_core_word():
+    """sim.tb.model.LayerInfo (the cocotb benches' plain copy of the word layout) reads a
+    current-based core's words as NeuronCore.split_word does."""
+    from sim.tb.model import LayerInfo
+    rng = np.random.default_rng(95)
+    layer = v2_layer(rng, "conv2d", (1, 3, 3), kernel=1, out_channels=5, state_bits=7,
+                     current=Current(beta_num=1, beta_frac_bits=1, state_bits=5))
+    core = NeuronCore(layer, 2, wbits=layer.weight_bits)
+    info = LayerInfo(layer, 2)
+    assert info.word_bits == core.word.size
+    words = [int(rng.integers(0, 1 << 62)) & ((1 << info.word_bits) - 1) for _ in range(core.D)]
+    # padding lanes (channel 5 of group 2) must be zero for both readers
+    for a in range(2, core.D, 3):
+        v, i = core.split_word(words[a])
+        v[1], i[1] = 0, 0
+        words[a] = sum((x & ((1 << core.v_bits) - 1)) << (j * core.v_bits)
+                       for j, x in enumerate(v)) + \
+            sum((x & ((1 << layer.acc_bits) - 1)) << (2 * core.v_bits + j * layer.acc_bits)
+                for j, x in enumerate(i))
+    from .harness import words_to_states
+    np.testing.assert_array_equal(info.states_from_words(words), words_to_states(words, core))
+    np.testing.assert_array_equal(info.currents_from_words(words),
+                                  words_to_states(words, core, current=True))
