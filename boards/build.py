@@ -317,7 +317,7 @@ def _write_roms(model, top, outdir):
             if syn.weights is not None and syn.kind.rom_layout is not None:
                 words, width = rom_words(syn)
                 write_readmemh(roms / f"{stem}.weights.hex", words, width)
-            lane_words, wbits = lane_rom(layer, eng.L, syn, shape)
+            lane_words, wbits = lane_rom(layer, eng.L, syn)
             mask = (1 << wbits) - 1
             packed = [sum((w & mask) << (j * wbits) for j, w in enumerate(word))
                       for word in lane_words]

@@ -30,28 +30,17 @@ from sim.geometry import default_lanes
 from .join import Join
 from .neuron import NeuronCore
 from .stream import event_signature
-from .synapse_unit import SynapseUnit, engine_class
+from .synapse_unit import SynapseUnit, synapse_engine, synapse_rom
 
-__all__ = ["LayerEngine", "lane_rom"]
+__all__ = ["LayerEngine", "lane_rom", "synapse_rom", "synapse_engine"]
 
 
-def lane_rom(layer, lanes, syn=None, src_shape=None):
-    """The weight ROM of synapse ``syn`` (default: the layer's only synapse) of
-    ``layer`` for ``L = lanes``.
-
-    Returns
-    -------
-    words : list of list of int
-        ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes), with
-        ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear).
-    wbits : int
-        Lane width.
-    """
-    syn = layer.synapse if syn is None else syn
-    src_shape = syn.in_shape if src_shape is None else src_shape
-    if lanes < 1:
+def lane_rom(layer, lanes, syn=None):
+    """:func:`~hw.synapse_unit.synapse_rom` of synapse ``syn`` of ``layer`` (default:
+    its only synapse) for ``L = lanes``: ``(words, wbits)``."""
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes: {lanes!r} must be a positive integer")
-    return engine_class(syn).lane_rom(syn, tuple(src_shape), tuple(layer.out_shape), lanes)
+    return synapse_rom(layer.synapse if syn is None else syn, layer.out_shape, lanes)
 
 
 class LayerEngine(wiring.Component):
@@ -115,8 +104,8 @@ class LayerEngine(wiring.Component):
         self.G, self.D = self.core.G, self.core.D
         self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
         super().__init__({
-            **{self.input_name(j): In(event_signature(shape))
-               for j, shape in enumerate(self.in_shapes)},
+            **{self.input_name(j): In(event_signature(shape, syn.taps))
+               for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through

@@ -11,11 +11,16 @@ group ``g``, 0 elsewhere, so the shared read-modify-write datapath needs no spec
 
 import numpy as np
 
+from sim.geometry import lane_groups, shape3
 from sim.registry import KINDS
 
 from .conv import ConvEngine
+from .synapse import lane_words
 
-__all__ = ["SumPoolEngine", "pool_weights"]
+__all__ = ["SumPoolEngine", "pool_weights", "pool_engine", "pool_rom", "POOL_WEIGHT_BITS"]
+
+#: Lane width of a pooling ROM: its weights are 0 and 1 (signed).
+POOL_WEIGHT_BITS = 2
 
 
 def pool_weights(channels, kernel):
@@ -34,20 +39,25 @@ class SumPoolEngine(ConvEngine):
     in_shape, out_shape : tuple
     kernel : int
     groups : int
+    taps : int
     """
-    #: lane width of the ROM of ones (1 needs a sign bit)
-    WBITS = 2
-
-    def __init__(self, in_shape, out_shape, kernel, groups):
-        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups)
-
-    @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups):
-        return cls(src_shape, out_shape, syn.kernel, groups)
-
-    @classmethod
-    def rom_weights(cls, syn, src_shape):
-        return pool_weights(src_shape[0], syn.kernel), cls.WBITS
+    def __init__(self, in_shape, out_shape, kernel, groups, taps=1):
+        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps)
 
 
-KINDS["sumpool2d"].attach("hw.engine", SumPoolEngine)
+def pool_engine(syn, in_shape, out_shape, lanes):
+    """The ``"hw.engine"`` part of ``sumpool2d`` (see :mod:`hw.synapse`)."""
+    G = lane_groups(shape3(out_shape)[0], lanes)
+    return SumPoolEngine(in_shape, out_shape, syn.kernel, G, taps=syn.taps)
+
+
+def pool_rom(syn, w, out_shape, lanes):
+    """The ``"hw.rom"`` part of ``sumpool2d``: the ones of :func:`pool_weights` (``w`` is
+    ``None``: the kind has no weights), :data:`POOL_WEIGHT_BITS` wide."""
+    C = int(out_shape[0])
+    ones = pool_weights(C, syn.kernel)
+    return lane_words(ones.reshape(C, -1).T, C, lanes), POOL_WEIGHT_BITS
+
+
+KINDS["sumpool2d"].attach("hw.engine", pool_engine)
+KINDS["sumpool2d"].attach("hw.rom", pool_rom)

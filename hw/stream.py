@@ -10,6 +10,8 @@ field        meaning
 ``c``        channel (conv / pool tensors) or neuron index (1-D tensors of a linear
              layer, whose ``y`` and ``x`` are always 0)
 ``y``, ``x`` row and column
+``tap``      only in the input of a synapse with ``taps > 1``: the tap whose weights
+             the event adds (:class:`~hw.synapse.SynapseEngine`)
 ===========  ======================================================================
 
 For a token (``kind != SPIKE``) the coordinates are 0 and meaningless.
@@ -48,19 +50,24 @@ __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "TapEv
 
 
 class EventLayout(data.StructLayout):
-    """Event word for a tensor of ``shape`` (``(C, H, W)`` or ``(N,)``).
+    """Event word for a tensor of ``shape`` (``(C, H, W)`` or ``(N,)``); with
+    ``taps > 1`` also a ``tap`` field ``0 .. taps-1``.
 
     Field widths are the smallest that hold ``0 .. size-1`` (at least one bit).
     """
-    def __init__(self, shape):
+    def __init__(self, shape, taps=1):
         C, H, W = shape3(shape)
         self.tensor_shape = (C, H, W)
-        super().__init__({
+        self.taps = taps
+        fields = {
             "kind": unsigned(KIND_BITS),
             "c": unsigned(bits_for(C - 1)),
             "y": unsigned(bits_for(H - 1)),
             "x": unsigned(bits_for(W - 1)),
-        })
+        }
+        if taps > 1:
+            fields["tap"] = unsigned(bits_for(taps - 1))
+        super().__init__(fields)
 
 
 class TapEventLayout(data.StructLayout):
@@ -91,9 +98,10 @@ class InputLayout(data.StructLayout):
         })
 
 
-def event_signature(shape):
-    """Stream signature carrying :class:`EventLayout` words of ``shape``."""
-    return stream.Signature(EventLayout(shape))
+def event_signature(shape, taps=1):
+    """Stream signature carrying :class:`EventLayout` words of ``shape`` (with a ``tap``
+    field when ``taps > 1``)."""
+    return stream.Signature(EventLayout(shape, taps))
 
 
 def tap_event_signature(shape, taps):
