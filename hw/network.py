@@ -81,9 +81,9 @@ def hw_problem(model):
     naming the layer and synapse.
 
     Built: any graph of synapses with delay 0 and one tap (forks, residual joins) of
-    the kinds that have a hardware engine, with version-1 neurons. Not yet: delays and
-    taps (delay lines, hence recurrence), multi-spike, ``v_min`` and current-based
-    layers, kinds without an engine.
+    the kinds that have a hardware engine, with any neurons (multi-spike, ``v_min``,
+    current-based). Not yet: delays and taps (delay lines, hence recurrence), kinds
+    without an engine.
     """
     if not any(model.source_of(i, syn) == INPUT
                for i, layer in enumerate(model.layers) for syn in layer.synapses):
@@ -97,12 +97,6 @@ def hw_problem(model):
                         f"(delays, taps, recurrence) are not built yet")
             if not KINDS[syn.type].has_part("hw.engine"):
                 return f"{at} is {syn.type}: no hardware engine for that kind yet"
-        if layer.spike_limit != 1:
-            return f"layer {name!r} is multi-spike (spike_limit {layer.spike_limit}): not built yet"
-        if layer.v_min is not None:
-            return f"layer {name!r} has v_min: not built yet"
-        if layer.current is not None:
-            return f"layer {name!r} is current-based: not built yet"
     return None
 
 
@@ -189,7 +183,9 @@ class Network(wiring.Component):
         if membrane:
             self.score_shape = signed(last.state_bits)
         else:
-            self.score_shape = unsigned(bits_for(max(1, model.input.timesteps)) + 1)
+            # a neuron emits up to spike_limit spikes a step
+            self.score_shape = unsigned(
+                bits_for(max(1, model.input.timesteps * last.spike_limit)) + 1)
         rb_width = max(len(l.rb_data.as_value()) for l in self.layers)
         rb_depth = max(l.D for l in self.layers)
         super().__init__({

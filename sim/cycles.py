@@ -221,14 +221,13 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
 
 def synapse_work(syn, src_shape, out_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``src_shape`` (the
-    synapse's source shape) for synapse ``syn`` into a layer of ``out_shape``:
-    ``positions*G`` (``G = ceil(C_out/L)``; the positions reached come from the synapse
-    kind's ``event_positions`` hook in :mod:`sim.registry`: ``ny*nx`` for a conv/pool,
-    1 for a linear synapse), 0 for a spike that reaches no output (dropped before the
-    iterator)."""
+    synapse's source shape) for synapse ``syn`` into a layer of ``out_shape``: the
+    synapse kind's ``event_updates`` hook in :mod:`sim.registry`, ``positions*G``
+    (``G = ceil(C_out/L)``; ``ny*nx`` positions for a conv/pool, 1 for a linear
+    synapse; one update for an identity synapse), 0 for a spike that reaches no output
+    (dropped before the iterator)."""
     in3, out3 = shape3(src_shape), shape3(out_shape)
-    G = lane_groups(out3[0], lanes)
-    return syn.kind.event_positions(syn, in3, out3) * G
+    return syn.kind.event_updates(syn, in3, out3, lane_groups(out3[0], lanes))
 
 
 def layer_work(layer, in_shape, lanes):
@@ -809,7 +808,7 @@ _fired_words = fired_words          # the name before it was public
 
 
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
-            sync_cycles=None, max_cycles=50_000_000, backend="auto"):
+            sync_cycles=None, max_cycles=50_000_000, backend="auto", trace=None):
     """Predict the cycles of the network top for ``samples`` runs of ``binned``.
 
     Parameters
@@ -837,6 +836,10 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Give up (``RuntimeError``) after this many cycles from ``start``.
     backend : str
         Backend of :func:`sim.reference.run` that provides the spikes.
+    trace : callable, optional
+        Called as ``trace(t, values)`` in every cycle with what the blocks do in it
+        (``levels``: every FIFO's level, ``upd``: the kind each core takes, ``out``: per
+        layer the event its core offers and its ``ready``), for debugging.
 
     Returns
     -------
@@ -928,6 +931,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
             jw = jm.settle(offers, c.upd_ready)
             jwires.append((jw, offers))
             ewires.append([e.settle(jw.inp_ready[j]) for j, (e, _) in enumerate(row)])
+        levels = [f.level for f in fifos]
         # -- the edge
         writes, took = {}, {}
         for src, fork in forks.items():
@@ -944,6 +948,12 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                 fifo_out = f.r_data if f.r_rdy else None
                 f.clock(w is not None, w, ewires[i][j].inp_ready)
                 e.clock(ewires[i][j], fifo_out, jwires[i][0].inp_ready[j])
+        if trace is not None:
+            trace(t, {"levels": levels,
+                      "upd": [jw.out_kind if c.upd_ready else None
+                              for (jw, _), c in zip(jwires, cores)],
+                      "out": [(offered[l.name], out_ready[i])
+                              for i, l in enumerate(model.layers)]})
         for i, (jm, c) in enumerate(zip(joins, cores)):
             jw, offers = jwires[i]
             upd = jw.out_kind if c.upd_ready else None

@@ -215,6 +215,13 @@ class Kind:
         reaches (int64 ``in3``-shaped; each position is ``G`` lane groups of work)."""
         raise NotImplementedError
 
+    def event_updates(self, syn, in3, out3, groups):
+        """Updates (iterator cycles of the hardware engine) one input event at each
+        ``(c, y, x)`` of ``in3`` makes when the layer has ``groups`` lane groups: one per
+        group at each position it reaches (:meth:`event_positions` times ``groups``);
+        a kind whose event reaches one channel only overrides this."""
+        return self.event_positions(syn, in3, out3) * groups
+
     # -- random models (sim.randmodel) -------------------------------------------------------
     def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
         """A random valid synapse of this kind from ``src_shape``: ``(kernel, stride,

@@ -99,10 +99,14 @@ class NetworkModel:
         The input sequence.
     layers : list of LayerInfo
     spikes[i][s*T + k] : list of int
-        Sorted flat indices of the spikes of layer ``i`` at step ``k`` of sample ``s``.
+        Sorted flat indices of the spikes of layer ``i`` at step ``k`` of sample ``s``
+        (a neuron with spike count ``c`` is there ``c`` times).
     states[i][s*T + k] : ndarray
         Flat stored states after that step.
     overflow[i][s*T + k] : bool
+    currents[i][s*T + k] : ndarray
+        Flat stored currents of a current-based layer (``currents[i]`` is ``None`` for
+        the others).
     scores : list of list of int; prediction : list of int
     n_bad : int
         Out-of-range words in :attr:`words`.
@@ -129,15 +133,21 @@ class NetworkModel:
         self.backend = backend
         r = reference_run(model, binned, record=True, backend=backend)
         self.result = r
-        self.spikes, self.states, self.overflow = [], [], []
+        self.spikes, self.states, self.overflow, self.currents = [], [], [], []
         for layer in model.layers:
-            sp = [np.flatnonzero(r.spikes[layer.name][k].reshape(-1)).tolist()
-                  for k in range(self.T)]
+            counts = [r.spikes[layer.name][k].reshape(-1).astype(np.int64)
+                      for k in range(self.T)]
+            sp = [np.repeat(np.arange(c.size), c).tolist() for c in counts]
             st = [r.states[layer.name][k].reshape(-1).astype(np.int64) for k in range(self.T)]
             ov = [bool(r.overflow[layer.name][k]) for k in range(self.T)]
             self.spikes.append(sp * samples)
             self.states.append(st * samples)
             self.overflow.append(ov * samples)
+            cu = None
+            if layer.current is not None:
+                cu = [r.currents[layer.name][k].reshape(-1).astype(np.int64)
+                      for k in range(self.T)] * samples
+            self.currents.append(cu)
         self.scores = [[int(v) for v in r.scores]] * samples
         self.prediction = [int(r.prediction)] * samples
 

@@ -216,6 +216,7 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     n_layers = len(model.layers)
     shapes = [shape3(l.out_shape) for l in model.layers]
     rec = {"spikes": [[] for _ in range(n_layers)], "states": [[] for _ in range(n_layers)],
+           "currents": [[] for _ in range(n_layers)],
            "ovf": [[] for _ in range(n_layers)], "cycles": [[] for _ in range(n_layers)],
            "scores": [], "prediction": [], "status": {}}
     cur = [[] for _ in range(n_layers)]
@@ -259,8 +260,11 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                     rec["cycles"][li].append(cyc)
                     cur[li] = []
                     if not readback:
-                        rec["states"][li].append(words_to_states(
-                            mem_words(ctx, layers[li].core), layers[li].core))
+                        core = layers[li].core
+                        words = mem_words(ctx, core)
+                        rec["states"][li].append(words_to_states(words, core))
+                        if core.current is not None:
+                            rec["currents"][li].append(words_to_states(words, core, True))
                 else:
                     assert not cur[li]
         if done:
@@ -293,12 +297,14 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                 for li, l in enumerate(layers):
                     words = []
                     ctx.set(dut.rb_layer, li)
-                    width = l.L * l.layer.acc_bits
+                    width = len(l.rb_data.as_value())
                     for a in range(l.D):
                         ctx.set(dut.rb_addr, a)
                         await tick(ctx)
                         words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
                     rec["states"][li].append(words_to_states(words, l.core))
+                    if l.core.current is not None:
+                        rec["currents"][li].append(words_to_states(words, l.core, True))
         # a layer whose spikes nobody reads may finish after the readout's done
         while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
@@ -324,7 +330,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
 
 
 def check_network(model, binned, rec, samples=1):
-    """Compare a :func:`run_network` record with the reference, every spike and state."""
+    """Compare a :func:`run_network` record with the reference: every spike (a neuron
+    with count ``s``: ``s`` events), state, current and overflow flag of every step."""
     r = ref_run(model, binned, backend="numpy")
     T = binned.timesteps
     for li, layer in enumerate(model.layers):
@@ -332,14 +339,20 @@ def check_network(model, binned, rec, samples=1):
         for s in range(samples):
             for k in range(T):
                 got = rec["spikes"][li][s * T + k]
-                want = np.flatnonzero(r.spikes[layer.name][k].reshape(-1)).tolist()
-                assert len(got) == len(set(got)), f"{layer.name} step {k}: duplicated spike"
+                counts = r.spikes[layer.name][k].reshape(-1).astype(np.int64)
+                want = np.repeat(np.arange(counts.size), counts).tolist()
+                if layer.spike_limit == 1:
+                    assert len(got) == len(set(got)), f"{layer.name} step {k}: duplicated spike"
                 assert sorted(got) == want, f"{layer.name} step {k}: spikes differ"
                 assert rec["ovf"][li][s * T + k] == bool(r.overflow[layer.name][k]), \
                     f"{layer.name} step {k}: overflow flag"
                 np.testing.assert_array_equal(rec["states"][li][s * T + k],
                                               r.states[layer.name][k].reshape(-1),
                                               err_msg=f"{layer.name} step {k}: states")
+                if layer.current is not None:
+                    np.testing.assert_array_equal(rec["currents"][li][s * T + k],
+                                                  r.currents[layer.name][k].reshape(-1),
+                                                  err_msg=f"{layer.name} step {k}: currents")
     assert len(rec["scores"]) == samples
     for s in range(samples):
         np.testing.assert_array_equal(np.array(rec["scores"][s]), r.scores)
@@ -354,13 +367,14 @@ def _engine_kinds():
     return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
 
 
-def dag_case(seed, n_layers=None):
+def dag_case(seed, n_layers=None, plain=True):
     """A random same-step graph (forks, residual joins) of the kinds with an engine
-    and version-1 neurons, and a sample; ``None`` when the draw has no such graph."""
+    (with ``plain``: version-1 neurons; else also multi-spike, ``v_min`` and
+    current-based layers), and a sample; ``None`` when the draw has no such graph."""
     from sim.randmodel import random_binned, random_graph, same_step_graph
     rng = np.random.default_rng(seed)
     model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
-                            kinds=_engine_kinds())
+                            kinds=_engine_kinds(), plain=plain)
     if model is None:
         return None
     return model, random_binned(rng, model.input.shape, model.input.timesteps,

@@ -134,6 +134,33 @@ def test_random_dags(seed):
     assert rec["log"] == [c[-model.input.timesteps:] for c in rec["cycles"]]
 
 
+#: seeds of same-step graphs with version-2 neurons (multi-spike, v_min, current-based)
+#: and identity synapses
+V2_SEEDS = [3, 5, 8, 13, 18, 22, 44, 52]
+
+
+@pytest.mark.parametrize("seed", V2_SEEDS)
+def test_random_v2_dags(seed):
+    """Graphs whose layers are multi-spike (a count s is s events on every synapse that
+    reads it), have v_min or are current-based, with identity synapses: every spike,
+    state, current and flag of every step against the reference."""
+    model, binned = dag_case(seed, plain=False)
+    lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
+                         fifo_depth=2 + seed % 3, readback=seed % 2 == 1)
+    check_network(model, binned, rec)
+    assert rec["status"]["idle"] == 1
+
+
+def test_v2_seeds_cover_the_neurons():
+    layers = [l for seed in V2_SEEDS for l in dag_case(seed, plain=False)[0].layers]
+    syns = [s.type for l in layers for s in l.synapses]
+    assert {l.spike_limit for l in layers} >= {1, 2, 3}
+    assert any(l.v_min is not None for l in layers)
+    assert any(l.current is not None for l in layers)
+    assert "identity" in syns and any(len(l.synapses) > 1 for l in layers)
+
+
 def test_dag_seeds_have_forks_and_joins():
     """The DAG cases are not chains: together they have joins of 2 and 3 synapses,
     forks of the input and of layers, and a layer whose spikes nobody reads."""
@@ -186,13 +213,3 @@ def test_unbuilt_graphs_are_refused_in_one_line(tmp_path):
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}/model.json: layer ")
     assert " synapse " in msg and "delay lines" in msg and msg.endswith("(issue 13)")
-
-
-def test_unbuilt_neurons_are_refused_in_one_line():
-    from hw.network import Network
-    from sim.model import ModelError
-    model, _ = dag_case(DAG_SEEDS[0])
-    model.layers[1].spike_limit = 2
-    with pytest.raises(ModelError, match=r"^model: layer 'g1' is multi-spike "
-                                         r"\(spike_limit 2\): not built yet \(issue 13\)$"):
-        Network(model)
