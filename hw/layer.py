@@ -32,7 +32,13 @@ from .neuron import NeuronCore
 from .stream import event_signature
 from .synapse_unit import SynapseUnit, synapse_engine, synapse_rom
 
-__all__ = ["LayerEngine", "lane_rom", "synapse_rom", "synapse_engine"]
+__all__ = ["LayerEngine", "lane_rom", "synapse_rom", "synapse_engine", "is_replayed"]
+
+
+def is_replayed(syn):
+    """A synapse whose events come from a delay line (delay ``d > 0`` or ``D > 1``
+    taps): a replay input of its layer's join."""
+    return syn.delay != 0 or syn.taps != 1
 
 
 def lane_rom(layer, lanes, syn=None):
@@ -61,13 +67,22 @@ class LayerEngine(wiring.Component):
     in_shapes : sequence of tuple, optional
         The same for every synapse (in the layer's synapse order); default: each
         synapse's ``in_shape``.
+    token_shape : tuple, optional
+        For a layer whose synapses are all replayed (:func:`is_replayed`): the shape of
+        the event stream its token feed comes from (the network input's); its spikes are
+        ignored, its tokens are the layer's live input.
 
     Attributes
     ----------
     inp : In(event stream of synapse 0's source shape)
     inp1, inp2, ... : In(event stream of synapse ``j``'s source shape)
         One input per further synapse (:attr:`inputs` lists them all in order).
+    tokens : In(event stream of ``token_shape``)
+        Only on a layer without a live synapse: its token feed (spikes are not written
+        there; see :mod:`hw.network`).
     out : Out(event stream of ``out_shape``)
+    go, sample_end : Out(1)
+        The join's strobes to the delay lines of the replayed synapses.
     busy : Out(1)
         Something is in an engine, the join holds a token, or the core is not in its
         accumulate phase.
@@ -80,7 +95,8 @@ class LayerEngine(wiring.Component):
     join : Join
     core : NeuronCore
     """
-    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None):
+    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
+                 token_shape=None):
         self.layer = layer
         syns = layer.synapses
         if in_shapes is None:
@@ -102,10 +118,23 @@ class LayerEngine(wiring.Component):
         self.rom_words = self.units[0].rom_words
         self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
         self.G, self.D = self.core.G, self.core.D
-        self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
+        # the join's inputs: the token feed, the live synapses, then the replayed ones
+        self.replayed = [j for j, syn in enumerate(syns) if is_replayed(syn)]
+        live = [j for j in range(len(syns)) if j not in self.replayed]
+        self.token_feed = not live
+        if self.token_feed and token_shape is None:
+            raise ValueError(f"layer {layer.name!r}: every synapse is delayed; the layer "
+                             f"needs a token feed (token_shape)")
+        self.join_order = ([None] if self.token_feed else []) + live + self.replayed
+        self.join = Join(len(self.join_order) - len(self.replayed), len(self.replayed),
+                         depth=self.D, lanes=self.L,
+                         wbits=[1 if j is None else wbits[j] for j in self.join_order])
         super().__init__({
             **{self.input_name(j): In(event_signature(shape, syn.taps))
                for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
+            **({"tokens": In(event_signature(token_shape))} if self.token_feed else {}),
+            "go": Out(1),
+            "sample_end": Out(1),
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through
@@ -129,14 +158,22 @@ class LayerEngine(wiring.Component):
         for j, (unit, inp) in enumerate(zip(self.units, self.inputs)):
             m.submodules[f"unit{j}"] = unit
             wiring.connect(m, wiring.flipped(inp), unit.inp)
-            m.d.comb += [
-                join.inp[j].valid.eq(unit.out.valid),
-                join.inp[j].payload.kind.eq(unit.out.payload.kind),
-                join.inp[j].payload.sa.eq(unit.out.payload.sa),
-                unit.out.ready.eq(join.inp[j].ready),
-                join.rom_data[j].eq(unit.rom_data),
-            ]
             busy = busy | unit.busy
+        for k, j in enumerate(self.join_order):
+            if j is None:                    # the token feed: tokens only, no weights
+                m.d.comb += [join.inp[k].valid.eq(self.tokens.valid),
+                             join.inp[k].payload.kind.eq(self.tokens.payload.kind),
+                             self.tokens.ready.eq(join.inp[k].ready)]
+                continue
+            unit = self.units[j]
+            m.d.comb += [
+                join.inp[k].valid.eq(unit.out.valid),
+                join.inp[k].payload.kind.eq(unit.out.payload.kind),
+                join.inp[k].payload.sa.eq(unit.out.payload.sa),
+                unit.out.ready.eq(join.inp[k].ready),
+                join.rom_data[k].eq(unit.rom_data),
+            ]
+        m.d.comb += [self.go.eq(join.go), self.sample_end.eq(join.sample_end)]
         m.submodules.join = join
         m.submodules.core = core
         wiring.connect(m, join.out, core.upd)

@@ -70,7 +70,8 @@ from sim.model import INPUT, Model, ModelError, load_model
 from sim.registry import KINDS
 
 from .fork import Fork
-from .layer import LayerEngine
+from .delay import DelayLine
+from .layer import LayerEngine, is_replayed
 from .stream import input_signature
 
 __all__ = ["Network", "hw_problem"]
@@ -92,9 +93,6 @@ def hw_problem(model):
         name = layer.name
         for j, syn in enumerate(layer.synapses):
             at = f"layer {name!r} synapse {j} (from {model.source_of(i, syn)!r})"
-            if syn.delay != 0 or syn.taps != 1:
-                return (f"{at} has delay {syn.delay} and {syn.taps} taps: delay lines "
-                        f"(delays, taps, recurrence) are not built yet")
             if not KINDS[syn.type].has_part("hw.engine"):
                 return f"{at} is {syn.type}: no hardware engine for that kind yet"
     return None
@@ -170,14 +168,22 @@ class Network(wiring.Component):
         self.consumers = {INPUT: []}
         for layer in model.layers:
             self.consumers[layer.name] = []
+        #: per replayed synapse ``(layer, synapse)``: its delay line
+        self.delay_lines = {}
         for i, layer in enumerate(model.layers):
             shapes = []
             for j, syn in enumerate(layer.synapses):
                 src = model.source_of(i, syn)
                 self.consumers[src].append((i, j))
                 shapes.append(model.source_shape(src))
-            self.layers.append(LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
-                                           in_shapes=shapes))
+                if is_replayed(syn):
+                    self.delay_lines[i, j] = DelayLine(model.source_shape(src), syn.delay,
+                                                       syn.taps, model.source_limit(src))
+            engine = LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
+                                 in_shapes=shapes, token_shape=tuple(model.input.shape))
+            if engine.token_feed:            # its tokens come from the input
+                self.consumers[INPUT].append((i, None))
+            self.layers.append(engine)
         last = model.layers[-1]
         self.n_classes = last.n_out
         if membrane:
@@ -225,16 +231,29 @@ class Network(wiring.Component):
         m.d.sync += self.cycle.eq(self.cycle + 1)
 
         # ------------------------------------------------------------- forks and FIFOs
-        # one FIFO in front of every synapse unit, written by its source's fork
+        # in front of every synapse unit a FIFO (live synapse) or a delay line (replayed
+        # synapse), written by its source's fork; a layer without a live synapse has a
+        # FIFO of the input's tokens (its token feed)
         fifos = []
-        fifo_of = {}
+        sink_of = {}                         # (layer, synapse or None) -> FIFO or delay line
         for i, l in enumerate(self.layers):
-            for j, inp in enumerate(l.inputs):
+            ports = list(enumerate(l.inputs)) + ([(None, l.tokens)] if l.token_feed else [])
+            for j, inp in ports:
+                if (i, j) in self.delay_lines:
+                    dl = sink_of[i, j] = self.delay_lines[i, j]
+                    m.submodules[f"delay{i}_{j}"] = dl
+                    m.d.comb += [inp.valid.eq(dl.out.valid), dl.out.ready.eq(inp.ready),
+                                 dl.go.eq(l.go), dl.sample_end.eq(l.sample_end)]
+                    m.d.comb += [getattr(inp.payload, name).eq(getattr(dl.out.payload, name))
+                                 for name in ("kind", "c", "y", "x")]
+                    if l.layer.synapses[j].taps > 1:
+                        m.d.comb += inp.payload.tap.eq(dl.out.payload.tap)
+                    continue
                 width = len(inp.payload.as_value())
-                f = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
-                m.submodules[f"fifo{i}" if j == 0 else f"fifo{i}_{j}"] = f
+                f = sink_of[i, j] = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+                name = f"fifo{i}" if j == 0 else f"fifo{i}_{'tokens' if j is None else j}"
+                m.submodules[name] = f
                 fifos.append(f)
-                fifo_of[i, j] = f
                 m.d.comb += [
                     inp.payload.as_value().eq(f.r_data),
                     inp.valid.eq(f.r_rdy),
@@ -251,10 +270,18 @@ class Network(wiring.Component):
             fork = forks[src] = Fork(n_out, model.source_shape(src))
             m.submodules["fork_input" if src == INPUT else f"fork{model.index(src)}"] = fork
             for k, (i, j) in enumerate(users):
-                f = fifo_of[i, j]
-                m.d.comb += [f.w_data.eq(fork.out[k].payload.as_value()),
-                             f.w_en.eq(fork.out[k].valid),
-                             fork.out[k].ready.eq(f.w_rdy)]
+                o, sink = fork.out[k], sink_of[i, j]
+                if (i, j) in self.delay_lines:
+                    wiring.connect(m, o, sink.inp)
+                elif j is None:              # token feed: spikes are taken and dropped
+                    spike = o.payload.kind == SPIKE
+                    m.d.comb += [sink.w_data.eq(o.payload.as_value()),
+                                 sink.w_en.eq(o.valid & ~spike),
+                                 o.ready.eq(sink.w_rdy | spike)]
+                else:
+                    m.d.comb += [sink.w_data.eq(o.payload.as_value()),
+                                 sink.w_en.eq(o.valid),
+                                 o.ready.eq(sink.w_rdy)]
             if last:
                 readout_port = fork.out[n_out - 1]
         for i, l in enumerate(self.layers):
@@ -318,6 +345,8 @@ class Network(wiring.Component):
         idle = 1
         for l in self.layers:
             idle = idle & ~l.busy
+        for dl in self.delay_lines.values():
+            idle = idle & ~dl.busy
         for f in fifos:
             idle = idle & (f.level == 0)
         m.d.comb += self.idle.eq(idle)

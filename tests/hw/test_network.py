@@ -199,17 +199,69 @@ def test_residual_block():
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:2])
 
 
-def test_unbuilt_graphs_are_refused_in_one_line(tmp_path):
-    """Delays and recurrence wait for the delay lines: the generator names the model
-    file, the layer and the synapse."""
+def graph_case(seed):
+    """A random version-2 graph with everything (delays, taps, self and backward
+    recurrence, forks, joins, layers without a same-step synapse, v2 neurons, identity
+    synapses) and a sample."""
+    rng = np.random.default_rng(seed)
+    model = random_graph(rng, n_layers=int(rng.integers(1, 4)))
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)
+
+
+#: random graphs (seeds of :func:`graph_case`)
+GRAPH_SEEDS = range(12)
+
+
+@pytest.mark.parametrize("seed", GRAPH_SEEDS)
+def test_random_graphs(seed):
+    """Delay lines, recurrence and token feeds in the network: every spike, state,
+    current and flag of every step of every layer against the reference, random gaps,
+    2-4 deep FIFOs, random lanes, two samples (the delay lines forget the first)."""
+    model, binned = graph_case(seed)
+    lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
+                         fifo_depth=2 + seed % 3, samples=1 + seed % 2)
+    check_network(model, binned, rec, samples=1 + seed % 2)
+    assert rec["status"]["idle"] == 1
+
+
+def test_graph_seeds_cover_delays_and_recurrence():
+    from hw.layer import is_replayed
+    delays, taps, recurrent, fed = set(), set(), False, False
+    for seed in GRAPH_SEEDS:
+        model, _ = graph_case(seed)
+        for i, layer in enumerate(model.layers):
+            for syn in layer.synapses:
+                delays.add(syn.delay)
+                taps.add(syn.taps)
+                src = model.source_of(i, syn)
+                recurrent |= src != "input" and model.index(src) >= i
+            fed |= all(is_replayed(syn) for syn in layer.synapses)
+    assert delays >= {0, 1, 2} and taps >= {1, 2, 3} and recurrent and fed
+
+
+def test_unbuilt_kinds_are_refused_in_one_line(tmp_path):
+    """A synapse kind without a hardware engine: the generator names the model file,
+    the layer and the synapse."""
     from hw.network import Network
     from sim.model import ModelError, save_model
-    rng = np.random.default_rng(3)
-    model = next(m for m in (random_graph(rng, n_layers=3) for _ in range(50))
-                 if any(s.delay for l in m.layers for s in l.synapses))
+    from sim.registry import KINDS, Kind
+    model, _ = graph_case(0)
     path = save_model(model, tmp_path / "g")
-    with pytest.raises(ModelError) as info:
-        Network(path)
+
+    class NoEngine(Kind):
+        name = "noengine_test"
+
+    KINDS.register(NoEngine())
+    try:
+        model.layers[-1].synapses[0].type = "noengine_test"
+        with pytest.raises(ModelError) as info:
+            Network(model)
+    finally:
+        KINDS.unregister("noengine_test")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}/model.json: layer ")
-    assert " synapse " in msg and "delay lines" in msg and msg.endswith("(issue 13)")
+    assert " synapse 0 (from " in msg and msg.endswith(
+        "is noengine_test: no hardware engine for that kind yet (issue 13)")
+    Network(path)                       # the saved graph itself is built
