@@ -861,21 +861,38 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     words = [InputWord(*w) for w in words]
     result = reference_run(model, binned, record=True, backend=backend)
     membrane = model.readout == "membrane"
-    # the graph as hw.network builds it: per layer its synapse units (engine + FIFO),
-    # a join and a core; per source a fork over its consumers (the last layer's fork
-    # also feeds the readout)
+    # the graph as hw.network builds it: per layer its synapse units (engine + FIFO, or
+    # engine + delay line for a replayed synapse), a join and a core; per source a fork
+    # over its consumers (the last layer's fork also feeds the readout); a layer without
+    # a same-step synapse has a FIFO of the input's tokens as its live join input
     consumers = {INPUT: []}
     consumers.update({layer.name: [] for layer in model.layers})
-    units, joins, cores = [], [], []        # units[i][j]: (EngineModel, FifoModel)
+    joins, cores = [], []
+    inputs = []             # inputs[i]: per join input (in join order) [j, buffer, engine]
+    sinks = {}              # (layer, synapse or None) -> its FIFO or delay line
+    fifos = []              # the RTL's order (Network.fifos)
     for i, layer in enumerate(model.layers):
-        row = []
+        live, replay = [], []
         for j, syn in enumerate(layer.synapses):
             src = model.source_of(i, syn)
             consumers[src].append((i, j))
-            work = synapse_work(syn, model.source_shape(src), layer.out_shape, lanes[i])
-            row.append((EngineModel(work), FifoModel(params.fifo_depth)))
-        units.append(row)
-        joins.append(JoinModel(len(row)))
+            src_shape = model.source_shape(src)
+            work = synapse_work(syn, src_shape, layer.out_shape, lanes[i])
+            if syn.delay != 0 or syn.taps != 1:
+                buf = DelayLineModel(src_shape, syn.delay, syn.taps, model.source_limit(src))
+                replay.append([j, buf, EngineModel(work)])
+            else:
+                buf = FifoModel(params.fifo_depth)
+                fifos.append(buf)
+                live.append([j, buf, EngineModel(work)])
+            sinks[i, j] = buf
+        if not live:
+            buf = sinks[i, None] = FifoModel(params.fifo_depth)
+            fifos.append(buf)
+            consumers[INPUT].append((i, None))
+            live.append([None, buf, None])
+        inputs.append(live + replay)
+        joins.append(JoinModel(len(live), len(replay)))
         spikes = result.spikes[layer.name]
         if membrane and i == n - 1:         # the output layer of a membrane readout
             fired = [{} for _ in spikes]
@@ -885,7 +902,6 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     last_name = model.layers[-1].name
     forks = {src: ForkModel(len(users) + (src == last_name))
              for src, users in consumers.items() if users or src == last_name}
-    fifos = [f for row in units for _, f in row]    # the RTL's order (Network.fifos)
     readout = ReadoutModel(model.layers[-1].n_out)
     source = SourceModel(words, start, gaps, sync_cycles)
     blocked = {id(f): 0 for f in fifos}
@@ -897,8 +913,19 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         return w.kind in (END_STEP, END_SAMPLE)
 
     def is_idle():
-        return (all(not (e.busy or f.level) for row in units for e, f in row)
+        return (all(not (e is not None and e.busy) and not buf.busy
+                    if isinstance(buf, DelayLineModel) else
+                    not (e is not None and e.busy) and not buf.level
+                    for row in inputs for _, buf, e in row)
                 and all(not (j.busy or c.busy) for j, c in zip(joins, cores)))
+
+    def sink_ready(key, ev):
+        buf = sinks[key]
+        if isinstance(buf, DelayLineModel):
+            return buf.inp_ready
+        if key[1] is None:                  # token feed: a spike is taken and dropped
+            return buf.w_rdy or (ev is not None and ev.kind == SPIKE)
+        return buf.w_rdy
 
     n_samples = sum(1 for w in words if w.kind == END_SAMPLE)
     t = start
@@ -918,36 +945,57 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         fork_ready = {}
         for src, fork in forks.items():
             ev = offered[src]
-            ready = [units[i][j][1].w_rdy for i, j in consumers[src]]
+            ready = [sink_ready(key, ev) for key in consumers[src]]
             if src == last_name:
                 ready.append(readout.ready(ev))
             fork_ready[src] = ready
         src_ready = {src: fork.inp_ready(fork_ready[src]) for src, fork in forks.items()}
         transfer = word is not None and (not good or src_ready[INPUT])  # a bad word: dropped
         out_ready = [src_ready.get(layer.name, True) for layer in model.layers]
-        jwires, ewires = [], []
-        for i, (row, jm, c) in enumerate(zip(units, joins, cores)):
-            offers = [e.it_kind if e.it_busy else None for e, _ in row]
+        jwires, ewires, heads = [], [], []
+        for i, (row, jm, c) in enumerate(zip(inputs, joins, cores)):
+            # what each join input offers: an engine's update, or the token feed's head
+            offers = []
+            head = []
+            for j, buf, e in row:
+                if isinstance(buf, DelayLineModel):
+                    head.append(buf.out_event() if buf.out_valid else None)
+                else:
+                    head.append(buf.r_data if buf.r_rdy else None)
+                if e is None:
+                    offers.append(head[-1].kind if head[-1] is not None else None)
+                else:
+                    offers.append(e.it_kind if e.it_busy else None)
             jw = jm.settle(offers, c.upd_ready)
             jwires.append((jw, offers))
-            ewires.append([e.settle(jw.inp_ready[j]) for j, (e, _) in enumerate(row)])
+            heads.append(head)
+            ewires.append([e.settle(jw.inp_ready[k]) if e is not None else None
+                           for k, (_, _, e) in enumerate(row)])
         levels = [f.level for f in fifos]
         # -- the edge
         writes, took = {}, {}
         for src, fork in forks.items():
             ev = offered[src]
             valid = fork.out_valid(ev is not None)
-            for k, (i, j) in enumerate(consumers[src]):
-                writes[i, j] = ev if valid[k] else None
+            for k, key in enumerate(consumers[src]):
+                writes[key] = ev if valid[k] else None
             took[src] = fork.clock(ev is not None, fork_ready[src])
-        for i, row in enumerate(units):
-            for j, (e, f) in enumerate(row):
+        for i, row in enumerate(inputs):
+            jw = jwires[i][0]
+            for k, (j, buf, e) in enumerate(row):
                 w = writes.get((i, j))
-                if w is not None and not f.w_rdy:
-                    blocked[id(f)] += 1
-                fifo_out = f.r_data if f.r_rdy else None
-                f.clock(w is not None, w, ewires[i][j].inp_ready)
-                e.clock(ewires[i][j], fifo_out, jwires[i][0].inp_ready[j])
+                # the reader of the buffer: the engine's input, or the join (token feed)
+                r_en = ewires[i][k].inp_ready if e is not None else jw.inp_ready[k]
+                if isinstance(buf, DelayLineModel):
+                    buf.clock(w, r_en, go=jw.go, sample_end=jw.sample_end)
+                else:
+                    if j is None and w is not None and w.kind == SPIKE:
+                        w = None                # the token feed drops spikes
+                    if w is not None and not buf.w_rdy:
+                        blocked[id(buf)] += 1
+                    buf.clock(w is not None, w, r_en)
+                if e is not None:
+                    e.clock(ewires[i][k], heads[i][k], jw.inp_ready[k])
         if trace is not None:
             trace(t, {"levels": levels,
                       "upd": [jw.out_kind if c.upd_ready else None

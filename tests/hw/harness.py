@@ -379,3 +379,14 @@ def dag_case(seed, n_layers=None, plain=True):
         return None
     return model, random_binned(rng, model.input.shape, model.input.timesteps,
                                 model.input.count_clip)
+
+
+def graph_case(seed):
+    """A random version-2 graph with everything (delays, taps, self and backward
+    recurrence, forks, joins, layers without a same-step synapse, v2 neurons, identity
+    synapses) and a sample."""
+    from sim.randmodel import random_binned, random_graph
+    rng = np.random.default_rng(seed)
+    model = random_graph(rng, n_layers=int(rng.integers(1, 4)))
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)

@@ -24,7 +24,7 @@ from sim.geometry import END_SAMPLE, END_STEP, SPIKE, default_lanes, lanes_of
 from sim.randmodel import random_binned, random_model
 from sim.tb.model import NetworkModel
 
-from .harness import dag_case, mem_words
+from .harness import dag_case, graph_case, mem_words
 
 #: seeds of the random cases; each case is a small model, 2-3 steps, 1-2 samples
 SEEDS = range(24)
@@ -49,10 +49,10 @@ def _case(seed):
     return nm, gaps
 
 
-def cycles(nm, gaps=None):
+def cycles(nm, gaps=None, *, max_cycles=MAX_CYCLES):
     """The cycle model's report on ``nm``'s input words with ``gaps``, from cycle 0."""
     return predict(nm.model, nm.binned, nm.params, words=nm.words, start=0, gaps=gaps,
-                   max_cycles=MAX_CYCLES, backend=nm.backend)
+                   max_cycles=max_cycles, backend=nm.backend)
 
 
 def simulate(nm, gaps, *, max_cycles=MAX_CYCLES, until_idle=False):
@@ -308,3 +308,23 @@ def test_cycle_model_matches_amaranth_sim_on_v2_graphs(seed):
     nm, gaps = _dag_case(seed, plain=False)
     rec = simulate(nm, gaps, until_idle=True)
     compare(nm, rec, cycles(nm, gaps))
+
+
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.slow) if s == 7 else s
+                                  for s in range(12)])
+def test_cycle_model_matches_amaranth_sim_on_delays_and_recurrence(seed):
+    """Every v2 graph (delay lines with their write-side blocking and replay on ``go``,
+    taps, self and backward recurrence, token feeds): cycle for cycle, and every spike,
+    state and current as the reference (the seeds of tests/hw/test_network.py's
+    random graphs)."""
+    model, binned = graph_case(seed)
+    rng = np.random.default_rng(seed)
+    lanes = [int(rng.integers(1, 4)) if rng.random() < 0.6 else None for _ in model.layers]
+    params = HwParams(lanes=lanes, fifo_depth=int(rng.integers(2, 5)))
+    nm = NetworkModel(model, binned, params, samples=1 + seed % 2, order_seed=seed,
+                      bad_per_step=seed % 3)
+    grng = random.Random(seed)
+    gaps = [0 if grng.random() < 0.6 else grng.randint(1, 4) for _ in nm.words]
+    limit = 3 * MAX_CYCLES                  # the largest case takes 22,000 cycles
+    rec = simulate(nm, gaps, until_idle=True, max_cycles=limit)
+    compare(nm, rec, cycles(nm, gaps, max_cycles=limit))
