@@ -1,17 +1,24 @@
-"""Network top: input checker, the graph of layer engines joined by forks and FIFOs,
-readout and status.
+"""Network top: input checker, the graph of layer engines joined by forks, FIFOs and
+delay lines, readout and status.
 
-Data flow (any version-2 model whose synapses all have delay 0 and one tap; a chain is
-the case with one synapse per layer, from the layer before)::
+Data flow (any version-2 model; a chain is the case with one synapse per layer, from
+the layer before)::
 
     inp (kind, p, y, x) -> range check (drop + sticky error + counter)
-        -> Fork(input) -> FIFO -> layer a, synapse j  (one output per synapse reading "input")
-    layer a -> Fork(a) -> FIFO -> layer b, synapse j  (one output per synapse reading a)
-                       -> readout                     (the last layer's fork only)
+        -> Fork(input) -> FIFO -> layer a, synapse j        (a same-step synapse)
+                       -> DelayLine -> layer a, synapse j   (delay d > 0 or D > 1 taps)
+                       -> FIFO (tokens only) -> layer a     (token feed, below)
+    layer a -> Fork(a) -> FIFO / DelayLine -> layer b, synapse j   (b > a, or any b
+                                                                    through a delay line)
+                       -> readout                                  (the last layer's fork)
 
-Every synapse of a layer has its own FIFO in front of its synapse unit
-(:mod:`hw.layer`: units, join, core). A fork (:mod:`hw.fork`) with one output is a wire,
-so a chain is input -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> readout as before
+Every synapse has its own FIFO (same step: delay 0, one tap) or :class:`~hw.delay.DelayLine`
+(delay, taps, and so every recurrent synapse) in front of its synapse unit
+(:mod:`hw.layer`: units, join, core); a delay line takes ``go`` and ``sample_end`` from
+its layer's join. A layer without a same-step synapse gets its step tokens from the
+input: a FIFO that the input fork writes with tokens only (spikes are taken and
+dropped) is its join's live input. A fork (:mod:`hw.fork`) with one output is a wire, so
+a chain is input -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> readout as before
 graphs. A layer whose spikes nobody reads (not the last) has its ``out.ready`` tied high.
 
 Input
@@ -39,7 +46,8 @@ Status (all registered unless noted)
     ``cycle`` at the last strobe: "the cycle at which layer i finished step k"),
     ``ovf_step[i]`` (overflow flag of the last finished step, valid from its strobe
     on), ``ovf_sticky[i]``. ``clear`` resets the sticky flags and ``dropped``.
-    ``idle``: nothing is in flight anywhere.
+    ``idle``: nothing is in flight anywhere (no FIFO, engine, join, core or delay line
+    busy; a delay line's stored history does not count).
 
 Step log
     Per layer a small RAM of ``T`` words records ``cycle`` at each ``step_done`` strobe at
@@ -81,10 +89,10 @@ def hw_problem(model):
     """What the generator cannot build in ``model`` yet (``None``: it can build it),
     naming the layer and synapse.
 
-    Built: any graph of synapses with delay 0 and one tap (forks, residual joins) of
-    the kinds that have a hardware engine, with any neurons (multi-spike, ``v_min``,
-    current-based). Not yet: delays and taps (delay lines, hence recurrence), kinds
-    without an engine.
+    Built: any graph (forks, residual joins, delays, taps, recurrence) of the synapse
+    kinds that have a hardware engine, with any neurons (multi-spike, ``v_min``,
+    current-based). Not: a kind without an engine, a model in which no synapse reads
+    the input.
     """
     if not any(model.source_of(i, syn) == INPUT
                for i, layer in enumerate(model.layers) for syn in layer.synapses):

@@ -1,6 +1,7 @@
 """Cycle model of the generated accelerator (``hw.network.Network``).
 
-Given a model, the hardware parameters (lanes per layer, FIFO depth) and the exact
+Given a model (a chain or any version-2 graph, built as ``hw.network`` builds it),
+the hardware parameters (lanes per layer, FIFO depth) and the exact
 sequence of input words, :func:`predict` returns the cycle at which every layer finishes
 every step (the cycle of its end-of-step token transfer, what the RTL's
 ``step_cycle[i]`` status register records), the cycle each sample's result is ready
@@ -13,8 +14,13 @@ spikes that drive the sweeps and the traffic between layers come from
 arithmetic of its own. One class per block of the RTL, each with the registers of that
 block and a ``clock`` method (one rising edge, from the values of the cycle before it):
 
-* :class:`FifoModel`: the FIFO in front of every layer
-  (``amaranth.lib.fifo.SyncFIFOBuffered``, write-to-read latency 2);
+* :class:`FifoModel`: the FIFO in front of every same-step synapse unit (and of a
+  token feed) (``amaranth.lib.fifo.SyncFIFOBuffered``, write-to-read latency 2);
+* :class:`ForkModel`: the fork of every source over its consumers (``hw.fork``: eager
+  broadcast, a ``sent`` flag per output);
+* :class:`JoinModel`: the join of every layer (``hw.join``: fixed-priority merge of its
+  units' updates, tokens merged per step, ``go`` and ``sample_end``; a wire for one
+  same-step synapse);
 * :class:`EngineModel`: the synapse engine of a layer (``hw.conv`` / ``hw.linear`` /
   ``hw.pool``): stage A (lookups), stage B (job register), each a pipeline register with
   ``ready = ~valid | ready_downstream``; stage B drops a spike with no output position;
