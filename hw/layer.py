@@ -70,6 +70,8 @@ class LayerEngine(wiring.Component):
         ``L >= 1``; ``None``: :func:`sim.geometry.default_lanes` of the output shape.
     fire : bool
         ``False`` for the output layer of a membrane readout.
+    sweep : str
+        The core's sweep, ``"dense"`` or ``"sparse"`` (:class:`hw.neuron.NeuronCore`).
     in_shape : tuple, optional
         Shape of the incoming events (the previous layer's output or the network input);
         differs from ``layer.in_shape`` for a linear layer after a spatial one (the
@@ -87,13 +89,13 @@ class LayerEngine(wiring.Component):
     rb_addr, rb_data : readback of the state RAM while not busy (one cycle latency).
     tap_valid, tap_addr, tap_u : membrane tap of the core.
     """
-    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None):
+    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, sweep="dense"):
         self.layer = layer
         self.in_shape = tuple(in_shape) if in_shape is not None else tuple(layer.in_shape)
         self.L = default_lanes(layer.out_shape) if lanes is None else lanes
         self.fire = fire
         self.rom_words, self.wbits = lane_rom(layer, self.L)     # checks L >= 1
-        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
+        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
         self.G, self.D = self.core.G, self.core.D
         super().__init__({
             "inp": In(event_signature(self.in_shape)),

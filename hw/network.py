@@ -57,6 +57,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
+from sim.liveness import SWEEPS
 from sim.model import Model, ModelError, chain_problem, load_model
 
 from .layer import LayerEngine
@@ -65,7 +66,7 @@ from .stream import input_signature
 __all__ = ["Network"]
 
 
-def _checked(model, lanes, fifo_depth):
+def _checked(model, lanes, fifo_depth, sweep="sparse"):
     """The model (loaded when a path is given) and the lanes of every layer, or an error:
     a model the generator cannot build (a graph), a bad ``fifo_depth`` or bad lanes."""
     if not isinstance(model, Model):
@@ -77,6 +78,8 @@ def _checked(model, lanes, fifo_depth):
                          f"only (issue 13)")
     if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
         raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep: {sweep!r} is not one of {', '.join(SWEEPS)}")
     return model, lanes_of(model, lanes)
 
 
@@ -97,6 +100,10 @@ class Network(wiring.Component):
         Width of ``p``, ``y``, ``x`` at the input.
     cycle_bits : int
         Width of the cycle counter and the cycle stamps.
+    sweep : str
+        ``"sparse"`` (default): every layer that :func:`sim.liveness.sparse_ok` allows
+        sweeps only its listed state words (:mod:`hw.livelist`); ``"dense"``: every layer
+        sweeps every word every step (the design before issue 15).
 
     Attributes
     ----------
@@ -114,17 +121,20 @@ class Network(wiring.Component):
     log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
-    def __new__(cls, model, *, lanes=None, fifo_depth=16, src_loc_at=0, **kwargs):
+    def __new__(cls, model, *, lanes=None, fifo_depth=16, sweep="sparse", src_loc_at=0,
+                **kwargs):
         # Checked before the object exists, so that a refused design is not left behind
         # for Amaranth to warn about as "created but never used" (as boards.uart does).
-        model, lanes = _checked(model, lanes, fifo_depth)
+        model, lanes = _checked(model, lanes, fifo_depth, sweep)
         self = super().__new__(cls, src_loc_at=1 + src_loc_at)
         self._checked = (model, lanes)
         return self
 
-    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
+    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32,
+                 sweep="sparse"):
         model, lanes = self._checked
         self.model = model
+        self.sweep = sweep
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits
         self.cycle_bits = cycle_bits
@@ -134,7 +144,7 @@ class Network(wiring.Component):
         shape = tuple(model.input.shape)
         for i, layer in enumerate(model.layers):
             self.layers.append(LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
-                                           in_shape=shape))
+                                           in_shape=shape, sweep=sweep))
             shape = tuple(layer.out_shape)
         last = model.layers[-1]
         self.n_classes = last.n_out

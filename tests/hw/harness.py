@@ -62,17 +62,18 @@ def words_to_states(words, core):
 
 
 def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
-              hold_ready_low=0, max_cycles=200000):
+              hold_ready_low=0, max_cycles=200000, sweep="dense"):
     """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
 
     ``items`` is a list of ``("s", c, y, x)`` / ``("t",)`` (end of step) / ``("e",)``
     (end of sample). Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per
     end-of-step token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order,
     ``states[k]`` the flat stored states read from the RAM when the token left,
-    ``ovf[k]`` the step's overflow flag.
+    ``ovf[k]`` the step's overflow flag. ``sweep``: the core's sweep (``"dense"`` or
+    ``"sparse"``).
     """
     from hw.layer import LayerEngine
-    dut = LayerEngine(layer, lanes, fire=fire)
+    dut = LayerEngine(layer, lanes, fire=fire, sweep=sweep)
     prng = random.Random(seed)
     in_layout = dut.inp.payload.shape()
     out_layout = dut.out.payload.shape()
