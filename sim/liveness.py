@@ -32,7 +32,10 @@ of a membrane readout (its readout needs every ``u`` of the last step).
 
 import numpy as np
 
-__all__ = ["quiet_v_range", "quiet_u_range", "sparse_ok", "quiet_words", "SWEEPS"]
+from .geometry import lane_groups, shape3
+
+__all__ = ["quiet_v_range", "quiet_u_range", "sparse_ok", "quiet_words", "touched_words",
+           "sweep_counts", "SWEEPS"]
 
 #: the sweep modes of a neuron core: every word each step, or the listed words only
 SWEEPS = ("dense", "sparse")
@@ -103,4 +106,75 @@ def quiet_words(layer, spikes, states, G, L):
             loud |= v > hi
         cs, pos = np.nonzero(loud)
         out.append(set((pos * G + cs // L).tolist()))
+    return out
+
+
+def touched_words(layer, in_shape, lanes, src):
+    """The state words that input spikes at the flat indices ``src`` of ``in_shape``
+    reach (a set of ``pos*G + g``; the window is the synapse kind's ``event_window``)."""
+    syn = layer.synapse
+    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
+    G = lane_groups(out3[0], lanes)
+    Wo = out3[2]
+    ylo, yhi, xlo, xhi = syn.kind.event_window(syn, in3, out3)
+    out = set()
+    H, W = in3[1], in3[2]
+    for s in np.unique(np.asarray(src, dtype=np.int64)).tolist():
+        y, x = (s // W) % H, s % W
+        for oy in range(int(ylo[y]), int(yhi[y]) + 1):
+            for ox in range(int(xlo[x]), int(xhi[x]) + 1):
+                base = (oy * Wo + ox) * G
+                out.update(range(base, base + G))
+    return out
+
+
+def sweep_counts(model, binned, result, lanes, sweep="sparse"):
+    """Words and neurons the sweeps of one sample read, per layer, from a reference run
+    with ``record=True`` (what the hardware's sweeps do; equal to the cycle model's
+    ``swept`` per sample).
+
+    A sparse layer sweeps in step ``k`` the words not quiet after step ``k-1``
+    (:func:`quiet_words`) and the words an input spike of step ``k`` reaches
+    (:func:`touched_words`); a dense one every word.
+
+    Returns
+    -------
+    list of dict
+        Per layer ``{"sparse", "words", "neurons", "dense_words", "dense_neurons"}``:
+        words swept and the real neurons in them (padding lanes not counted), summed over
+        the steps, and the same for a dense sweep (``T*D`` and ``T*N``).
+    """
+    T = model.input.timesteps
+    membrane = model.readout == "membrane"
+    n = len(model.layers)
+    shape = tuple(model.input.shape)
+    prev = None
+    out = []
+    for i, layer in enumerate(model.layers):
+        C, Ho, Wo = shape3(layer.out_shape)
+        L = lanes[i]
+        G = lane_groups(C, L)
+        D = Ho * Wo * G
+        real = [min(L, C - (a % G) * L) for a in range(G)]   # real lanes of group g
+        sparse = sweep == "sparse" and sparse_ok(layer, not (membrane and i == n - 1))
+        spikes = result.spikes[layer.name]
+        if sparse:
+            loud = quiet_words(layer, spikes, result.states[layer.name], G, L)
+            words = neurons = 0
+            listed = set()
+            for k in range(T):
+                if prev is None:
+                    src, _ = binned.step(k)
+                else:
+                    src = np.flatnonzero(np.asarray(prev[k]).reshape(-1))
+                listed = listed | touched_words(layer, shape, L, src)
+                words += len(listed)
+                neurons += sum(real[a % G] for a in listed)
+                listed = loud[k]
+        else:
+            words, neurons = T * D, T * layer.n_out
+        out.append({"sparse": sparse, "words": words, "neurons": neurons,
+                    "dense_words": T * D, "dense_neurons": T * layer.n_out})
+        prev = spikes
+        shape = tuple(layer.out_shape)
     return out

@@ -160,3 +160,28 @@ def test_sparse_ok_refuses_bias_current_and_membrane_output():
     assert sparse_ok(layer)                 # an all-zero bias is none
     layer.bias = np.array([2])
     assert not sparse_ok(layer)
+
+
+def test_sweep_counts_are_the_cycle_models():
+    """:func:`sweep_counts` (energy) counts the words the cycle model's sparse and dense
+    cores sweep, on random models with and without bias, one sample."""
+    from sim.cycles import HwParams, predict
+    from sim.geometry import lanes_of
+    from sim.liveness import sweep_counts
+    for seed in range(8):
+        rng = np.random.default_rng(50 + seed)
+        model = random_model(rng, input_shape=(2, 6, 7), timesteps=4)
+        if seed % 2:
+            for layer in model.layers:
+                layer.bias = None
+        binned = random_binned(rng, model.input.shape, 4, model.input.count_clip,
+                               density=0.2)
+        lanes = [int(rng.integers(1, 4)) for _ in model.layers]
+        res = ref_run(model, binned, record=True, backend="numpy")
+        for sweep in ("sparse", "dense"):
+            got = sweep_counts(model, binned, res, lanes_of(model, lanes), sweep)
+            rep = predict(model, binned, HwParams(lanes=lanes, sweep=sweep), backend="numpy")
+            assert [g["words"] for g in got] == rep.swept, (seed, sweep)
+            assert [g["sparse"] for g in got] == rep.sparse
+            for g in got:
+                assert g["neurons"] <= g["dense_neurons"]
