@@ -64,6 +64,8 @@ class LayerEngine(wiring.Component):
         ``L >= 1``; ``None``: :func:`sim.geometry.default_lanes` of the output shape.
     fire : bool
         ``False`` for the output layer of a membrane readout.
+    sweep : str
+        The core's sweep, ``"dense"`` or ``"sparse"`` (:class:`hw.neuron.NeuronCore`).
     in_shape : tuple, optional
         For a layer with one synapse: the shape of its incoming events (the source
         layer's output or the network input); differs from ``layer.in_shape`` for a
@@ -91,7 +93,8 @@ class LayerEngine(wiring.Component):
     join : Join
     core : NeuronCore
     """
-    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None):
+    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
+                 sweep="dense"):
         self.layer = layer
         syns = layer.synapses
         if in_shapes is None:
@@ -111,7 +114,7 @@ class LayerEngine(wiring.Component):
         wbits = [u.wbits for u in self.units]
         self.wbits = max(wbits)
         self.rom_words = self.units[0].rom_words
-        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
+        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
         self.G, self.D = self.core.G, self.core.D
         self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
         super().__init__({

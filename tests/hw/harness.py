@@ -69,7 +69,7 @@ def words_to_states(words, core, current=False):
 
 
 def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
-              hold_ready_low=0, max_cycles=200000):
+              hold_ready_low=0, max_cycles=200000, sweep="dense"):
     """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
 
     ``items`` is a list of ``("s", c, y, x)`` (``("s", c, y, x, tap)`` for an engine
@@ -78,9 +78,10 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
     token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order, ``states[k]`` the
     flat stored states read from the RAM when the token left (``currents[k]`` the
     currents of a current-based layer), ``ovf[k]`` the step's overflow flag.
+    ``sweep``: the core's sweep (``"dense"`` or ``"sparse"``).
     """
     from hw.layer import LayerEngine
-    dut = LayerEngine(layer, lanes, fire=fire)
+    dut = LayerEngine(layer, lanes, fire=fire, sweep=sweep)
     prng = random.Random(seed)
     in_layout = dut.inp.payload.shape()
     out_layout = dut.out.payload.shape()

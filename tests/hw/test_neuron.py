@@ -374,3 +374,21 @@ def test_v2_membrane_core():
     binned = random_binned(rng, (10, 1, 1), 3, density=0.6)
     _, res, _ = check_v2(layer, binned, 2, fire=False)
     assert not any(res["spikes"])
+
+# ---------------------------------------------------------------- sparse sweep (issue 15)
+@pytest.mark.parametrize("seed", range(8))
+def test_sparse_sweep_matches_reference(seed):
+    """The sparse core (live list) on random layers without bias, under random input
+    gaps and output stalls: every spike, state and overflow flag of every step as the
+    reference's (spikes as a set: the emission order is the list order)."""
+    rng = np.random.default_rng(300 + seed)
+    kind = "linear" if seed % 4 == 3 else "conv2d"
+    shape = (2, 4, 5) if kind == "conv2d" else (12,)
+    kw = dict(n_out=int(rng.integers(2, 9))) if kind == "linear" else {}
+    layer = random_layer(rng, "c", kind, shape, bias=False, fire_scale=0.5,
+                         leak=seed % 3 != 0, **kw)
+    binned = random_binned(rng, (2, 4, 5) if kind == "conv2d" else (12, 1, 1), 5,
+                           density=0.3)
+    res, _, _ = check(layer, binned, 1 + seed % 3, seed=seed, sweep="sparse",
+                      ready=0.6)
+    assert res is not None
