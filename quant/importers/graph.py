@@ -247,6 +247,8 @@ def graph_model(layers, *, input_shape, timesteps, dt_us=1000, count_clip=1,
         bias = None
         if gl.bias is not None and np.any(gl.bias):
             bias = np.rint(np.asarray(gl.bias, dtype=np.float64) / scale).astype(np.int64)
+        elif gl.hints.get("has_bias"):          # an all-zero bias, kept as written
+            bias = np.zeros(int(gl.out_shape[0]), dtype=np.int64)
         frac = beta_frac_bits if beta_frac_bits is not None else gl.hints.get("beta_frac_bits")
         num, f = quantize_beta(gl.beta, frac, exact=integer, name=gl.name)
         current = None

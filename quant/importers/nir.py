@@ -114,10 +114,11 @@ def _conv2d(node, name, ctx):
         raise NetImportError(f"{where}: weight shape {tuple(w.shape)} is not a square "
                              f"(C_out, C_in, K, K) kernel")
     if int(node.groups) != 1:
-        raise NetImportError(f"{where}: groups={node.groups} is not supported")
+        raise NetImportError(f"{where}: groups={node.groups} is not representable (no groups)")
     if _int2(node.dilation, "dilation", where) != 1:
-        raise NetImportError(f"{where}: dilation {list(np.asarray(node.dilation))} is not "
-                             f"supported")
+        raise NetImportError(f"{where}: dilation "
+                             f"{np.asarray(node.dilation).reshape(-1).astype(int).tolist()} is "
+                             f"not representable")
     k = w.shape[2]
     s = _int2(node.stride, "stride", where)
     p = node.padding
@@ -164,7 +165,12 @@ def _pool(node, name, ctx):
     k = _int2(node.kernel_size, "kernel_size", where)
     s = _int2(node.stride, "stride", where)
     p = _int2(node.padding, "padding", where)
-    ctx.builder.add_pool(name, k, s, p, average=type(node).__name__ == "AvgPool2d")
+    average = type(node).__name__ == "AvgPool2d"
+    if average and (k * k) & (k * k - 1):
+        raise NetImportError(f"{where}: an average pool over {k}x{k} divides by {k * k}, not a "
+                             f"power of two; its scale 1/{k * k} is not representable (use "
+                             f"SumPool2d and a {k * k}x threshold)")
+    ctx.builder.add_pool(name, k, s, p, average=average)
 
 
 @register(FRAMEWORK, "Flatten")
@@ -440,7 +446,8 @@ def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=No
                                          f"{lname!r} in the metadata")
             hints[rec.name] = m
     meta = {"import": {"source": "nir", "file": str(where), "dt_s": dt,
-                       "discretization": discretization, "if_gain": if_gain}}
+                       "discretization": discretization, "if_gain": if_gain,
+                       "if_flavor": "nir"}}
     net, integer = builder.float_net(timesteps=int(timesteps), dt_us=int(dt_us),
                                      count_clip=int(count_clip),
                                      readout=str(readout or "spike_count"),

@@ -112,6 +112,7 @@ class _Path:
         self.delay = 0
         self.has_delay_node = False
         self.nodes = []
+        self.op_node = None
         self.meta = {}
 
     @property
@@ -160,7 +161,7 @@ def _snap(x, notes=None, what=""):
 
 def _weighted(path, where, what):
     if path.type is not None:
-        raise NetImportError(f"{where}: {what} follows the {path.type} node {path.nodes[-1]} on "
+        raise NetImportError(f"{where}: {what} follows the {path.type} node {path.op_node} on "
                              f"the same path without a neuron node in between; the contract "
                              f"has one synaptic operator per synapse")
 
@@ -184,7 +185,7 @@ def _delay(node, name, ctx, path):
         raise NetImportError(f"{where}: delay {d[0]:g} s is not a whole number of steps "
                              f"dt {ctx.dt:g} s")
     if path.bias is not None:
-        raise NetImportError(f"{where}: a delay after the bias of node {path.nodes[-1]} is not "
+        raise NetImportError(f"{where}: a delay after the bias of node {path.op_node} is not "
                              f"representable (the bias would be missing in the first steps)")
     path.delay += int(round(steps))
     path.has_delay_node = True
@@ -214,7 +215,8 @@ def _conv2d(node, name, ctx, path):
     if int(node.groups) != 1:
         raise NetImportError(f"{where}: groups={node.groups} is not representable (no groups)")
     if _int2(node.dilation, "dilation", where) != 1:
-        raise NetImportError(f"{where}: dilation {list(np.asarray(node.dilation).reshape(-1))} is "
+        raise NetImportError(f"{where}: dilation "
+                             f"{np.asarray(node.dilation).reshape(-1).astype(int).tolist()} is "
                              f"not representable")
     if len(path.shape) != 3 or path.shape[0] != w.shape[1]:
         raise NetImportError(f"{where}: expects {w.shape[1]} input channels, gets shape "
@@ -380,7 +382,8 @@ def _layer(node, name, ctx, shape, meta, *, beta, gain, reset, strict=True, bias
     if pc is None:
         t = np.asarray(thr).reshape(-1)
         pc = bool(t.size > 1 and not np.all(t == t[0]))
-    hints = {k: meta[k] for k in ("state_bits", "acc_bits", "beta_frac_bits") if k in meta}
+    hints = {k: meta[k] for k in ("state_bits", "acc_bits", "beta_frac_bits", "has_bias")
+             if k in meta}
     if "current_beta_frac_bits" in meta:
         hints["current_beta_frac_bits"] = int(meta["current_beta_frac_bits"])
     if "current_state_bits" in meta:
@@ -647,6 +650,8 @@ def import_nir_graph(graph, *, dt, discretization, if_gain="r", if_flavor="nir",
             done.append(_run_path(src, trail, nodes, kind, ctx, shapes[src]))
         shape = None
         for p in done:
+            if p.meta.get("bias_only"):
+                continue
             if shape is None:
                 shape = p.shape
             elif p.shape != shape:
@@ -672,7 +677,7 @@ def import_nir_graph(graph, *, dt, discretization, if_gain="r", if_flavor="nir",
             elif p.delay < 1:
                 raise NetImportError(f"{where}: {p.origin} -> node {n}: a recurrent path with a "
                                      f"delay of 0 steps")
-            if p.shape != gl.out_shape:
+            if p.shape != gl.out_shape and not p.meta.get("bias_only"):
                 raise NetImportError(f"{where}: node {n} ({kind[n]}): its recurrent input from "
                                      f"{p.origin} has shape {list(p.shape)}, the layer "
                                      f"{list(gl.out_shape)}")
@@ -701,10 +706,13 @@ def import_nir_graph(graph, *, dt, discretization, if_gain="r", if_flavor="nir",
 def _run_path(src, trail, nodes, kind, ctx, shape):
     p = _Path(src, shape)
     for x in trail:
+        had = p.type
         handler_for(FW_SYNAPSE, kind[x])(nodes[x], x, ctx, p)
         p.nodes.append(x)
+        if p.type is not None and had is None:
+            p.op_node = x
         m = _meta(nodes[x])
-        if "synapse" in m:
+        if "synapse" in m or m.get("bias_only"):
             p.meta = m
     if p.type is None:                      # a plain edge: identity, weight 1 per channel
         p.type = "identity"
