@@ -272,9 +272,13 @@ def graph_model(layers, *, input_shape, timesteps, dt_us=1000, count_clip=1,
         if limit is None:
             limit = max(1, state_max // int(thr_i.min()))
             if limit > MAX_SPIKE_LIMIT:
-                raise NetImportError(f"{at}: a multi-spike layer with threshold "
-                                     f"{int(thr_i.min())} and {sb}-bit states needs spike_limit "
-                                     f"{limit} (at most {MAX_SPIKE_LIMIT}); use fewer state bits")
+                # fewer state bits, so that the state range can never exceed the limit
+                while sb > 2 and state_max // int(thr_i.min()) > MAX_SPIKE_LIMIT:
+                    sb -= 1
+                    state_max = (1 << (sb - 1)) - 1
+                limit = max(1, state_max // int(thr_i.min()))
+                notes.append(f"{gl.name}: multi-spike with threshold {int(thr_i.min())}: "
+                             f"{sb}-bit states so that spike_limit {limit} never saturates")
         v_min = gl.v_min
         if isinstance(v_min, str):
             if len(set(thr_i.tolist())) > 1:
