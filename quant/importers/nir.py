@@ -1,10 +1,12 @@
 """Import a NIR graph (``nir.read`` of a ``.nir`` file) as a contract network.
 
-The graph must be a chain ``Input -> ... -> Output`` of the node types that have a
+This module reads a chain ``Input -> ... -> Output`` of the node types that have a
 handler (one function each, see :mod:`quant.importers`): ``Conv2d``, ``Affine``,
 ``Linear``, ``SumPool2d``, ``AvgPool2d``, ``Flatten``, ``LIF``, ``IF``, ``Input``,
-``Output``. Every other node type, branches, recurrent edges and nested graphs are
-errors that name the node.
+``Output``. :func:`model_from_nir` hands every other graph (branches, joins, recurrent
+edges, ``Delay``, ``Scale``, ``CubaLIF``, ``LI``, nested graphs, ``if_flavor="sinabs"``,
+version-2 exports) to :mod:`quant.importers.nir_graph`, which makes a version-2 model;
+:func:`import_nir` (the chain API returning a ``FloatNet``) refuses those with a pointer.
 
 From continuous time to steps
 -----------------------------
