@@ -33,7 +33,7 @@ from pathlib import Path
 from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, run_main
 from sim.fsutil import check_output_dir
 
-from . import NetImportError, to_model
+from . import NetImportError
 
 PROG = "python -m quant.importers"
 
@@ -103,16 +103,15 @@ def main(argv=None):
     check_output_dir(out, PROG, force=args.force, protect=protect)     # before the import
     integer = _mode(args.mode)
     if args.source == "snntorch":
-        from .snntorch import import_snntorch, load_sequential
+        from .snntorch import import_snntorch_model, load_sequential
         if args.timesteps is None:
             raise CliError("--timesteps is required for snntorch files")
         net = load_sequential(path, args.builder)
-        fnet, integer = import_snntorch(
+        model = import_snntorch_model(
             net, _shape(args.input_shape), timesteps=args.timesteps,
             dt_us=args.dt_us or 1000, count_clip=args.count_clip or 1, integer=integer,
-            readout=args.readout, where=str(path))
-        model = to_model(fnet, integer, weight_bits=args.weight_bits,
-                         state_bits=args.state_bits or 16, beta_frac_bits=args.beta_frac_bits)
+            readout=args.readout, weight_bits=args.weight_bits, state_bits=args.state_bits,
+            beta_frac_bits=args.beta_frac_bits, where=str(path))
     else:
         from .nir import model_from_nir
         if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
