@@ -117,3 +117,54 @@ def test_leaky_subtract_and_reset_value_are_refused():
     net = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), sl.IAFSqueeze(batch_size=1))
     with pytest.raises(NetImportError, match=r"layer conv0 \(Conv2d\): groups=2"):
         import_sinabs(net, (2, 4, 4), timesteps=3)
+
+
+def test_through_nir_with_the_sinabs_flavor_spikes_exactly_like_sinabs():
+    """sinabs.to_nir writes IAF layers as plain NIR IF nodes; --if-flavor sinabs reads them
+    back as sinabs' IAF (multi-spike, subtract, v_min = -threshold)."""
+    from quant.importers.nir import model_from_nir
+    rng = np.random.default_rng(3)
+    net = _net(rng, True)
+    graph = sinabs.to_nir(net, torch.zeros(1, *SHAPE))
+    model = model_from_nir(graph, timesteps=T, if_flavor="sinabs")
+    assert model.meta["import"]["if_flavor"] == "sinabs"
+    assert model.meta["import"]["mode"] == "integer"
+    plain = model_from_nir(graph, timesteps=T)            # the NIR reading: single spikes
+    assert all(layer.spike_limit == 1 for layer in plain.layers)
+    names = [layer.name for layer in model.layers]
+    for _ in range(5):
+        frames = _frames(rng)
+        rec, _ = _sinabs_run(net, frames)
+        r = run(model, BinnedEvents.from_frames(frames), backend="numpy")
+        for k, name in zip(NAMES, names):
+            got = r.spikes[name].astype(np.int64)
+            np.testing.assert_array_equal(got, rec[k].numpy().reshape(got.shape), err_msg=name)
+
+
+def test_iaf_recurrent_spikes_exactly_like_sinabs():
+    rng = np.random.default_rng(4)
+    rec = nn.Linear(5, 5, bias=False)
+    net = nn.Sequential(nn.Linear(8, 5, bias=False),
+                        sl.IAFRecurrent(rec_connect=rec, spike_threshold=2.0, min_v_mem=-2.0),
+                        nn.Linear(5, 3, bias=False), sl.IAF(spike_threshold=1.0))
+    with torch.no_grad():
+        for m in (net[0], rec, net[2]):
+            m.weight.copy_(torch.as_tensor(rng.integers(-2, 3, size=tuple(m.weight.shape)),
+                                           dtype=torch.float32))
+    model = import_sinabs(net, (8, 1, 1), timesteps=T)
+    assert [(s.source, s.delay) for s in model.layers[0].synapses] == [("input", 0), ("fc0", 1)]
+    for _ in range(5):
+        frames = (rng.random((T, 8)) < 0.5).astype(np.int64)
+        out = {}
+        hooks = [net[k].register_forward_hook(
+            lambda mod, i, o, k=k: out.__setitem__(k, o.detach().numpy()[0])) for k in (1, 3)]
+        for m in net:
+            if hasattr(m, "reset_states"):
+                m.reset_states()
+        with torch.no_grad():
+            net(torch.as_tensor(frames, dtype=torch.float32).reshape(1, T, 8))
+        for h in hooks:
+            h.remove()
+        r = run(model, BinnedEvents.from_frames(frames.reshape(T, 8, 1, 1)), backend="numpy")
+        np.testing.assert_array_equal(r.spikes["fc0"].reshape(T, -1), out[1])
+        np.testing.assert_array_equal(r.spikes["fc2"].reshape(T, -1), out[3])
