@@ -151,8 +151,13 @@ def _conv_node(syn, w, src_shape, bias, meta):
 
 
 def _linear_node(syn, w, src_shape, bias, meta):
+    """An Affine, after a Flatten when the source is ``(C, H, W)``."""
     import nir
-    return nir.Affine(weight=w.astype(np.float64), bias=bias, metadata=meta)
+    node = nir.Affine(weight=w.astype(np.float64), bias=bias, metadata=meta)
+    if len(src_shape) == 1:
+        return node
+    return [("_flatten", nir.Flatten(input_type={"input": np.array(src_shape)}, start_dim=0)),
+            ("", node)]
 
 
 def _pool_node(syn, w, src_shape, bias, meta):
@@ -175,6 +180,7 @@ def _identity_node(syn, w, src_shape, bias, meta):
 
 
 #: The NIR node of one tap of each synapse kind: ``fn(syn, w, src_shape, bias, meta)``
+#: returns a node, or a chain ``[(name_suffix, node), ...]`` ending in the weighted node
 #: (attached to :data:`sim.registry.KINDS` as the ``"quant.nir_export"`` part).
 NIR_PART = "quant.nir_export"
 
@@ -272,21 +278,18 @@ def graph_to_nir(model: Model, *, dt=None, discretization="euler"):
                     nodes[f"{base}_delay"] = nir.Delay(np.full(src_shape, steps * dt))
                     edges.append((prev, f"{base}_delay"))
                     prev = f"{base}_delay"
-                if syn.type == "linear" and len(src_shape) != 1:
-                    nodes[f"{base}_flatten"] = nir.Flatten(
-                        input_type={"input": np.array(src_shape)}, start_dim=0)
-                    edges.append((prev, f"{base}_flatten"))
-                    prev = f"{base}_flatten"
                 bias = None
                 if syn.weights is not None:
                     bias = np.zeros(layer.c_out)
                     if bias_left:
                         bias = layer.bias.astype(np.float64)
                         bias_left = False
-                w = syn.tap_weights(t)
-                nodes[base] = part(syn, w, src_shape, bias, meta)
-                edges.append((prev, base))
-                edges.append((base, n))
+                made = part(syn, syn.tap_weights(t), src_shape, bias, meta)
+                for suffix, node in (made if isinstance(made, list) else [("", made)]):
+                    nodes[base + suffix] = node
+                    edges.append((prev, base + suffix))
+                    prev = base + suffix
+                edges.append((prev, n))
         if bias_left:
             n_in = int(np.prod(model.input.shape))
             nodes[f"{n}__bias_flatten"] = nir.Flatten(

@@ -106,6 +106,12 @@ def _conv_synapse(m, name, where, shape, source):
     return syn, out, None if m.bias is None else _np(m.bias)
 
 
+#: Synapse builders for ``rec_connect`` of the recurrent layers, by module type:
+#: ``fn(module, name, where, shape, source) -> (GSynapse, out_shape, bias)``.
+REC_CONNECT = FRAMEWORK + ".rec_connect"
+register(REC_CONNECT, "Conv2d")(_conv_synapse)
+
+
 @register(FRAMEWORK, "Conv2d")
 def _conv2d(m, name, ctx):
     where = f"{ctx.where}: layer {name} (Conv2d)"
@@ -122,6 +128,9 @@ def _linear_synapse(m, name, where, shape, source):
                              f"gives {n_in} (shape {list(shape)})")
     syn = GSynapse(source=source, type="linear", weight=_np(m.weight), origin=f"layer {name}")
     return syn, (int(m.out_features),), None if m.bias is None else _np(m.bias)
+
+
+register(REC_CONNECT, "Linear")(_linear_synapse)
 
 
 @register(FRAMEWORK, "Linear")
@@ -184,15 +193,13 @@ def _lif(m, name, ctx):
     if gain <= 0:
         raise NetImportError(f"{where}: norm_input with alpha_mem 1 gives the input gain 0")
     fn = m.spike_fn
-    if fn is MultiSpike:
-        limit = None
-    elif fn is SingleSpike:
-        limit = 1
-    elif isinstance(fn, MaxSpike):
-        limit = int(fn.max_num_spikes_per_bin)
-    else:
+    spike_limits = {MultiSpike: lambda f: None, SingleSpike: lambda f: 1,
+                    MaxSpike: lambda f: int(f.max_num_spikes_per_bin)}
+    key = fn if isinstance(fn, type) else type(fn)      # a class, or an instance (MaxSpike)
+    if key not in spike_limits:
         raise NetImportError(f"{where}: spike_fn {getattr(fn, '__name__', fn)!r} is not "
                              f"MultiSpike, SingleSpike or MaxSpike")
+    limit = spike_limits[key](fn)
     rf = m.reset_fn
     if isinstance(rf, MembraneSubtract):
         if rf.subtract_value is not None and rf.subtract_value != thr:
@@ -226,13 +233,11 @@ def _lif(m, name, ctx):
     if rec is not None:
         rname = f"{name}.rec_connect"
         rwhere = f"{ctx.where}: layer {rname} ({type(rec).__name__})"
-        t = type(rec).__name__
-        if t == "Conv2d":
-            rsyn, rout, rbias = _conv_synapse(rec, rname, rwhere, ctx.shape, name)
-        elif t == "Linear":
-            rsyn, rout, rbias = _linear_synapse(rec, rname, rwhere, ctx.shape, name)
-        else:
-            raise NetImportError(f"{rwhere}: only a Linear or Conv2d rec_connect is supported")
+        fn = handler_for(REC_CONNECT, type(rec).__name__)
+        if fn is None:
+            raise NetImportError(f"{rwhere}: rec_connect must be one of "
+                                 f"{', '.join(supported_types(REC_CONNECT))}")
+        rsyn, rout, rbias = fn(rec, rname, rwhere, ctx.shape, name)
         if int(np.prod(rout)) != int(np.prod(ctx.shape)):
             raise NetImportError(f"{rwhere}: gives {list(rout)}, the layer is "
                                  f"{list(ctx.shape)}")

@@ -231,30 +231,52 @@ def _leaky(m, name, ctx):
     ctx.extras[lname] = extra
 
 
+#: Handlers of the recurrent connection of RLeaky/RSynaptic, by module type:
+#: ``fn(rec, lname, shape, where) -> (GSynapse, bias or None)``.
+RECURRENT = FRAMEWORK + ".recurrent"
+
+
 def _recurrent(m, lname, shape, where):
     """The recurrent connection of RLeaky/RSynaptic: a synapse from the layer itself with
     delay 1 (snnTorch adds ``recurrent(spk[t-1])``), and its bias."""
-    from .graph import GSynapse
     rec = m.recurrent
     t = type(rec).__name__
-    origin = f"layer {lname} ({t} recurrent)"
-    if t == "Linear":
-        return [GSynapse(source=lname, type="linear", weight=_np(rec.weight), delay=1,
-                         origin=origin)], (None if rec.bias is None else _np(rec.bias))
-    if t == "Conv2d":
-        k = _pair(rec.kernel_size, "kernel", where)
-        p = _pair(rec.padding, "padding", where)
-        if k % 2 == 0 or rec.groups != 1 or _pair(rec.dilation, "dilation", where) != 1:
-            raise NetImportError(f"{where}: the recurrent Conv2d (kernel {k}) must keep the "
-                                 f"shape (odd kernel, no groups, no dilation)")
-        return [GSynapse(source=lname, type="conv2d", weight=_np(rec.weight), kernel=k,
-                         stride=1, padding=p, delay=1, origin=origin)], \
-            (None if rec.bias is None else _np(rec.bias))
-    if t == "RecurrentOneToOne":
-        from .builder import per_channel
-        v = per_channel(_np(rec.V), shape, "V", where)
-        return [GSynapse(source=lname, type="identity", weight=v, delay=1, origin=origin)], None
-    raise NetImportError(f"{where}: recurrent connection {t} is not supported")
+    fn = handler_for(RECURRENT, t)
+    if fn is None:
+        raise NetImportError(f"{where}: recurrent connection {t} is not supported; "
+                             f"supported: {', '.join(supported_types(RECURRENT))}")
+    syn, bias = fn(rec, lname, shape, where)
+    return [syn], bias
+
+
+@register(RECURRENT, "Linear")
+def _rec_linear(rec, lname, shape, where):
+    from .graph import GSynapse
+    return (GSynapse(source=lname, type="linear", weight=_np(rec.weight), delay=1,
+                     origin=f"layer {lname} (Linear recurrent)"),
+            None if rec.bias is None else _np(rec.bias))
+
+
+@register(RECURRENT, "Conv2d")
+def _rec_conv(rec, lname, shape, where):
+    from .graph import GSynapse
+    k = _pair(rec.kernel_size, "kernel", where)
+    p = _pair(rec.padding, "padding", where)
+    if k % 2 == 0 or rec.groups != 1 or _pair(rec.dilation, "dilation", where) != 1:
+        raise NetImportError(f"{where}: the recurrent Conv2d (kernel {k}) must keep the "
+                             f"shape (odd kernel, no groups, no dilation)")
+    return (GSynapse(source=lname, type="conv2d", weight=_np(rec.weight), kernel=k, stride=1,
+                     padding=p, delay=1, origin=f"layer {lname} (Conv2d recurrent)"),
+            None if rec.bias is None else _np(rec.bias))
+
+
+@register(RECURRENT, "RecurrentOneToOne")
+def _rec_one_to_one(rec, lname, shape, where):
+    from .builder import per_channel
+    from .graph import GSynapse
+    v = per_channel(_np(rec.V), shape, "V", where)
+    return (GSynapse(source=lname, type="identity", weight=v, delay=1,
+                     origin=f"layer {lname} (one-to-one recurrent)"), None)
 
 
 # -- driver ------------------------------------------------------------------------------

@@ -258,3 +258,20 @@ def test_exported_graph_is_a_valid_nir_graph_with_delays_and_cycles():
     kinds = {type(v).__name__ for v in g.nodes.values()}
     assert "Delay" in kinds and g.metadata["version"] == 2
     assert any(a == b.split("__")[0] for a, b in g.edges if "__" in b)   # a recurrent path
+
+
+def test_cli_if_flavor_is_recorded(tmp_path, capsys):
+    import json
+    g = _graph({"input": nir.Input(np.array([2])), "fc": _aff([[5, 0], [0, 1]]),
+                "iaf": _if(2), "output": nir.Output(np.array([2]))},
+               [("input", "fc"), ("fc", "iaf"), ("iaf", "output")])
+    nir.write(str(tmp_path / "g.nir"), g)
+    for flavor, limit in (("sinabs", ((1 << 15) - 1) // 2), ("nir", None)):
+        out = tmp_path / flavor
+        rc = main_guard(cli_main, ["nir", str(tmp_path / "g.nir"), "--out", str(out),
+                                   "--timesteps", "3", "--if-flavor", flavor],
+                        prog="quant.importers", errors=(NetImportError,))
+        assert rc == 0, capsys.readouterr().err
+        doc = json.loads((out / "model.json").read_text())
+        assert doc["meta"]["import"]["if_flavor"] == flavor
+        assert doc["layers"][0].get("spike_limit") == limit
