@@ -69,7 +69,7 @@ def words_to_states(words, core, current=False):
 
 
 def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
-              hold_ready_low=0, max_cycles=200000):
+              hold_ready_low=0, max_cycles=200000, sweep="dense"):
     """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
 
     ``items`` is a list of ``("s", c, y, x)`` (``("s", c, y, x, tap)`` for an engine
@@ -78,9 +78,10 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
     token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order, ``states[k]`` the
     flat stored states read from the RAM when the token left (``currents[k]`` the
     currents of a current-based layer), ``ovf[k]`` the step's overflow flag.
+    ``sweep``: the core's sweep (``"dense"`` or ``"sparse"``).
     """
     from hw.layer import LayerEngine
-    dut = LayerEngine(layer, lanes, fire=fire)
+    dut = LayerEngine(layer, lanes, fire=fire, sweep=sweep)
     prng = random.Random(seed)
     in_layout = dut.inp.payload.shape()
     out_layout = dut.out.payload.shape()
@@ -299,7 +300,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                         await tick(ctx)
                         words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
                     rec["states"][li].append(words_to_states(words, l.core))
-        while state["samples"] < samples:
+        # a layer whose spikes nobody reads may finish after the readout's done
+        while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
         for _ in range(3):
             await tick(ctx)

@@ -30,13 +30,30 @@ def test_hand_timeline():
     empty in 14, token transfers in 15. End of sample: core takes it in 16, clears (D = 1)
     in 17, token in 18; the arg-max over 2 classes strobes ``done`` in 20."""
     model, binned = _one_linear()
-    r = predict(model, binned, HwParams(fifo_depth=4), backend="numpy")
+    r = predict(model, binned, HwParams(fifo_depth=4, sweep="dense"), backend="numpy")
     assert r.accepted == [0, 1, 2]
     assert r.sweep_start == [[6]]
     assert r.step_done == [[15]]
     assert r.sample_done == [20]
     assert r.latency_cycles() == 20
     assert r.latency_s(100e6) == 20 / 100e6
+    assert r.swept == [1] and r.sparse == [False]
+
+
+def test_hand_timeline_sparse():
+    """The same case with the sparse sweep (hw.livelist): the spike's update (taken in
+    cycle 5) lists word 0 in its stage C (7); the core takes the token in 6 (cycle 0 of
+    the sweep), lets appends in flight land (7, 8), takes the list length in 8,
+    reads the ring in 9 (R), Q1 10, Q2 11, P0 12, P1 13, P2 14, P3 15, P4 16, P5 17-18,
+    empty in 19, token transfers in 20; the end of sample follows 5 cycles later, as in
+    the dense case (clear, token, arg-max): done in 25."""
+    model, binned = _one_linear()
+    r = predict(model, binned, HwParams(fifo_depth=4, sweep="sparse"), backend="numpy")
+    assert r.sparse == [True]
+    assert r.sweep_start == [[6]]
+    assert r.step_done == [[20]]
+    assert r.sample_done == [25]
+    assert r.swept == [1]
 
 
 def test_gaps_only_delay():
