@@ -310,6 +310,8 @@ class NeuronCore(wiring.Component):
 
         # phases; the read port (accumulate stage A, sweep P0), out, the write port
         busy = [s.valid for s in [p0, *tags]] + ([p0.busy] if self.sparse else [])
+        if self.sparse:
+            m.d.comb += p0.end.eq(in_sweep & ~Cat(busy).any())
         token_kind, clear_addr = self._phases(m, phase, start_sweep, start_clear,
                                               busy, sweep_ovf)
         with m.Switch(phase):
