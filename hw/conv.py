@@ -28,6 +28,7 @@ from amaranth.hdl import Array, Const, Signal
 from amaranth.utils import bits_for
 
 from sim.geometry import KIND_BITS, SPIKE, axis_range
+from sim.registry import KINDS
 
 from .synapse import SynapseEngine, SynapseIterator
 
@@ -97,6 +98,10 @@ class ConvEngine(SynapseEngine):
             a_yn=Signal(bits_for(max(n for o, k, n in self._ytab)), name="a_yn"),
             a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
 
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups):
+        return cls(src_shape, out_shape, syn.kernel, syn.stride, syn.padding, groups)
+
     def stage_a(self, p):
         """Table lookups and the first adds: ``sa0``, the ``c``/``ky`` part of ``wa0``,
         the ``kx`` part and the window extent."""
@@ -120,3 +125,6 @@ class ConvEngine(SynapseEngine):
         r = self.regs
         keep = (r.a_kind != SPIKE) | ((r.a_yn != 0) & (r.a_xn != 0))
         return keep, {"sa": r.a_sa, "wa": r.a_wa + r.a_xwa, "ny": r.a_yn, "nx": r.a_xn}
+
+
+KINDS["conv2d"].attach("hw.engine", ConvEngine)

@@ -18,6 +18,7 @@ from amaranth.hdl import Const, Signal
 from amaranth.utils import bits_for
 
 from sim.geometry import KIND_BITS, shape3
+from sim.registry import KINDS
 
 from .synapse import SynapseEngine, SynapseIterator
 
@@ -57,6 +58,10 @@ class LinearEngine(SynapseEngine):
             a_valid=Signal(name="a_valid"), a_kind=Signal(KIND_BITS, name="a_kind"),
             a_t=Signal(waw + 1, name="a_t"), a_x=Signal(waw + 1, name="a_x"))
 
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups):
+        return cls(src_shape, groups)
+
     def stage_a(self, p):
         """``c*H*W*G + y*W*G`` and ``x*G``: constant multiplies and one add."""
         C, H, W = self.in_shape
@@ -68,3 +73,6 @@ class LinearEngine(SynapseEngine):
         """One add; every event is kept (each reaches all ``G`` groups)."""
         r = self.regs
         return Const(1), {"sa": 0, "wa": r.a_t + r.a_x, "ny": 1, "nx": 1}
+
+
+KINDS["linear"].attach("hw.engine", LinearEngine)

@@ -11,6 +11,8 @@ group ``g``, 0 elsewhere, so the shared read-modify-write datapath needs no spec
 
 import numpy as np
 
+from sim.registry import KINDS
+
 from .conv import ConvEngine
 
 __all__ = ["SumPoolEngine", "pool_weights"]
@@ -33,5 +35,19 @@ class SumPoolEngine(ConvEngine):
     kernel : int
     groups : int
     """
+    #: lane width of the ROM of ones (1 needs a sign bit)
+    WBITS = 2
+
     def __init__(self, in_shape, out_shape, kernel, groups):
         super().__init__(in_shape, out_shape, kernel, kernel, 0, groups)
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups):
+        return cls(src_shape, out_shape, syn.kernel, groups)
+
+    @classmethod
+    def rom_weights(cls, syn, src_shape):
+        return pool_weights(src_shape[0], syn.kernel), cls.WBITS
+
+
+KINDS["sumpool2d"].attach("hw.engine", SumPoolEngine)

@@ -23,6 +23,9 @@ Stream rules, kept by every block:
 * nothing is dropped or duplicated; the end-of-step token follows every spike of its
   step and the end-of-sample token follows the last end-of-step token of a sample.
 
+A delay line (:mod:`hw.delay`) replays events with :class:`TapEventLayout`: the fields
+above plus ``tap`` (``j`` of the synapse tap whose weights the event uses).
+
 The network input uses :class:`InputLayout` (``kind``, ``p``, ``y``, ``x`` with
 ``coord_bits`` wide coordinates, so that out-of-range events can be expressed and
 dropped by the range checker).
@@ -39,8 +42,9 @@ from amaranth.utils import bits_for
 # the token kinds and shape rule of every event word: re-exported from the one copy
 from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, shape3
 
-__all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "InputLayout",
-           "event_signature", "input_signature", "shape3"]
+__all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "TapEventLayout",
+           "InputLayout", "event_signature", "tap_event_signature", "input_signature",
+           "shape3"]
 
 
 class EventLayout(data.StructLayout):
@@ -59,6 +63,22 @@ class EventLayout(data.StructLayout):
         })
 
 
+class TapEventLayout(data.StructLayout):
+    """Event word of a delay line's replay: :class:`EventLayout` of ``shape`` plus
+    ``tap`` (``0 .. taps-1``, at least one bit)."""
+    def __init__(self, shape, taps):
+        C, H, W = shape3(shape)
+        self.tensor_shape = (C, H, W)
+        self.taps = taps
+        super().__init__({
+            "kind": unsigned(KIND_BITS),
+            "c": unsigned(bits_for(C - 1)),
+            "y": unsigned(bits_for(H - 1)),
+            "x": unsigned(bits_for(W - 1)),
+            "tap": unsigned(bits_for(taps - 1)),
+        })
+
+
 class InputLayout(data.StructLayout):
     """Network input word: ``kind``, polarity ``p``, row ``y``, column ``x``."""
     def __init__(self, coord_bits=16):
@@ -74,6 +94,11 @@ class InputLayout(data.StructLayout):
 def event_signature(shape):
     """Stream signature carrying :class:`EventLayout` words of ``shape``."""
     return stream.Signature(EventLayout(shape))
+
+
+def tap_event_signature(shape, taps):
+    """Stream signature carrying :class:`TapEventLayout` words of ``shape``, ``taps``."""
+    return stream.Signature(TapEventLayout(shape, taps))
 
 
 def input_signature(coord_bits=16):

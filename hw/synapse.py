@@ -29,12 +29,14 @@ supplies only what its stages compute.
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sim.geometry import KIND_BITS, SPIKE
+from sim.geometry import KIND_BITS, SPIKE, lane_groups, shape3
 
 from .stream import event_signature
 
@@ -195,6 +197,37 @@ class SynapseEngine(wiring.Component):
             "out": Out(stream.Signature(UpdateLayout(sa_depth, wa_depth))),
             "busy": Out(1),
         })
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups):
+        """The engine of synapse ``syn`` (a :class:`sim.model.Synapse` of this engine's
+        kind) reading events of ``src_shape`` (its source's ``out_shape``, or the input
+        shape) into a layer of ``out_shape`` with ``groups`` lane groups. The hardware
+        part of a kind is this class, attached to it in the engine's module
+        (``KINDS[kind].attach("hw.engine", cls)``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def lane_rom(cls, syn, src_shape, out_shape, lanes):
+        """The weight ROM of ``syn`` for ``L = lanes``: ``(words, wbits)``.
+
+        ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes) with ``w``,
+        ``wbits`` from :meth:`rom_weights`; ``base`` is ``(c*K + ky)*K + kx`` for a conv
+        or pool, the input index for a linear synapse. An engine with another address
+        rule overrides this."""
+        w, wbits = cls.rom_weights(syn, src_shape)
+        C = shape3(out_shape)[0]
+        G = lane_groups(C, lanes)
+        cols = w.reshape(C, -1).T                       # (base, C_out)
+        pad = np.zeros((cols.shape[0], G * lanes), dtype=np.int64)
+        pad[:, :C] = cols
+        return pad.reshape(cols.shape[0] * G, lanes).tolist(), wbits
+
+    @classmethod
+    def rom_weights(cls, syn, src_shape):
+        """``(w, wbits)``: the weights the ROM holds, ``(C_out, *base)`` int64 with
+        ``base`` in weight-address order (before the lane groups), and the lane width."""
+        return syn.weights.astype(np.int64), syn.weight_bits
 
     def stage_a(self, payload):
         """Statements (``sync``) that load the engine's stage A registers from the

@@ -29,6 +29,9 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   and the token hand-over. Which words a sparse core lists comes from the updates it
   takes (their state addresses, :func:`layer_words`) and from the reference's states
   and spikes (:func:`sim.liveness.quiet_words`), not from the RTL;
+* :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
+  (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
+  the end-of-step token;
 * :class:`ReadoutModel`: the arg-max of ``hw.network`` (an end-of-sample token waits
   while a previous arg-max, ``n_classes`` cycles, is running);
 * :class:`SourceModel`: the testbench driver or host link in front of the network
@@ -56,14 +59,15 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import (END_SAMPLE, END_STEP, SPIKE, lane_groups, lanes_of,
-                       shape3)
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
+                       lane_groups, lanes_of, shape3)
 from .liveness import SWEEPS, quiet_words, sparse_ok
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "layer_words", "predict", "InputWord", "Event", "Job", "Phase",
-           "FifoModel", "EngineModel", "CoreModel", "ReadoutModel", "SourceModel"]
+           "input_words", "layer_work", "layer_words", "predict", "InputWord", "Event",
+           "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
+           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel"]
 
 
 class InputWord(NamedTuple):
@@ -80,6 +84,15 @@ class Event(NamedTuple):
     c: int
     y: int
     x: int
+
+
+class TapEvent(NamedTuple):
+    """A word on a delay line's replay stream: an :class:`Event` and its tap."""
+    kind: int
+    c: int
+    y: int
+    x: int
+    tap: int
 
 
 class Job(NamedTuple):
@@ -311,6 +324,123 @@ class FifoModel:
             self.r_rdy = False
         if write:
             self.inner.append(w_data)
+
+
+class ForkModel:
+    """Timing of ``hw.fork.Fork(n, shape)``: an eager broadcast with a ``sent`` flag per
+    output (``n == 1``: a wire, no flag is ever set).
+
+    ``out_valid(i) = inp_valid and not sent[i]``; ``inp_ready = all(sent[i] or
+    out_ready[i])``; at the edge a transfer on ``inp`` clears every flag, otherwise each
+    output that took the word sets its flag.
+    """
+
+    def __init__(self, n):
+        if n < 1:
+            raise ValueError(f"fork: n = {n!r} must be at least 1")
+        self.n = n
+        self.sent = [False] * n
+
+    @property
+    def busy(self):
+        """Some output has taken the word still on the input."""
+        return any(self.sent)
+
+    def out_valid(self, inp_valid):
+        """``out[i].valid`` of every output, given ``inp.valid``."""
+        return [bool(inp_valid) and not s for s in self.sent]
+
+    def inp_ready(self, out_ready):
+        """``inp.ready``, given every ``out[i].ready``."""
+        return all(s or r for s, r in zip(self.sent, out_ready))
+
+    def clock(self, inp_valid, out_ready):
+        """One edge. Returns the outputs that took the word in this cycle."""
+        took = [v and r for v, r in zip(self.out_valid(inp_valid), out_ready)]
+        if inp_valid and self.inp_ready(out_ready):
+            self.sent = [False] * self.n
+        elif self.n > 1:
+            self.sent = [s or t for s, t in zip(self.sent, took)]
+        return took
+
+
+class JoinWires(NamedTuple):
+    """The combinational values of a join in one cycle."""
+    pick: Optional[int]     #: the input picked (None: none)
+    out_kind: Optional[int]  #: kind offered on ``out`` (None: ``out.valid`` low)
+    inp_ready: list         #: ``inp[i].ready`` of every input
+    go: bool                #: the ``go`` pulse
+    sample_end: bool        #: the ``sample_end`` pulse
+
+
+class JoinModel:
+    """Timing of ``hw.join.Join(n_live, n_replay)``: fixed-priority merge of the update
+    streams of a layer's synapse units, tokens absorbed per input and merged into one
+    (see the equations in ``hw/join.py``). With one live input and no replay input it
+    is a wire.
+
+    Registers: ``got`` (per input), ``is_sample``, ``go_done``, ``lock`` (the input
+    held while a spike offered on ``out`` is not taken; None: none).
+    """
+
+    def __init__(self, n_live, n_replay=0):
+        if n_live < 1 or n_replay < 0:
+            raise ValueError(f"join: {n_live} live and {n_replay} replay inputs "
+                             f"(need at least one live input)")
+        self.n_live, self.n = n_live, n_live + n_replay
+        self.wire = n_live == 1 and n_replay == 0
+        self.got = [False] * self.n
+        self.is_sample = False
+        self.go_done = False
+        self.lock = None
+
+    @property
+    def busy(self):
+        return any(self.got)
+
+    def settle(self, offers, out_ready):
+        """The handshakes of this cycle. ``offers[i]``: the kind input ``i`` offers
+        (None: ``valid`` low); ``out_ready``: the core's ``upd.ready``."""
+        if self.wire:
+            k = offers[0]
+            return JoinWires(0 if k is not None else None, k, [out_ready],
+                             False, k == END_SAMPLE and out_ready)
+        nl = self.n_live
+        pick = self.lock
+        if pick is None:
+            pick = next((i for i, k in enumerate(offers)
+                         if k is not None and not self.got[i]), None)
+        tok = all(self.got[:nl]) and (self.is_sample or all(self.got[nl:]))
+        kind = offers[pick] if pick is not None else None
+        if tok:
+            out_kind = END_SAMPLE if self.is_sample else END_STEP
+        else:
+            out_kind = SPIKE if kind == SPIKE else None
+        ready = [False] * self.n
+        if not tok and pick is not None and (kind != SPIKE or out_ready):
+            ready[pick] = True
+        go = not self.go_done and any(k is not None and not g and k != END_SAMPLE
+                                      for k, g in zip(offers[:nl], self.got[:nl]))
+        return JoinWires(pick, out_kind, ready, go, tok and self.is_sample and out_ready)
+
+    def clock(self, wires, offers, out_ready):
+        """One edge, with the :meth:`settle` values of the cycle."""
+        if self.wire:
+            return
+        tok = wires.out_kind in (END_STEP, END_SAMPLE)
+        pick = wires.pick
+        if tok and out_ready:
+            self.got = [False] * self.n
+            self.is_sample = self.go_done = False
+        else:
+            if not tok and pick is not None and offers[pick] != SPIKE:
+                self.got[pick] = True
+                if offers[pick] == END_SAMPLE:
+                    self.is_sample = True
+            if wires.go:
+                self.go_done = True
+        spike_waits = wires.out_kind == SPIKE and not out_ready
+        self.lock = pick if spike_waits else None
 
 
 class EngineWires(NamedTuple):
@@ -580,6 +710,116 @@ class CoreModel:
                 self.next_word += 1
         elif emitting and out_ready:
             self.to_emit = m & (m - 1)      # the lowest lane is out
+
+
+class DelayLineModel:
+    """Timing and contents of a delay line (``hw.delay.DelayLine``), register for register.
+
+    ``S = d + D`` slots of ``cap`` events (:func:`sim.geometry.delay_slots`,
+    :func:`sim.geometry.delay_capacity`); source step ``n`` in slot ``n mod S``. The
+    absolute steps ``w`` (source, being written) and ``c`` (consumer, being replayed)
+    are kept as ``lag1 = c - w + 1`` (in ``0 .. d+1``); ``k`` is the consumer's step in
+    its sample, saturated at ``S - 1``.
+
+    * write side: ``inp_ready = lag1 >= 1`` (``w <= c``); a spike goes to event ``wcnt``
+      of slot ``wslot`` (not stored past ``cap``); ``END_STEP`` stores the slot's count
+      and moves to the next slot; ``END_SAMPLE`` is dropped;
+    * read side: ``go`` (while not running) starts the replay of step ``c`` at tap 0 of
+      slot ``head`` (that of step ``c - d``); while the source has finished step
+      ``c - d`` (``lag1 <= d``): tap ``j`` is live while ``k >= d + j``; a live tap's
+      events are loaded into the output register one per cycle (when it is empty or
+      read), the last one moving on to the next tap; a live empty tap costs one cycle;
+      after the live taps ``END_STEP`` is loaded, which counts ``c``;
+      ``sample_end`` (while not running) sets ``k = 0``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Source shape.
+    delay, taps, m_src : int
+        ``d``, ``D`` and the source's largest count.
+    """
+
+    def __init__(self, shape, delay, taps, m_src=1):
+        self.d, self.D = int(delay), int(taps)
+        self.S = delay_slots(delay, taps)
+        self.cap = delay_capacity(shape, m_src)
+        self.mem = [(0, 0, 0)] * (self.S * self.cap)
+        self.count = [0] * self.S
+        self.lag1 = 1
+        self.wslot = self.wcnt = 0
+        self.run = False
+        self.head = (self.S - self.d) % self.S
+        self.k = self.j = self.rslot = self.idx = 0
+        self.ov = False
+        self.word = TapEvent(SPIKE, 0, 0, 0, 0)
+
+    @property
+    def inp_ready(self):
+        return self.lag1 >= 1
+
+    @property
+    def out_valid(self):
+        return self.ov
+
+    @property
+    def busy(self):
+        return self.run or self.ov
+
+    def out_event(self):
+        """The :class:`TapEvent` in the output register (offered while
+        :attr:`out_valid`)."""
+        return self.word
+
+    def clock(self, event, out_ready, go=False, sample_end=False):
+        """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none);
+        ``out_ready``: the consumer's ``out.ready``; ``go``, ``sample_end``: the join's
+        strobes in this cycle."""
+        S, cap = self.S, self.cap
+        src_done = self.lag1 <= self.d
+        live = self.k >= self.d + self.j
+        n = self.count[self.rslot]
+        advance = not self.ov or out_ready
+        load_spike = self.run and src_done and live and n != 0 and advance
+        skip_tap = self.run and src_done and live and n == 0
+        load_token = self.run and src_done and not live and advance
+        take = event is not None and self.inp_ready
+        step = take and event.kind == END_STEP
+        run, head = self.run, self.head
+        # read side (from the registers before the edge)
+        if load_spike:
+            self.word = TapEvent(SPIKE, *self.mem[self.rslot * cap + self.idx], self.j)
+            if self.idx == n - 1:
+                self._next_tap()
+            else:
+                self.idx += 1
+        elif skip_tap:
+            self._next_tap()
+        elif load_token:
+            self.word = TapEvent(END_STEP, 0, 0, 0, 0)
+            self.run = False
+            self.head = (self.head + 1) % S
+            self.k = min(self.k + 1, S - 1)
+        self.ov = load_spike or load_token or (self.ov and not out_ready)
+        # write side
+        if take and event.kind == SPIKE and self.wcnt != cap:
+            self.mem[self.wslot * cap + self.wcnt] = (event.c, event.y, event.x)
+            self.wcnt += 1
+        if step:
+            self.count[self.wslot] = self.wcnt
+            self.wcnt = 0
+            self.wslot = (self.wslot + 1) % S
+        self.lag1 += int(load_token) - int(step)
+        if not run:
+            if sample_end:
+                self.k = 0
+            if go:
+                self.run, self.j, self.idx, self.rslot = True, 0, 0, head
+
+    def _next_tap(self):
+        self.j += 1
+        self.idx = 0
+        self.rslot = (self.rslot - 1) % self.S
 
 
 class ReadoutModel:

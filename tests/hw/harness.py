@@ -46,18 +46,25 @@ def single_layer_model(layer, timesteps, count_clip=1, readout="spike_count"):
                  layers=[layer], readout=readout)
 
 
-def words_to_states(words, core):
-    """Flat ``(C*H*W)`` int64 states from the list of state words of a core."""
+def words_to_states(words, core, current=False):
+    """Flat ``(C*H*W)`` int64 states (``current``: currents, of a current-based core)
+    from the list of state words of a core."""
     C, Ho, Wo, G, L = core.C, core.Ho, core.Wo, core.G, core.L
     out = np.zeros(C * Ho * Wo, dtype=np.int64)
     for a, word in enumerate(words):
         pos, g = divmod(a, G)
-        for j, v in enumerate(split_lanes(word, L, core.layer.acc_bits)):
+        v, i = core.split_word(word)
+        if core.current is None:
+            assert v == split_lanes(word, L, core.layer.acc_bits)
+        for j, x in enumerate(i if current else v):
             c = g * L + j
             if c < C:
-                out[c * Ho * Wo + pos] = v
+                out[c * Ho * Wo + pos] = x
             else:
-                assert v == 0, "padding lane changed"
+                assert x == 0, "padding lane changed"
+        if not current and i is not None:
+            assert all(x == 0 for j, x in enumerate(i) if g * L + j >= C), \
+                "padding current lane changed"
     return out
 
 
@@ -65,12 +72,13 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
               hold_ready_low=0, max_cycles=200000, sweep="dense"):
     """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
 
-    ``items`` is a list of ``("s", c, y, x)`` / ``("t",)`` (end of step) / ``("e",)``
-    (end of sample). Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per
-    end-of-step token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order,
-    ``states[k]`` the flat stored states read from the RAM when the token left,
-    ``ovf[k]`` the step's overflow flag. ``sweep``: the core's sweep (``"dense"`` or
-    ``"sparse"``).
+    ``items`` is a list of ``("s", c, y, x)`` (``("s", c, y, x, tap)`` for an engine
+    with a ``tap`` field) / ``("t",)`` (end of step) / ``("e",)`` (end of sample).
+    Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per end-of-step
+    token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order, ``states[k]`` the
+    flat stored states read from the RAM when the token left (``currents[k]`` the
+    currents of a current-based layer), ``ovf[k]`` the step's overflow flag.
+    ``sweep``: the core's sweep (``"dense"`` or ``"sparse"``).
     """
     from hw.layer import LayerEngine
     dut = LayerEngine(layer, lanes, fire=fire, sweep=sweep)
@@ -80,10 +88,12 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
     words = []
     for it in items:
         if it[0] == "s":
-            words.append(pack(in_layout, kind=SPIKE, c=it[1], y=it[2], x=it[3]))
+            tap = {"tap": it[4]} if len(it) > 4 else {}
+            words.append(pack(in_layout, kind=SPIKE, c=it[1], y=it[2], x=it[3], **tap))
         else:
             words.append(pack(in_layout, kind=END_STEP if it[0] == "t" else END_SAMPLE))
-    res = {"spikes": [], "states": [], "ovf": [], "token_cycles": [], "sample_cycles": []}
+    res = {"spikes": [], "states": [], "currents": [], "ovf": [], "token_cycles": [],
+           "sample_cycles": []}
     core = dut.core
 
     async def bench(ctx):
@@ -119,12 +129,15 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
                         res["spikes"].append(cur)
                         res["ovf"].append(bool(ovf))
                         res["token_cycles"].append(cycle)
-                        res["states"].append(words_to_states(mem_words(ctx, core), core))
+                        words_now = mem_words(ctx, core)
+                        res["states"].append(words_to_states(words_now, core))
+                        if core.current is not None:
+                            res["currents"].append(words_to_states(words_now, core, True))
                     else:
                         assert smd
                         assert not cur, "spikes after the last end-of-step"
                         res["sample_cycles"].append(cycle)
-                        assert not words_to_states(mem_words(ctx, core), core).any(), \
+                        assert not any(mem_words(ctx, core)), \
                             "end of sample must clear every state"
                     cur = []
             assert cycle < max_cycles, "timeout"
@@ -287,7 +300,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                         await tick(ctx)
                         words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
                     rec["states"][li].append(words_to_states(words, l.core))
-        while state["samples"] < samples:
+        # a layer whose spikes nobody reads may finish after the readout's done
+        while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
         for _ in range(3):
             await tick(ctx)

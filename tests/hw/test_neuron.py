@@ -3,6 +3,7 @@ overflow flag, per-channel thresholds and bias across lane groups, same-address 
 output back-pressure, and the documented sweep cycle counts."""
 
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -12,9 +13,13 @@ from hw.layer import LayerEngine
 from hw.neuron import NeuronCore
 from hw.stream import END_SAMPLE, END_STEP, SPIKE
 from sim.events import BinnedEvents
+from sim.geometry import shape3
+from sim.model import RESETS, Current
 from sim.randmodel import random_binned, random_layer
+from sim.reference import run as ref_run
 
-from .harness import items_from_binned, pack, reference_layer, run_layer, unpack
+from .harness import (items_from_binned, pack, reference_layer, run_layer,
+                      single_layer_model, unpack)
 
 
 def check(layer, binned, lanes, *, seed=0, count_clip=1, **kw):
@@ -245,6 +250,130 @@ def test_core_rmw_hazards_direct(lanes):
         v = u
     assert next(got, None) is None
 
+
+# -- contract v2 neurons: spike_limit, v_min, current-based ---------------------------------
+
+def v2_layer(rng, kind, in_shape, *, spike_limit=1, v_min=None, current=None,
+             count_clip=1, **kw):
+    """A random single-synapse layer with the v2 neuron fields; ``acc_bits`` is the
+    contract's worst case (the current's range included)."""
+    layer = random_layer(rng, "v2", kind, in_shape, count_clip=count_clip, **kw)
+    layer.spike_limit = spike_limit
+    if v_min == "random":
+        v_min = -int(rng.integers(0, layer.state_max + 2))
+    layer.v_min = v_min
+    layer.current = current
+    layer.acc_bits = layer.required_acc_bits(count_clip)
+    return layer
+
+
+def check_v2(layer, binned, lanes, *, seed=0, count_clip=1, fire=True, items=None, **kw):
+    """Run one layer in hardware and compare with sim.reference every step: the spike
+    count of every neuron (a count ``s`` is ``s`` identical events back to back), every
+    stored state and current, and the overflow flag. Returns the reference result."""
+    in_shape = layer.in_shape if items is None else None
+    if items is None:
+        items = items_from_binned(binned, in_shape, random.Random(seed))
+    res, dut = run_layer(layer, lanes, items, seed=seed, fire=fire, **kw)
+    model = single_layer_model(layer, binned.timesteps, count_clip,
+                               "spike_count" if fire else "membrane")
+    r = ref_run(model, binned, backend="numpy")
+    T = binned.timesteps
+    assert len(res["spikes"]) == T
+    shape = shape3(layer.out_shape)
+    for k in range(T):
+        got = res["spikes"][k]
+        runs = [e for i, e in enumerate(got) if i == 0 or got[i - 1] != e]
+        assert len(runs) == len(set(runs)), f"step {k}: a neuron's spikes are not consecutive"
+        counts = r.spikes[layer.name][k].reshape(shape)
+        want = {tuple(int(v) for v in idx): int(counts[tuple(idx)])
+                for idx in np.argwhere(counts)}
+        assert dict(Counter(got)) == want, f"step {k}: spike counts"
+        np.testing.assert_array_equal(res["states"][k], r.states[layer.name][k].reshape(-1),
+                                      err_msg=f"step {k}: states")
+        if layer.current is not None:
+            np.testing.assert_array_equal(res["currents"][k],
+                                          r.currents[layer.name][k].reshape(-1),
+                                          err_msg=f"step {k}: currents")
+        assert res["ovf"][k] == bool(r.overflow[layer.name][k]), f"step {k}: overflow"
+    return r, res, dut
+
+
+@pytest.mark.parametrize("limit", [2, 3, 4])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_spike_limit(limit, reset):
+    """Counts up to ``spike_limit`` (restoring division, saturation where ``M + 1`` is not
+    a power of two), per-channel thresholds across lane groups, every reset mode."""
+    seed = limit * 3 + ["subtract", "zero", "none"].index(reset)
+    rng = np.random.default_rng(300 + seed)
+    layer = v2_layer(rng, "conv2d", (2, 5, 5), kernel=3, stride=1, padding=1, out_channels=5,
+                     spike_limit=limit, reset=reset, fire_scale=0.15, count_clip=2,
+                     per_channel=seed % 2 == 0, weight_bits=6, state_bits=10)
+    binned = random_binned(rng, (2, 5, 5), 4, count_clip=2, density=0.5)
+    r, _, _ = check_v2(layer, binned, 2, seed=seed, count_clip=2)
+    counts = r.spikes["v2"]
+    assert (counts == limit).any(), "the case must saturate the count"
+    assert ((counts > 1) & (counts < limit)).any() or limit == 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_v_min(seed):
+    """A lower bound on ``u``: inhibitory weights, the flag only for the state clamp."""
+    rng = np.random.default_rng(400 + seed)
+    layer = v2_layer(rng, "linear", (12,), n_out=5, v_min=(0, -3, -int(rng.integers(1, 9)))[seed], leak=False,
+                     weight_bits=6, state_bits=8, reset="subtract", fire_scale=1.0)
+    layer.weights = -np.abs(layer.weights)
+    layer.weights[:, :3] = np.abs(layer.weights[:, :3])
+    binned = random_binned(rng, (12, 1, 1), 5, density=0.6)
+    r, _, _ = check_v2(layer, binned, 1 + seed, seed=seed)
+    layer.v_min = None
+    unbounded = ref_run(single_layer_model(layer, 5), binned, backend="numpy")
+    assert (unbounded.states["v2"] != r.states["v2"]).any(), "the bound must matter"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_current_based(seed):
+    """Current-based layers: the current's own width (narrow: it clamps, and the flag
+    follows it) and leak, bias into the current, every reset, spike_limit and v_min."""
+    rng = np.random.default_rng(500 + seed)
+    cfrac = int(rng.integers(0, 4))
+    current = Current(beta_num=int(rng.integers(1, (1 << cfrac) + 1)), beta_frac_bits=cfrac,
+                      state_bits=int(rng.integers(4, 9)))
+    kind = ("conv2d", "linear", "sumpool2d")[seed % 3]
+    shape = (2, 4, 5) if kind != "linear" else (9,)
+    kw = dict(kernel=2, out_channels=3) if kind == "conv2d" else \
+        dict(n_out=6) if kind == "linear" else dict(kernel=2)
+    layer = v2_layer(rng, kind, shape, current=current, spike_limit=1 + seed % 3,
+                     v_min="random" if seed % 2 else None, bias=seed < 4,
+                     reset=RESETS[seed % 3], fire_scale=0.4, state_bits=9,
+                     weight_bits=5 if kind != "sumpool2d" else None, **kw)
+    binned = random_binned(rng, shape3(shape), 5, density=0.5)
+    lanes = max(1, shape3(layer.out_shape)[0] - seed % 2)
+    r, res, _ = check_v2(layer, binned, lanes, seed=seed)
+    assert (r.currents["v2"] != 0).any()
+
+
+def test_current_clamp_sets_overflow():
+    """A narrow current: clamping it alone sets the layer's overflow flag."""
+    rng = np.random.default_rng(77)
+    layer = v2_layer(rng, "linear", (8,), n_out=3, weight_bits=6, state_bits=12,
+                     current=Current(beta_num=1, beta_frac_bits=0, state_bits=4),
+                     fire_scale=30.0, bias=False)
+    layer.weights = np.abs(layer.weights) + 1
+    binned = random_binned(rng, (8, 1, 1), 3, density=0.8)
+    r, _, _ = check_v2(layer, binned, 3)
+    assert r.overflow["v2"].any()
+
+
+def test_v2_membrane_core():
+    """A current-based membrane core (never fires, ``spike_limit`` ignored)."""
+    rng = np.random.default_rng(81)
+    layer = v2_layer(rng, "linear", (10,), n_out=4, spike_limit=3, v_min=-5,
+                     current=Current(beta_num=3, beta_frac_bits=2, state_bits=7),
+                     fire_scale=0.3)
+    binned = random_binned(rng, (10, 1, 1), 3, density=0.6)
+    _, res, _ = check_v2(layer, binned, 2, fire=False)
+    assert not any(res["spikes"])
 
 # ---------------------------------------------------------------- sparse sweep (issue 15)
 @pytest.mark.parametrize("seed", range(8))
