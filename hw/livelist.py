@@ -37,12 +37,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["ListSequencer", "div_const", "LIST_FIRST_READ", "LIST_LATENCY"]
+__all__ = ["ListSequencer", "div_const", "DISTRIBUTED_MAX_BITS"]
 
-#: cycles from the accepted end-of-step token (cycle 0) to the first ring read (``R``)
-LIST_FIRST_READ = 3
-#: cycles from the ring read of an entry to its offer in ``P0`` (``R`` -> ``Q1`` -> ``Q2`` -> ``P0``)
-LIST_LATENCY = 3
+#: a ring of at most this many bits asks for LUT RAM (``ram_style``): a small list would
+#: otherwise take a whole block RAM of its own (the camera net's 1024-word conv2 list)
+DISTRIBUTED_MAX_BITS = 16384
 
 
 def div_const(n_max, d):
@@ -117,7 +116,8 @@ class ListSequencer(wiring.Component):
         m = Module()
         D, G, Wo = self.depth, self.groups, self.wo
         abits = bits_for(max(1, D - 1))
-        ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[])
+        attrs = {"ram_style": "distributed"} if D * abits <= DISTRIBUTED_MAX_BITS else None
+        ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[], attrs=attrs)
         wp_port = ring.write_port()
         rd = ring.read_port()
 
