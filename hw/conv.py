@@ -27,12 +27,12 @@ from types import SimpleNamespace
 from amaranth.hdl import Array, Const, Signal
 from amaranth.utils import bits_for
 
-from sim.geometry import KIND_BITS, SPIKE, axis_range, lane_groups, shape3
+from sim.geometry import KIND_BITS, SPIKE, axis_range
 from sim.registry import KINDS
 
-from .synapse import SynapseEngine, SynapseIterator, dense_rom
+from .synapse import SynapseEngine, SynapseIterator
 
-__all__ = ["ConvEngine", "axis_table", "conv_engine"]
+__all__ = ["ConvEngine", "axis_table"]
 
 
 def axis_table(size, out_size, K, S, P):
@@ -65,8 +65,8 @@ class ConvEngine(SynapseEngine):
     kernel, stride, padding : int
     groups : int
         ``G = ceil(C_out / lanes)``.
-    taps : int
-        Taps of the synapse (events carry a ``tap`` field when ``> 1``;
+    taps, tap_field
+        Taps of the synapse; the input has a ``tap`` field (default: ``taps > 1``;
         :class:`~hw.synapse.SynapseEngine`).
 
     Attributes
@@ -78,13 +78,15 @@ class ConvEngine(SynapseEngine):
         ``a_xn`` (stage A) and the iterator ``iter`` (stage B is its ``job`` port), for
         the invariants of the formal proofs (``tests/formal``); not an interface.
     """
-    def __init__(self, in_shape, out_shape, kernel, stride, padding, groups, taps=1):
+    def __init__(self, in_shape, out_shape, kernel, stride, padding, groups, taps=1,
+                 tap_field=None):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.K, self.S, self.P, self.G = kernel, stride, padding, groups
         C, H, W = self.in_shape
         Co, Ho, Wo = self.out_shape
         self.n_max = -(-kernel // stride)
-        super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups, taps)
+        super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups, taps,
+                         tap_field)
         K, S, P, G = kernel, stride, padding, groups
         self._ytab = axis_table(H, Ho, K, S, P)
         self._xtab = axis_table(W, Wo, K, S, P)
@@ -100,6 +102,11 @@ class ConvEngine(SynapseEngine):
             a_xwa=Signal(bits_for(max(k * G for o, k, n in self._xtab)), name="a_xwa"),
             a_yn=Signal(bits_for(max(n for o, k, n in self._ytab)), name="a_yn"),
             a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        return cls(src_shape, out_shape, syn.kernel, syn.stride, syn.padding, groups,
+                   **cls.tap_kw(syn))
 
     def stage_a(self, p):
         """Table lookups and the first adds: ``sa0``, the ``c``/``ky`` part of ``wa0``,
@@ -126,12 +133,4 @@ class ConvEngine(SynapseEngine):
         return keep, {"sa": r.a_sa, "wa": r.a_wa + r.a_xwa, "ny": r.a_yn, "nx": r.a_xn}
 
 
-def conv_engine(syn, in_shape, out_shape, lanes):
-    """The ``"hw.engine"`` part of ``conv2d`` (see :mod:`hw.synapse`)."""
-    G = lane_groups(shape3(out_shape)[0], lanes)
-    return ConvEngine(in_shape, out_shape, syn.kernel, syn.stride, syn.padding, G,
-                      taps=syn.taps)
-
-
-KINDS["conv2d"].attach("hw.engine", conv_engine)
-KINDS["conv2d"].attach("hw.rom", dense_rom)
+KINDS["conv2d"].attach("hw.engine", ConvEngine)

@@ -6,9 +6,9 @@ One event makes exactly one update:
 * state address ``sa = (y*W + x)*G + c // L`` (the word of channel ``c`` at ``(y, x)``;
   ``G = ceil(C/L)`` words per position);
 * weight address ``wa = c`` (``+ tap*C`` with taps): ROM word ``c`` holds ``w[c]`` in
-  lane ``c % L`` and 0 in every other lane (:func:`identity_rom`), so the core's
-  read-modify-write adds the weight to the one neuron and 0 to the other lanes of the
-  word: no special case in the core.
+  lane ``c % L`` and 0 in every other lane (:meth:`IdentityEngine.lane_rom`), so the
+  core's read-modify-write adds the weight to the one neuron and 0 to the other lanes of
+  the word: no special case in the core.
 
 Pipeline: input -> stage A (``y*W*G + x*G``: constant multiplies and one add; ``c // L``
 from a table) -> stage B (one add) -> :class:`~hw.synapse.SynapseIterator` (one update
@@ -20,14 +20,13 @@ cycle.
 from types import SimpleNamespace
 
 from amaranth.hdl import Array, Const, Signal
-from amaranth.utils import bits_for
 
 from sim.geometry import KIND_BITS, lane_groups, shape3
 from sim.registry import KINDS
 
 from .synapse import SynapseEngine, SynapseIterator
 
-__all__ = ["IdentityEngine", "identity_engine", "identity_rom"]
+__all__ = ["IdentityEngine"]
 
 
 class IdentityEngine(SynapseEngine):
@@ -41,8 +40,8 @@ class IdentityEngine(SynapseEngine):
         ``G = ceil(C / lanes)``.
     lanes : int
         ``L``, channels per state word.
-    taps : int
-        Taps of the synapse (events carry a ``tap`` field when ``> 1``).
+    taps, tap_field
+        As :class:`~hw.conv.ConvEngine`.
 
     Attributes
     ----------
@@ -52,11 +51,11 @@ class IdentityEngine(SynapseEngine):
         Stage registers ``a_valid``, ``a_kind``, ``a_pos`` (``(y*W + x)*G``), ``a_g``
         (``c // L``), ``a_c`` (stage A) and the iterator ``iter``; not an interface.
     """
-    def __init__(self, shape, groups, lanes, taps=1):
+    def __init__(self, shape, groups, lanes, taps=1, tap_field=None):
         self.shape = shape3(shape)
         self.G, self.L = groups, lanes
         C, H, W = self.shape
-        super().__init__(shape, H * W * groups, C, taps)
+        super().__init__(shape, H * W * groups, C, taps, tap_field)
         saw = len(self.out.payload.sa)
         self.regs = SimpleNamespace(
             iter=SynapseIterator(sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=1,
@@ -65,6 +64,27 @@ class IdentityEngine(SynapseEngine):
             a_pos=Signal(saw + 1, name="a_pos"),
             a_g=Signal(range(max(2, groups)), name="a_g"),
             a_c=Signal(range(max(2, C)), name="a_c"))
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        if lanes is None:
+            raise ValueError("an identity synapse's engine needs the layer's lanes")
+        return cls(out_shape, groups, lanes, **cls.tap_kw(syn))
+
+    @classmethod
+    def lane_rom(cls, syn, src_shape, out_shape, lanes):
+        """``C`` words per tap (tap-major): word ``c`` holds ``w[c]`` in lane ``c % L``
+        and 0 elsewhere; lane width ``weight_bits``."""
+        C = shape3(out_shape)[0]
+        lane_groups(C, lanes)                       # checks lanes
+        words = []
+        for t in range(syn.taps):
+            w, wbits = cls.rom_weights(syn, src_shape, t)
+            for c in range(C):
+                word = [0] * lanes
+                word[c % lanes] = int(w[c])
+                words.append(word)
+        return words, wbits
 
     def stage_a(self, p):
         """``(y*W + x)*G`` (constant multiplies and one add) and ``c // L`` (a table)."""
@@ -80,22 +100,4 @@ class IdentityEngine(SynapseEngine):
         return Const(1), {"sa": r.a_pos + r.a_g, "wa": r.a_c, "ny": 1, "nx": 1}
 
 
-def identity_engine(syn, in_shape, out_shape, lanes):
-    """The ``"hw.engine"`` part of ``identity`` (see :mod:`hw.synapse`)."""
-    C = shape3(out_shape)[0]
-    return IdentityEngine(out_shape, lane_groups(C, lanes), lanes, taps=syn.taps)
-
-
-def identity_rom(syn, w, out_shape, lanes):
-    """The ``"hw.rom"`` part of ``identity``: ``C`` words, word ``c`` holds ``w[c]`` in
-    lane ``c % L`` and 0 elsewhere; lane width ``weight_bits``."""
-    C = shape3(out_shape)[0]
-    lane_groups(C, lanes)                           # checks lanes
-    words = [[0] * lanes for _ in range(C)]
-    for c in range(C):
-        words[c][c % lanes] = int(w[c])
-    return words, syn.weight_bits
-
-
-KINDS["identity"].attach("hw.engine", identity_engine)
-KINDS["identity"].attach("hw.rom", identity_rom)
+KINDS["identity"].attach("hw.engine", IdentityEngine)

@@ -29,10 +29,10 @@ from sim.geometry import default_lanes
 
 from .join import Join
 from .neuron import NeuronCore
-from .stream import event_signature
-from .synapse_unit import SynapseUnit, synapse_engine, synapse_rom
+from .stream import event_signature, synapse_input_signature
+from .synapse_unit import SynapseUnit, engine_class
 
-__all__ = ["LayerEngine", "lane_rom", "synapse_rom", "synapse_engine", "is_replayed"]
+__all__ = ["LayerEngine", "lane_rom", "is_replayed"]
 
 
 def is_replayed(syn):
@@ -41,12 +41,24 @@ def is_replayed(syn):
     return syn.delay != 0 or syn.taps != 1
 
 
-def lane_rom(layer, lanes, syn=None):
-    """:func:`~hw.synapse_unit.synapse_rom` of synapse ``syn`` of ``layer`` (default:
-    its only synapse) for ``L = lanes``: ``(words, wbits)``."""
+def lane_rom(layer, lanes, syn=None, src_shape=None):
+    """The weight ROM of synapse ``syn`` (default: the layer's only synapse) of
+    ``layer`` for ``L = lanes``.
+
+    Returns
+    -------
+    words : list of list of int
+        ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes), with
+        ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear); a
+        synapse with ``D`` taps: the ``D`` images one after another (tap-major).
+    wbits : int
+        Lane width.
+    """
+    syn = layer.synapse if syn is None else syn
+    src_shape = syn.in_shape if src_shape is None else src_shape
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes: {lanes!r} must be a positive integer")
-    return synapse_rom(layer.synapse if syn is None else syn, layer.out_shape, lanes)
+    return engine_class(syn).lane_rom(syn, tuple(src_shape), tuple(layer.out_shape), lanes)
 
 
 class LayerEngine(wiring.Component):
@@ -59,6 +71,8 @@ class LayerEngine(wiring.Component):
         ``L >= 1``; ``None``: :func:`sim.geometry.default_lanes` of the output shape.
     fire : bool
         ``False`` for the output layer of a membrane readout.
+    sweep : str
+        The core's sweep, ``"dense"`` or ``"sparse"`` (:class:`hw.neuron.NeuronCore`).
     in_shape : tuple, optional
         For a layer with one synapse: the shape of its incoming events (the source
         layer's output or the network input); differs from ``layer.in_shape`` for a
@@ -67,16 +81,23 @@ class LayerEngine(wiring.Component):
     in_shapes : sequence of tuple, optional
         The same for every synapse (in the layer's synapse order); default: each
         synapse's ``in_shape``.
+    replayed : sequence of int
+        The synapses fed by a delay line (in a network: those for which
+        :func:`is_replayed` holds): replay inputs of the join, their streams carry
+        spikes and ``END_STEP`` only, on ``go``. The others (default: all) are live: their
+        streams carry every token.
     token_shape : tuple, optional
-        For a layer whose synapses are all replayed (:func:`is_replayed`): the shape of
-        the event stream its token feed comes from (the network input's); its spikes are
-        ignored, its tokens are the layer's live input.
+        For a layer whose synapses are all replayed: the shape of the event stream its
+        token feed comes from (the network input's); its spikes are ignored, its tokens
+        are the layer's live input.
 
     Attributes
     ----------
     inp : In(event stream of synapse 0's source shape)
     inp1, inp2, ... : In(event stream of synapse ``j``'s source shape)
-        One input per further synapse (:attr:`inputs` lists them all in order).
+        One input per further synapse (:attr:`inputs` lists them all in order). The input
+        of a synapse with taps or a delay has a ``tap`` field
+        (:func:`hw.stream.synapse_input_signature`).
     tokens : In(event stream of ``token_shape``)
         Only on a layer without a live synapse: its token feed (spikes are not written
         there; see :mod:`hw.network`).
@@ -96,7 +117,7 @@ class LayerEngine(wiring.Component):
     core : NeuronCore
     """
     def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
-                 token_shape=None):
+                 token_shape=None, replayed=(), sweep="dense"):
         self.layer = layer
         syns = layer.synapses
         if in_shapes is None:
@@ -116,10 +137,10 @@ class LayerEngine(wiring.Component):
         wbits = [u.wbits for u in self.units]
         self.wbits = max(wbits)
         self.rom_words = self.units[0].rom_words
-        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
+        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
         self.G, self.D = self.core.G, self.core.D
         # the join's inputs: the token feed, the live synapses, then the replayed ones
-        self.replayed = [j for j, syn in enumerate(syns) if is_replayed(syn)]
+        self.replayed = sorted(set(replayed))
         live = [j for j in range(len(syns)) if j not in self.replayed]
         self.token_feed = not live
         if self.token_feed and token_shape is None:
@@ -130,7 +151,7 @@ class LayerEngine(wiring.Component):
                          depth=self.D, lanes=self.L,
                          wbits=[1 if j is None else wbits[j] for j in self.join_order])
         super().__init__({
-            **{self.input_name(j): In(event_signature(shape, syn.taps))
+            **{self.input_name(j): In(synapse_input_signature(shape, syn.taps, syn.delay))
                for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
             **({"tokens": In(event_signature(token_shape))} if self.token_feed else {}),
             "go": Out(1),

@@ -74,6 +74,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
+from sim.liveness import SWEEPS
 from sim.model import INPUT, Model, ModelError, load_model
 from sim.registry import KINDS
 
@@ -106,7 +107,7 @@ def hw_problem(model):
     return None
 
 
-def _checked(model, lanes, fifo_depth):
+def _checked(model, lanes, fifo_depth, sweep="sparse"):
     """The model (loaded when a path is given) and the lanes of every layer, or an error:
     a model the generator cannot build yet (:func:`hw_problem`), a bad ``fifo_depth`` or
     bad lanes."""
@@ -118,6 +119,8 @@ def _checked(model, lanes, fifo_depth):
         raise ModelError(f"{where}: {problem} (issue 13)")
     if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
         raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep: {sweep!r} is not one of {', '.join(SWEEPS)}")
     return model, lanes_of(model, lanes)
 
 
@@ -138,6 +141,10 @@ class Network(wiring.Component):
         Width of ``p``, ``y``, ``x`` at the input.
     cycle_bits : int
         Width of the cycle counter and the cycle stamps.
+    sweep : str
+        ``"sparse"`` (default): every layer that :func:`sim.liveness.sparse_ok` allows
+        sweeps only its listed state words (:mod:`hw.livelist`); ``"dense"``: every layer
+        sweeps every word every step (the design before issue 15).
 
     Attributes
     ----------
@@ -155,17 +162,20 @@ class Network(wiring.Component):
     log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
-    def __new__(cls, model, *, lanes=None, fifo_depth=16, src_loc_at=0, **kwargs):
+    def __new__(cls, model, *, lanes=None, fifo_depth=16, sweep="sparse", src_loc_at=0,
+                **kwargs):
         # Checked before the object exists, so that a refused design is not left behind
         # for Amaranth to warn about as "created but never used" (as boards.uart does).
-        model, lanes = _checked(model, lanes, fifo_depth)
+        model, lanes = _checked(model, lanes, fifo_depth, sweep)
         self = super().__new__(cls, src_loc_at=1 + src_loc_at)
         self._checked = (model, lanes)
         return self
 
-    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
+    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32,
+                 sweep="sparse"):
         model, lanes = self._checked
         self.model = model
+        self.sweep = sweep
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits
         self.cycle_bits = cycle_bits
@@ -188,7 +198,10 @@ class Network(wiring.Component):
                     self.delay_lines[i, j] = DelayLine(model.source_shape(src), syn.delay,
                                                        syn.taps, model.source_limit(src))
             engine = LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
-                                 in_shapes=shapes, token_shape=tuple(model.input.shape))
+                                 in_shapes=shapes, token_shape=tuple(model.input.shape),
+                                 replayed=[j for j, syn in enumerate(layer.synapses)
+                                           if is_replayed(syn)],
+                                 sweep=sweep)
             if engine.token_feed:            # its tokens come from the input
                 self.consumers[INPUT].append((i, None))
             self.layers.append(engine)

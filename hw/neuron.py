@@ -35,7 +35,8 @@ Accumulate phase (``ACCUM``)
     Throughput: one update (``L`` synaptic operations) per cycle, never a stall.
 
 Sweep (``SWEEP``, on an end-of-step token)
-    Reads every word once in address order, ``L`` neurons per cycle, through a
+    Reads every word once (dense) or every listed word once (sparse, below), ``L``
+    neurons per cycle, through a
     6-stage pipeline: P0 read; P1 register the RAM output (forwarding the word the last
     update wrote in the previous cycle); P2 ``acc + bias`` (current-based: ``a = i +
     bias``); P3 (current-based: ``i' = clamp(a)`` to the current's width and ``acc = v +
@@ -62,6 +63,23 @@ Sweep (``SWEEP``, on an end-of-step token)
     (counts summed over its lanes) occupies P5 for ``max(1, p)`` cycles when
     ``out.ready`` stays high.
 
+Sparse sweep (``sweep="sparse"``, issue 15)
+    A word that no update reached in a step and whose lanes all sit at a fixed point of
+    the no-input step (:mod:`sim.liveness`: ``v = 0``, ``-n0 <= v <= 0`` under the floor
+    leak, any ``v`` below the threshold without leak) would come out of the sweep
+    unchanged, with no spike and no overflow; the sparse core does not read it. Each RAM
+    word carries a ``listed`` bit above its lanes, and a ring of word addresses
+    (:class:`hw.livelist.ListSequencer`) holds every listed word once. An update whose
+    old word (forwarded like the lanes) is not listed sets the bit and appends the
+    address in its stage C; the sweep reads exactly the entries present when the token
+    arrived, in list order, and writes each back with ``listed = ~quiet``, appending it
+    again when not quiet (P4 -> P5 decides ``quiet``: no lane fired and every ``u`` is in
+    :func:`sim.liveness.quiet_u_range`). Spikes leave in list order, not address order
+    (accumulation and spike counts do not depend on it). A layer with a bias or a current
+    state, or the output layer of a membrane readout (the readout needs every ``u``), is
+    swept densely: :func:`sim.liveness.sparse_ok`. The end-of-sample clear stays dense
+    (quiet words may hold ``-1``) and also empties the list.
+
 Token (``TOKEN``)
     When the sweep pipeline is empty the token is offered on ``out``; its transfer
     strobes ``step_done`` (``sample_done`` for the end-of-sample token) and returns to
@@ -82,6 +100,17 @@ clamps ``a``, adds ``v`` and clamps again in one stage; a multi-spike P4 has
 such a layer would split those stages; the cycle rule above would then grow by one
 cycle per added stage.
 
+Sparse: the list sequencer reads the list ahead (:mod:`hw.livelist`): an entry is read
+from the ring in the first cycle in which it is there (appended in cycle ``t``: from
+``t + 1``) and ``Q1`` can move, outside a sweep or in the sweep's cycles 0-2, and
+reaches ``P0`` three cycles after its read. When the first entries were waiting in ``P0``,
+``Q2``, ``Q1`` as the token came (the previous sweep ended four or more cycles before and
+they were appended before that), the ``i``-th word of the list is issued in cycle
+``1 + i + extra(i)`` and the token is offered in cycle ``N + 7 + extra(N)`` (``N``
+listed words); an empty list offers it in cycle 4. Otherwise the words start later, as
+:class:`sim.cycles.CoreModel` computes register by register (tests/hw/test_neuron.py
+checks both rules, tests/hw/test_network_cycles.py the model against this RTL).
+
 Readback
     ``rb_addr`` drives the read port while ``idle`` (accumulate phase, no update
     offered); ``rb_data`` is the word one cycle later. Used by tests and status readout.
@@ -99,7 +128,7 @@ Signal names (as a waveform shows them)
     sweep pipeline advances; ``phase`` (:class:`Phase`).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
@@ -107,7 +136,10 @@ from amaranth.utils import bits_for
 
 from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, lane_groups, shape3
 
+from sim.liveness import SWEEPS, quiet_u_range, sparse_ok
+
 from .arith import count_upto, mul_const
+from .livelist import ListSequencer
 from .stream import event_signature
 
 __all__ = ["NeuronCore", "SweepSequencer", "Phase", "CoreUpdateLayout", "lane_params"]
@@ -244,6 +276,10 @@ class NeuronCore(wiring.Component):
         Width of one lane's weight in ``wdata``.
     fire : bool
         ``False`` for the output layer of a membrane readout (never fires).
+    sweep : str
+        ``"dense"`` (every word each step) or ``"sparse"`` (the listed words only, see
+        "Sparse sweep" in the module docstring). A layer that :func:`sim.liveness.sparse_ok`
+        refuses is swept densely whatever is asked; :attr:`sweep` says which it is.
 
     Attributes
     ----------
@@ -262,7 +298,9 @@ class NeuronCore(wiring.Component):
     STATUS_PORTS = ("step_done", "sample_done", "ovf_step", "rb_addr", "rb_data",
                     "tap_valid", "tap_addr", "tap_u")
 
-    def __init__(self, layer, lanes, *, wbits, fire=True):
+    def __init__(self, layer, lanes, *, wbits, fire=True, sweep="dense"):
+        if sweep not in SWEEPS:
+            raise ValueError(f"sweep: {sweep!r} is not one of {', '.join(SWEEPS)}")
         self.layer = layer
         self.L = lanes
         self.wbits = wbits
@@ -288,7 +326,12 @@ class NeuronCore(wiring.Component):
         else:
             self.word = data.StructLayout({"v": data.ArrayLayout(signed(Sb), lanes),
                                            "i": data.ArrayLayout(signed(A), lanes)})
-        self.state_data = MemoryData(shape=self.word, depth=self.D, init=[])
+        self.sweep = "sparse" if sweep == "sparse" and sparse_ok(layer, fire) else "dense"
+        self.sparse = self.sweep == "sparse"
+        #: bits of a RAM word: the lanes, and in a sparse core the ``listed`` bit above them
+        self.word_bits = self.word.size + int(self.sparse)
+        self.state_data = MemoryData(shape=unsigned(self.word_bits) if self.sparse else self.word,
+                                     depth=self.D, init=[])
         super().__init__({
             "upd": In(stream.Signature(CoreUpdateLayout(self.D))),
             # flat (lane j in bits j*wbits..): an array-view port here gives Yosys both
@@ -324,7 +367,7 @@ class NeuronCore(wiring.Component):
         mem = m.submodules.state = Memory(data=self.state_data)
         rd = mem.read_port()
         wr = mem.write_port()
-        m.d.comb += self.rb_data.eq(rd.data)
+        m.d.comb += self.rb_data.as_value().eq(Value.cast(rd.data)[:self.word.size])
 
         phase = Signal(Phase)
         accum, in_sweep = phase == Phase.ACCUM, phase == Phase.SWEEP
@@ -342,11 +385,14 @@ class NeuronCore(wiring.Component):
         # the registered read word, shared by accumulate stage B and sweep P1
         word_q, wr_last_data = self._read_register(m, rd, wr, load=accum | step)
         # accumulate: stages B and C
-        upd_c_valid, upd_c_addr, upd_c_new = self._accumulate(
+        upd_c_valid, upd_c_addr, upd_c_new, upd_c_listed = self._accumulate(
             m, accepted & (kind == SPIKE), word_q, wr_last_data, wr)
 
         # sweep: P0 (sequencer), P1 .. P5
-        p0 = m.submodules.p0 = SweepSequencer(self.Ho, self.Wo, self.G, self.L)
+        if self.sparse:
+            p0 = m.submodules.p0 = ListSequencer(self.Ho, self.Wo, self.G, self.L)
+        else:
+            p0 = m.submodules.p0 = SweepSequencer(self.Ho, self.Wo, self.G, self.L)
         m.d.comb += [p0.start.eq(start_sweep), p0.step.eq(step)]
         p1, p2, p3, p4, p5 = tags = self._sweep_tags(m, step, p0)
         p2_bias = self._bias_rom(m, adv, p1)
@@ -360,12 +406,16 @@ class NeuronCore(wiring.Component):
             m, step, emitted, p4_fired, p4_count, p4_ge2)
         p5_vnew = self._reset_rule(m, p5_leak, p5_sub, p5_fired, p5_i)
         m.d.comb += adv.eq(~p5.valid | (p5_max1 & (p5_none | self.out.ready)))
+        p5_quiet = self._quiet(m, step, p4_u, p4_fired) if self.sparse else None
         m.d.comb += [self.tap_valid.eq(step & p4.valid),
                      self.tap_addr.eq(p4.addr), self.tap_u.eq(p4_u)]
 
         # phases; the read port (accumulate stage A, sweep P0), out, the write port
+        busy = [s.valid for s in [p0, *tags]] + ([p0.busy] if self.sparse else [])
+        if self.sparse:
+            m.d.comb += p0.end.eq(in_sweep & ~Cat(busy).any())
         token_kind, clear_addr = self._phases(m, phase, start_sweep, start_clear,
-                                              [p0, *tags], sweep_ovf)
+                                              busy, sweep_ovf)
         with m.Switch(phase):
             with m.Case(Phase.ACCUM):
                 m.d.comb += [rd.addr.eq(Mux(self.upd.valid, self.upd.payload.sa, self.rb_addr)),
@@ -375,13 +425,54 @@ class NeuronCore(wiring.Component):
         self._emit(m, phase, token_kind, p5, p5_spikes, p5_none)
         # write port: clear (first: a clear starting while the last update of the sample
         # is still in stage C makes that update moot), accumulate, sweep write-back
+        # (a sparse word carries its listed bit: set by an update, kept by a loud sweep)
         with m.If(phase == Phase.CLEAR):
-            m.d.comb += [wr.addr.eq(clear_addr), wr.data.eq(0), wr.en.eq(1)]
+            m.d.comb += [wr.addr.eq(clear_addr), Value.cast(wr.data).eq(0), wr.en.eq(1)]
         with m.Elif(upd_c_valid):
-            m.d.comb += [wr.addr.eq(upd_c_addr), wr.data.eq(upd_c_new), wr.en.eq(1)]
+            m.d.comb += [wr.addr.eq(upd_c_addr), wr.en.eq(1),
+                         Value.cast(wr.data).eq(self._stored(upd_c_new, 1))]
         with m.Elif(in_sweep & p5.valid):
-            m.d.comb += [wr.addr.eq(p5.addr), wr.data.eq(p5_vnew), wr.en.eq(1)]
+            m.d.comb += [wr.addr.eq(p5.addr), wr.en.eq(1),
+                         Value.cast(wr.data).eq(self._stored(
+                             p5_vnew, ~p5_quiet if self.sparse else 0))]
+        if self.sparse:
+            self._list_appends(m, p0, phase, upd_c_valid, upd_c_addr, upd_c_listed,
+                               step & p5.valid, p5.addr, p5_quiet)
         return m
+
+    # ------------------------------------------------------------------ live list
+    def _stored(self, lanes, listed):
+        """The RAM word of ``lanes``: with the ``listed`` bit on top in a sparse core."""
+        if self.sparse:
+            return Cat(lanes.as_value(), listed)
+        return lanes.as_value()
+
+    def _quiet(self, m, step, p4_u, p4_fired):
+        """P4 -> P5: ``p5_quiet``, no lane of the word fired and every lane's
+        ``v = leak(u)`` is a fixed point of the no-input step (:func:`sim.liveness.quiet_u_range`:
+        two compares on ``u``, none where a bound always holds)."""
+        u_lo, u_hi = quiet_u_range(self.layer)
+        ok = [~p4_fired.any()]
+        for j in range(self.L):
+            if u_lo is not None:
+                ok.append(p4_u[j] >= u_lo)
+            if u_hi is not None:
+                ok.append(p4_u[j] <= u_hi)
+        p5_quiet = Signal()
+        with m.If(step):
+            m.d.sync += p5_quiet.eq(Cat(ok).all())
+        return p5_quiet
+
+    def _list_appends(self, m, p0, phase, upd_c_valid, upd_c_addr, upd_c_listed,
+                      p5_leaves, p5_addr, p5_quiet):
+        """Appends to the live list: an update that writes a word not yet listed
+        (accumulate stage C; ``upd_c_listed`` is its old bit, forwarded like the lanes), or
+        a word leaving P5 that is not quiet. The end-of-sample clear empties the list."""
+        with m.If(upd_c_valid):
+            m.d.comb += [p0.push.eq(~upd_c_listed), p0.push_addr.eq(upd_c_addr)]
+        with m.Elif((phase == Phase.SWEEP) & p5_leaves):
+            m.d.comb += [p0.push.eq(~p5_quiet), p0.push_addr.eq(p5_addr)]
+        m.d.comb += p0.clear.eq(phase == Phase.CLEAR)
 
     # ------------------------------------------------------------------ read side
     def _read_register(self, m, rd, wr, *, load):
@@ -399,19 +490,19 @@ class NeuronCore(wiring.Component):
 
         Returns ``(word_q, wr_last_data)``.
         """
-        width = self.word.size
+        width = self.word_bits
         rdata_addr = Signal(range(max(2, self.D)))
         wr_last_en = Signal()
         wr_last_addr = Signal(range(max(2, self.D)))
         wr_last_data = Signal(width)
         word_q = Signal(width)
         m.d.sync += [wr_last_en.eq(wr.en), wr_last_addr.eq(wr.addr),
-                     wr_last_data.eq(wr.data.as_value())]
+                     wr_last_data.eq(Value.cast(wr.data))]
         with m.If(rd.en):
             m.d.sync += rdata_addr.eq(rd.addr)
         hit = wr_last_en & (wr_last_addr == rdata_addr)
         with m.If(load):
-            m.d.sync += word_q.eq(Mux(hit, wr_last_data, rd.data.as_value()))
+            m.d.sync += word_q.eq(Mux(hit, wr_last_data, Value.cast(rd.data)))
         return word_q, wr_last_data
 
     # ------------------------------------------------------------------ accumulate
@@ -427,7 +518,9 @@ class NeuronCore(wiring.Component):
         plain layer, to the current lanes of a current-based one (its state lanes pass
         through unchanged).
 
-        Returns ``(upd_c_valid, upd_c_addr, upd_c_new)``.
+        In a sparse core ``upd_c_listed`` is the ``listed`` bit of the old word (else 0).
+
+        Returns ``(upd_c_valid, upd_c_addr, upd_c_new, upd_c_listed)``.
         """
         A, L, wbits = self.layer.acc_bits, self.L, self.wbits
         upd_b_valid = Signal()
@@ -439,7 +532,7 @@ class NeuronCore(wiring.Component):
         m.d.sync += [upd_b_valid.eq(spike), upd_b_addr.eq(self.upd.payload.sa),
                      upd_c_valid.eq(upd_b_valid), upd_c_addr.eq(upd_b_addr),
                      upd_c_w.eq(self.wdata), upd_c_fwd.eq(wr.en & (wr.addr == upd_b_addr))]
-        upd_c_old = Signal(self.word.size)
+        upd_c_old = Signal(self.word_bits)
         upd_c_new = Signal(self.word)
         m.d.comb += upd_c_old.eq(Mux(upd_c_fwd, wr_last_data, word_q))
         acc_lanes = upd_c_new if self.current is None else upd_c_new.i
@@ -449,7 +542,8 @@ class NeuronCore(wiring.Component):
         for j in range(L):
             m.d.comb += acc_lanes[j].eq(upd_c_old[base:].word_select(j, A).as_signed()
                                         + upd_c_w.word_select(j, wbits).as_signed())
-        return upd_c_valid, upd_c_addr, upd_c_new
+        upd_c_listed = upd_c_old[self.word.size] if self.sparse else 0
+        return upd_c_valid, upd_c_addr, upd_c_new, upd_c_listed
 
     # ------------------------------------------------------------------ sweep
     def _sweep_tags(self, m, step, p0):
@@ -742,10 +836,11 @@ class NeuronCore(wiring.Component):
         return p5_vnew
 
     # ------------------------------------------------------------------ control
-    def _phases(self, m, phase, start_sweep, start_clear, stages, sweep_ovf):
+    def _phases(self, m, phase, start_sweep, start_clear, busy, sweep_ovf):
         """The phase sequence: ``ACCUM`` -> ``SWEEP`` (end-of-step token accepted) or
-        ``CLEAR`` (end-of-sample token) -> ``TOKEN`` (the pipeline ``stages`` P0..P5 are
-        empty, or the last word is cleared) -> ``ACCUM`` (the token transferred).
+        ``CLEAR`` (end-of-sample token) -> ``TOKEN`` (no signal in ``busy`` is high: the
+        stages P0..P5 are empty and a list sequencer has nothing left; or the last word is
+        cleared) -> ``ACCUM`` (the token transferred).
 
         ``token_kind`` holds the kind of the token from its acceptance on; ``clear_addr``
         the word the clear writes; ``ovf_step`` is loaded with ``sweep_ovf`` as the sweep
@@ -761,7 +856,7 @@ class NeuronCore(wiring.Component):
                     m.d.sync += [phase.eq(Phase.CLEAR), token_kind.eq(END_SAMPLE),
                                  clear_addr.eq(0)]
             with m.Case(Phase.SWEEP):
-                with m.If(~Cat(s.valid for s in stages).any()):
+                with m.If(~Cat(busy).any()):
                     m.d.sync += [phase.eq(Phase.TOKEN), self.ovf_step.eq(sweep_ovf)]
             with m.Case(Phase.CLEAR):
                 m.d.sync += clear_addr.eq(clear_addr + 1)

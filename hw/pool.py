@@ -11,16 +11,11 @@ group ``g``, 0 elsewhere, so the shared read-modify-write datapath needs no spec
 
 import numpy as np
 
-from sim.geometry import lane_groups, shape3
 from sim.registry import KINDS
 
 from .conv import ConvEngine
-from .synapse import lane_words
 
-__all__ = ["SumPoolEngine", "pool_weights", "pool_engine", "pool_rom", "POOL_WEIGHT_BITS"]
-
-#: Lane width of a pooling ROM: its weights are 0 and 1 (signed).
-POOL_WEIGHT_BITS = 2
+__all__ = ["SumPoolEngine", "pool_weights"]
 
 
 def pool_weights(channels, kernel):
@@ -39,25 +34,24 @@ class SumPoolEngine(ConvEngine):
     in_shape, out_shape : tuple
     kernel : int
     groups : int
-    taps : int
+    taps, tap_field
+        As :class:`~hw.conv.ConvEngine`.
     """
-    def __init__(self, in_shape, out_shape, kernel, groups, taps=1):
-        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps)
+    #: lane width of the ROM of ones (1 needs a sign bit)
+    WBITS = 2
+
+    def __init__(self, in_shape, out_shape, kernel, groups, taps=1, tap_field=None):
+        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps, tap_field)
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        return cls(src_shape, out_shape, syn.kernel, groups, **cls.tap_kw(syn))
+
+    @classmethod
+    def rom_weights(cls, syn, src_shape, tap=0):
+        """The ones of :func:`pool_weights` (the kind has no weights; every tap the
+        same), :attr:`WBITS` wide."""
+        return pool_weights(src_shape[0], syn.kernel), cls.WBITS
 
 
-def pool_engine(syn, in_shape, out_shape, lanes):
-    """The ``"hw.engine"`` part of ``sumpool2d`` (see :mod:`hw.synapse`)."""
-    G = lane_groups(shape3(out_shape)[0], lanes)
-    return SumPoolEngine(in_shape, out_shape, syn.kernel, G, taps=syn.taps)
-
-
-def pool_rom(syn, w, out_shape, lanes):
-    """The ``"hw.rom"`` part of ``sumpool2d``: the ones of :func:`pool_weights` (``w`` is
-    ``None``: the kind has no weights), :data:`POOL_WEIGHT_BITS` wide."""
-    C = int(out_shape[0])
-    ones = pool_weights(C, syn.kernel)
-    return lane_words(ones.reshape(C, -1).T, C, lanes), POOL_WEIGHT_BITS
-
-
-KINDS["sumpool2d"].attach("hw.engine", pool_engine)
-KINDS["sumpool2d"].attach("hw.rom", pool_rom)
+KINDS["sumpool2d"].attach("hw.engine", SumPoolEngine)

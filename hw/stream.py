@@ -10,8 +10,6 @@ field        meaning
 ``c``        channel (conv / pool tensors) or neuron index (1-D tensors of a linear
              layer, whose ``y`` and ``x`` are always 0)
 ``y``, ``x`` row and column
-``tap``      only in the input of a synapse with ``taps > 1``: the tap whose weights
-             the event adds (:class:`~hw.synapse.SynapseEngine`)
 ===========  ======================================================================
 
 For a token (``kind != SPIKE``) the coordinates are 0 and meaningless.
@@ -26,7 +24,9 @@ Stream rules, kept by every block:
   step and the end-of-sample token follows the last end-of-step token of a sample.
 
 A delay line (:mod:`hw.delay`) replays events with :class:`TapEventLayout`: the fields
-above plus ``tap`` (``j`` of the synapse tap whose weights the event uses).
+above plus ``tap`` (``j`` of the synapse tap whose weights the event uses). The input of
+a synapse (:func:`synapse_input_signature`) has that layout when the synapse has several
+taps or a delay (it reads a delay line), else :class:`EventLayout`.
 
 The network input uses :class:`InputLayout` (``kind``, ``p``, ``y``, ``x`` with
 ``coord_bits`` wide coordinates, so that out-of-range events can be expressed and
@@ -46,28 +46,23 @@ from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, shape3
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "TapEventLayout",
            "InputLayout", "event_signature", "tap_event_signature", "input_signature",
-           "shape3"]
+           "synapse_input_signature", "shape3"]
 
 
 class EventLayout(data.StructLayout):
-    """Event word for a tensor of ``shape`` (``(C, H, W)`` or ``(N,)``); with
-    ``taps > 1`` also a ``tap`` field ``0 .. taps-1``.
+    """Event word for a tensor of ``shape`` (``(C, H, W)`` or ``(N,)``).
 
     Field widths are the smallest that hold ``0 .. size-1`` (at least one bit).
     """
-    def __init__(self, shape, taps=1):
+    def __init__(self, shape):
         C, H, W = shape3(shape)
         self.tensor_shape = (C, H, W)
-        self.taps = taps
-        fields = {
+        super().__init__({
             "kind": unsigned(KIND_BITS),
             "c": unsigned(bits_for(C - 1)),
             "y": unsigned(bits_for(H - 1)),
             "x": unsigned(bits_for(W - 1)),
-        }
-        if taps > 1:
-            fields["tap"] = unsigned(bits_for(taps - 1))
-        super().__init__(fields)
+        })
 
 
 class TapEventLayout(data.StructLayout):
@@ -98,15 +93,23 @@ class InputLayout(data.StructLayout):
         })
 
 
-def event_signature(shape, taps=1):
-    """Stream signature carrying :class:`EventLayout` words of ``shape`` (with a ``tap``
-    field when ``taps > 1``)."""
-    return stream.Signature(EventLayout(shape, taps))
+def event_signature(shape):
+    """Stream signature carrying :class:`EventLayout` words of ``shape``."""
+    return stream.Signature(EventLayout(shape))
 
 
 def tap_event_signature(shape, taps):
     """Stream signature carrying :class:`TapEventLayout` words of ``shape``, ``taps``."""
     return stream.Signature(TapEventLayout(shape, taps))
+
+
+def synapse_input_signature(shape, taps=1, delay=0):
+    """The input of a synapse engine reading events of ``shape``: :func:`tap_event_signature`
+    when it has ``taps > 1`` or a ``delay > 0`` (its events come from a delay line), else
+    :func:`event_signature`."""
+    if taps > 1 or delay > 0:
+        return tap_event_signature(shape, taps)
+    return event_signature(shape)
 
 
 def input_signature(coord_bits=16):

@@ -29,15 +29,14 @@ supplies only what its stages compute.
 Taps: the weight ROM of a synapse with ``D`` taps holds the ``D`` single-tap images one
 after another (tap-major: ``wa = tap*tap_depth + base_wa``, ``tap_depth`` the depth of
 one tap's image). Its engine takes events with a ``tap`` field; stage A looks up
-``tap*tap_depth`` and stage B adds it to the job's ``wa``. A single-tap engine has
-neither the field nor the add.
+``tap*tap_depth`` and stage B adds it to the job's ``wa``. A single-tap engine has no
+add, and no ``tap`` field unless asked (``tap_field``: the input of a delayed synapse
+comes from a delay line, :func:`hw.stream.synapse_input_signature`; its ``tap`` is 0).
 
 Every kind's engine is found through the registry of synapse kinds:
-``KINDS[type].part("hw.engine")`` is a function ``(syn, in_shape, out_shape, lanes)``
-returning the engine (``in_shape``: the shape of the incoming events), and
-``KINDS[type].part("hw.rom")`` a function ``(syn, w, out_shape, lanes)`` returning one
-tap's ROM words (``w``: that tap's weights) and the lane width; each engine module
-attaches both for its kinds. :func:`lane_words` packs a weight matrix into lanes.
+``KINDS[type].part("hw.engine")`` is the engine class (attached in its module), built
+with :meth:`SynapseEngine.for_synapse`; its :meth:`SynapseEngine.lane_rom` packs the
+synapse's weight ROM (:func:`lane_words` packs one weight matrix into lanes).
 """
 
 from types import SimpleNamespace
@@ -49,20 +48,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sim.geometry import KIND_BITS, SPIKE, lane_groups
+from sim.geometry import KIND_BITS, SPIKE, lane_groups, shape3
 
-from .stream import event_signature
+from .stream import synapse_input_signature
 
-__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator", "SynapseEngine", "lane_words",
-           "dense_rom"]
-
-
-def dense_rom(syn, w, out_shape, lanes):
-    """The ``"hw.rom"`` part of the dense kinds (``conv2d``, ``linear``): one tap's
-    weights ``w`` (``(C_out, ...)``) as :func:`lane_words` of ``(base, C_out)`` with
-    ``base = (c*K + ky)*K + kx`` or the input index; lane width ``weight_bits``."""
-    C = int(out_shape[0])
-    return lane_words(np.asarray(w).reshape(C, -1).T, C, lanes), syn.weight_bits
+__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator", "SynapseEngine", "lane_words"]
 
 
 def lane_words(cols, channels, lanes):
@@ -222,6 +212,9 @@ class SynapseEngine(wiring.Component):
         Depths of the state RAM and of one tap's weight ROM image.
     taps : int
         ``D >= 1``; the ROM depth is ``taps * wa_depth``.
+    tap_field : bool, optional
+        The input has a ``tap`` field (:class:`~hw.stream.TapEventLayout`); default
+        ``taps > 1``. Only ``taps > 1`` uses it.
 
     Attributes
     ----------
@@ -230,18 +223,59 @@ class SynapseEngine(wiring.Component):
     busy : Out(1)
         An event or token is inside the engine.
     """
-    def __init__(self, in_shape, sa_depth, wa_depth, taps=1):
+    def __init__(self, in_shape, sa_depth, wa_depth, taps=1, tap_field=None):
         if taps < 1:
             raise ValueError(f"taps: {taps!r} must be at least 1")
         self.taps, self.tap_depth = taps, wa_depth
         self.sa_depth, self.wa_depth = sa_depth, wa_depth * taps
+        tap_field = taps > 1 if tap_field is None else tap_field
         super().__init__({
-            "inp": In(event_signature(in_shape, taps)),
+            "inp": In(synapse_input_signature(in_shape, taps, int(tap_field))),
             "out": Out(stream.Signature(UpdateLayout(sa_depth, self.wa_depth))),
             "busy": Out(1),
         })
         #: stage A's ``tap*tap_depth`` (``taps > 1`` only)
         self.a_tap_wa = Signal(range(self.wa_depth), name="a_tap_wa") if taps > 1 else None
+
+    @classmethod
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        """The engine of synapse ``syn`` (a :class:`sim.model.Synapse` of this engine's
+        kind) reading events of ``src_shape`` (its source's ``out_shape``, or the input
+        shape) into a layer of ``out_shape`` with ``groups`` lane groups of ``lanes``
+        (needed by the engines whose addresses depend on it). Its taps are the
+        synapse's; its input has a ``tap`` field when ``taps > 1`` or ``delay > 0``
+        (:func:`hw.stream.synapse_input_signature`). The hardware part of a kind is this
+        class, attached to it in the engine's module
+        (``KINDS[kind].attach("hw.engine", cls)``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def tap_kw(syn):
+        """The ``taps`` and ``tap_field`` arguments for synapse ``syn``."""
+        return {"taps": syn.taps, "tap_field": syn.taps > 1 or syn.delay > 0}
+
+    @classmethod
+    def lane_rom(cls, syn, src_shape, out_shape, lanes):
+        """The weight ROM of ``syn`` for ``L = lanes``: ``(words, wbits)``.
+
+        Per tap ``t`` (tap-major: tap ``t`` at ``t*tap_depth``)
+        ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes) with ``w``,
+        ``wbits`` from :meth:`rom_weights`; ``base`` is ``(c*K + ky)*K + kx`` for a conv
+        or pool, the input index for a linear synapse (:func:`lane_words`). An engine
+        with another address rule overrides this."""
+        C = shape3(out_shape)[0]
+        words, wbits = [], None
+        for t in range(syn.taps):
+            w, wbits = cls.rom_weights(syn, src_shape, t)
+            words += lane_words(w.reshape(C, -1).T, C, lanes)
+        return words, wbits
+
+    @classmethod
+    def rom_weights(cls, syn, src_shape, tap=0):
+        """``(w, wbits)``: the weights of tap ``tap`` the ROM holds, ``(C_out, *base)``
+        int64 with ``base`` in weight-address order (before the lane groups), and the
+        lane width."""
+        return syn.tap_weights(tap).astype(np.int64), syn.weight_bits
 
     def stage_a(self, payload):
         """Statements (``sync``) that load the engine's stage A registers from the

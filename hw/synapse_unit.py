@@ -5,17 +5,16 @@ Data flow::
     inp (events of the source's shape) -> engine -> out (updates: kind, sa, wa)
                                                     wa -> weight ROM (registered read) -> rom_data
 
-The engine and the ROM packing are the hardware parts of the synapse's kind, found
-through the registry: ``KINDS[syn.type].part("hw.engine")`` builds the engine (a
-:class:`~hw.synapse.SynapseEngine`) and ``KINDS[syn.type].part("hw.rom")`` packs one
-tap's weights (both attached in the engine's module: :mod:`hw.conv`, :mod:`hw.linear`,
-:mod:`hw.pool`, :mod:`hw.identity`); :func:`synapse_engine` and :func:`synapse_rom` name
-no kind. The ROM holds one word of ``L`` lane weights per address (for conv, pool and
-linear ``words[base*G + g][j] = w[g*L + j, base]``, the ``L = C_out`` case of which is the
-exchange image ``<layer>.weights.hex`` of the model directory; identity: word ``c``
-holds ``w[c]`` in lane ``c % L``). A synapse with ``D`` taps has one ROM with the ``D``
-images one after another (tap-major, ``wa = tap*tap_depth + base_wa``), and its events
-carry a ``tap`` field.
+The engine is the hardware part of the synapse's kind, found through the registry:
+``KINDS[syn.type].part("hw.engine")`` is a :class:`~hw.synapse.SynapseEngine` subclass
+(attached in the engine's module: :mod:`hw.conv`, :mod:`hw.linear`, :mod:`hw.pool`,
+:mod:`hw.identity`),
+built with its ``for_synapse`` class method. The ROM holds the engine's
+``lane_rom`` image: one word of ``L`` lane weights per address (for conv, pool and
+linear ``words[base*G + g][j] = w[g*L + j, base]``), the ``L = C_out`` case of which is
+the exchange image ``<layer>.weights.hex`` of the model directory. A synapse with ``D``
+taps has the ``D`` images one after another (tap-major, ``wa = tap*tap_depth +
+base_wa``) and its events carry a ``tap`` field.
 
 ``rom_data`` is the ROM word at the ``wa`` offered on ``out`` in the previous cycle
 (the ROM is read every cycle): the weights of an update arrive one cycle after its
@@ -24,49 +23,25 @@ transfer, what :class:`~hw.neuron.NeuronCore` takes (through :class:`~hw.join.Jo
 Throughput: the engine's (one update of ``L`` lanes per cycle, see :mod:`hw.synapse`).
 """
 
-import numpy as np
-
 from amaranth.hdl import Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from sim.geometry import lane_groups, shape3
 from sim.registry import KINDS
 
-# the engine modules attach their kinds' "hw.engine" and "hw.rom" parts when imported
+# the built-in engines attach themselves to their kinds on import
 from . import conv, identity, linear, pool  # noqa: F401
-from .stream import event_signature
+from .stream import synapse_input_signature
 
-__all__ = ["SynapseUnit", "synapse_engine", "synapse_rom"]
-
-
-def synapse_rom(syn, out_shape, lanes):
-    """The weight ROM of synapse ``syn`` into a layer of ``out_shape`` for ``L = lanes``:
-    the kind's ``"hw.rom"`` image of every tap, tap-major (tap ``t`` at ``t*tap_depth``).
-
-    Returns
-    -------
-    words : list of list of int
-        Conv, linear: ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes),
-        with ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear);
-        identity: word ``c`` holds ``w[c]`` in lane ``c % L``.
-    wbits : int
-        Lane width.
-    """
-    rom = KINDS[syn.type].part("hw.rom")
-    words, wbits = [], None
-    for t in range(syn.taps):
-        w = syn.tap_weights(t)
-        tap_words, wbits = rom(syn, None if w is None else w.astype(np.int64),
-                               tuple(out_shape), lanes)
-        words += tap_words
-    return words, wbits
+__all__ = ["SynapseUnit", "engine_class"]
 
 
-def synapse_engine(syn, in_shape, out_shape, lanes):
-    """The engine of ``syn`` (its kind's ``"hw.engine"`` part) for events of
-    ``in_shape`` into a layer of ``out_shape`` with ``L = lanes``."""
-    return KINDS[syn.type].part("hw.engine")(syn, tuple(in_shape), tuple(out_shape), lanes)
+def engine_class(syn):
+    """The engine class of ``syn``'s kind (``KeyError`` naming the kind when the
+    hardware has none)."""
+    return KINDS[syn.type].part("hw.engine")
 
 
 class SynapseUnit(wiring.Component):
@@ -85,7 +60,9 @@ class SynapseUnit(wiring.Component):
 
     Attributes
     ----------
-    inp : In(event stream of ``src_shape``, with a ``tap`` field when ``syn.taps > 1``)
+    inp : In(event stream of ``src_shape``)
+        With a ``tap`` field when the synapse has taps or a delay
+        (:func:`hw.stream.synapse_input_signature`).
     out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
     rom_data : Out(wbits * L)
         Lane ``j`` (signed) in bits ``j*wbits ..``.
@@ -100,10 +77,12 @@ class SynapseUnit(wiring.Component):
         self.src_shape = tuple(src_shape)
         self.out_shape = tuple(out_shape)
         self.L = lanes
-        self.rom_words, self.wbits = synapse_rom(syn, self.out_shape, lanes)
-        self.engine = synapse_engine(syn, self.src_shape, self.out_shape, lanes)
+        self.G = lane_groups(shape3(out_shape)[0], lanes)
+        cls = engine_class(syn)
+        self.rom_words, self.wbits = cls.lane_rom(syn, self.src_shape, self.out_shape, lanes)
+        self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G, lanes)
         super().__init__({
-            "inp": In(event_signature(self.src_shape, syn.taps)),
+            "inp": In(synapse_input_signature(self.src_shape, syn.taps, syn.delay)),
             "out": Out(self.engine.out.signature),
             "rom_data": Out(self.wbits * lanes),
             "busy": Out(1),

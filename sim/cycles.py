@@ -28,10 +28,14 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   on a linear spike, one on a token, and takes the next job in the cycle of its last
   update;
 * :class:`CoreModel`: the neuron core (``hw.neuron``) in its :class:`Phase`: accumulate
-  (always ready), the 6-stage sweep over the ``D`` state words that stalls while a word
-  with several spikes emits them one per cycle or the output is not ready (a neuron
-  with spike count ``s`` is ``s`` events), the clear of an end-of-sample token (``D``
-  cycles), and the token hand-over;
+  (always ready), the 6-stage sweep over the ``D`` state words (dense) or over the
+  listed words (sparse: the live list of ``hw.livelist``, with its read pipeline in
+  front of the sweep) that stalls while a word with several spikes emits them one per
+  cycle or the output is not ready (a neuron with spike count ``s`` is ``s`` events),
+  the clear of an end-of-sample token (``D`` cycles), and the token hand-over. Which
+  words a sparse core lists comes from the updates it takes (their state addresses,
+  :func:`layer_words`) and from the reference's states and spikes
+  (:func:`sim.liveness.quiet_words`), not from the RTL;
 * :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
   (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
   the end-of-step token;
@@ -64,11 +68,13 @@ import numpy as np
 
 from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
                        lane_groups, lanes_of, shape3)
+from .liveness import SWEEPS, quiet_words, sparse_ok
 from .model import INPUT
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "synapse_work", "predict", "InputWord", "Event",
+           "input_words", "layer_work", "layer_words", "synapse_work", "synapse_words",
+           "predict", "InputWord", "Event",
            "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
            "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel",
            "fired_words"]
@@ -104,9 +110,12 @@ class Job(NamedTuple):
 
     ``work``: cycles the iterator spends on a spike (:func:`layer_work`; 0: the spike
     reaches no output and stage B drops it); 0 for a token (which costs one cycle).
+    ``words``: the state address of each of its updates, in order (for a sparse core;
+    ``None`` when not needed).
     """
     kind: int
     work: int
+    words: Optional[tuple] = None
 
 
 class Phase(enum.IntEnum):
@@ -127,9 +136,12 @@ class HwParams:
         As ``hw.network.Network(lanes=...)`` (:func:`sim.geometry.lanes_of`).
     fifo_depth : int
         Depth of every FIFO.
+    sweep : str
+        As ``hw.network.Network(sweep=...)``: ``"sparse"`` (default) or ``"dense"``.
     """
     lanes: object = None
     fifo_depth: int = 16
+    sweep: str = "sparse"
 
 
 @dataclass
@@ -157,6 +169,11 @@ class CycleReport:
     blocked : list of int
         Per FIFO: cycles in which its writer offered a word and the FIFO was full (for
         the input FIFO: an in-range word of the source).
+    swept : list of int
+        Per layer: state words its sweeps read, all samples together (``T*D`` per sample
+        for a dense core; the listed words for a sparse one).
+    sparse : list of bool
+        Per layer: its core sweeps sparsely.
     """
     step_done: list
     sweep_start: list
@@ -167,6 +184,8 @@ class CycleReport:
     end: int = 0
     sample_first: list = field(default_factory=list)
     blocked: list = field(default_factory=list)
+    swept: list = field(default_factory=list)
+    sparse: list = field(default_factory=list)
 
     def step_cycles(self, i):
         """Cycles layer ``i`` spends on each step: the distance between consecutive
@@ -245,6 +264,37 @@ def layer_work(layer, in_shape, lanes):
     iterator).
     """
     return synapse_work(layer.synapse, in_shape, layer.out_shape, lanes)
+
+
+def layer_words(layer, in_shape, lanes):
+    """:func:`synapse_words` of the only synapse of ``layer``."""
+    return synapse_words(layer.synapse, in_shape, layer.out_shape, lanes)
+
+
+def synapse_words(syn, in_shape, out_shape, lanes):
+    """A function ``(c, y, x) -> tuple`` of the state addresses of the updates of an input
+    spike at ``(c, y, x)`` of ``in_shape`` (the synapse's source shape) into a layer of
+    ``out_shape``, in the order the synapse iterator issues them: output rows, then
+    columns, then the ``G`` lane groups (``sa = (oy*Wo + ox)*G + g``); the window comes
+    from the synapse kind's ``event_window`` hook. A kind whose event makes one update
+    (:meth:`sim.registry.Kind.event_updates` of 1: identity) updates the word of the
+    event's own channel, ``g = c // L``."""
+    in3, out3 = shape3(in_shape), shape3(out_shape)
+    G = lane_groups(out3[0], lanes)
+    Wo = out3[2]
+    ylo, yhi, xlo, xhi = (a.tolist() for a in syn.kind.event_window(syn, in3, out3))
+    cache = {}
+    one = G > 1 and bool((syn.kind.event_updates(syn, in3, out3, G) == 1).all())
+
+    def words(c, y, x):
+        key = (y, x, c // lanes) if one else (y, x)
+        if key not in cache:
+            groups = [c // lanes] if one else range(G)
+            cache[key] = tuple((oy * Wo + ox) * G + g
+                               for oy in range(ylo[y], yhi[y] + 1)
+                               for ox in range(xlo[x], xhi[x] + 1) for g in groups)
+        return cache[key]
+    return words
 
 
 class FifoModel:
@@ -424,6 +474,7 @@ class EngineWires(NamedTuple):
     """The combinational handshake signals of a synapse engine in one cycle."""
     upd_valid: bool     #: the iterator offers an update (``busy``)
     upd_kind: int       #: its kind
+    upd_sa: Optional[int]   #: its state address (a spike's, when the job lists them)
     last: bool          #: this update is the last of its job
     job_ready: bool     #: the iterator takes a job (``~busy | (upd.ready & last)``)
     b_ready: bool       #: stage B takes the job of stage A
@@ -437,10 +488,14 @@ class EngineModel:
     ----------
     work : numpy.ndarray
         :func:`layer_work` of the layer on its input shape.
+    words : callable, optional
+        :func:`layer_words` of the layer (the core needs the state addresses: sparse).
     """
 
-    def __init__(self, work):
+    def __init__(self, work, words=None):
         self.work = work
+        self.words = words
+        self.it_words = None                # state addresses of the iterator's job
         self.a: Optional[Job] = None        # stage A register (None: empty)
         self.b: Optional[Job] = None        # stage B register, the iterator's job port
         self.it_busy = False                # the iterator issues updates
@@ -454,7 +509,8 @@ class EngineModel:
     def job(self, event):
         """Stage A's lookup: the :class:`Job` of an :class:`Event`."""
         if event.kind == SPIKE:
-            return Job(SPIKE, int(self.work[event.c, event.y, event.x]))
+            words = self.words(event.c, event.y, event.x) if self.words else None
+            return Job(SPIKE, int(self.work[event.c, event.y, event.x]), words)
         return Job(event.kind, 0)
 
     def settle(self, upd_ready):
@@ -463,13 +519,18 @@ class EngineModel:
         job_ready = not self.it_busy or (upd_ready and last)
         b_ready = self.b is None or job_ready
         inp_ready = self.a is None or b_ready
-        return EngineWires(self.it_busy, self.it_kind, last, job_ready, b_ready, inp_ready)
+        sa = None
+        if self.it_busy and self.it_kind == SPIKE and self.it_words is not None:
+            sa = self.it_words[len(self.it_words) - self.it_left]
+        return EngineWires(self.it_busy, self.it_kind, sa, last, job_ready, b_ready,
+                           inp_ready)
 
     def clock(self, wires, event, upd_ready):
         """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none)."""
         if self.b is not None and wires.job_ready:
             self.it_busy, self.it_kind = True, self.b.kind
             self.it_left = self.b.work if self.b.kind == SPIKE else 1
+            self.it_words = self.b.words
         elif self.it_busy and upd_ready:
             if wires.last:
                 self.it_busy = False
@@ -497,7 +558,11 @@ class CoreModel:
         Per step ``{state word address: spikes}`` (from the reference; empty for a core
         that never fires), the spikes of a word either a mask of the lanes that fire
         once each, or a sequence of ``L`` per-lane spike counts (``spike_limit > 1``:
-        lane ``j`` with count ``s`` is emitted ``s`` times in a row, lowest lane first).
+        lane ``j`` with count ``s`` is emitted ``s`` times in a row, lowest lane first;
+        :func:`fired_words`).
+    loud : list of set, optional
+        A sparse core (``hw.livelist``): per step the words that are not quiet after it
+        (:func:`sim.liveness.quiet_words`); ``None``: a dense core.
 
     Attributes
     ----------
@@ -509,7 +574,7 @@ class CoreModel:
     #: sweep stages after the read (P0) that hold a word: P1 .. P5
     STAGES = 5
 
-    def __init__(self, out_shape, lanes, fired):
+    def __init__(self, out_shape, lanes, fired, loud=None):
         self.C, self.Ho, self.Wo = shape3(out_shape)
         self.L = lanes
         self.G = lane_groups(self.C, lanes)
@@ -524,6 +589,18 @@ class CoreModel:
         self.cleared = 0                    # words cleared so far
         self.step = 0                       # step of the sample being swept
         self.sweep_start, self.step_done = [], []
+        # sparse: the live list (hw.livelist.ListSequencer's registers)
+        self.loud = loud
+        self.sparse = loud is not None
+        self.listed = np.zeros(self.D, dtype=bool)
+        self.ring = deque()                 # the list, head first
+        self.w1 = self.w2 = False           # cycles 1 and 2 after the token
+        self.left = 0                       # entries of this sweep still to read (R)
+        self.counting = False               # reading only the ``left`` entries
+        self.q1 = self.q2 = None            # the entry in Q1, Q2 (None: empty)
+        self.p0 = None                      # the word offered in P0
+        self.landing = deque()              # (cycle, address): appends of stage C
+        self.swept = 0                      # words read by sweeps (energy)
 
     @property
     def upd_ready(self):
@@ -549,20 +626,24 @@ class CoreModel:
         y, x = divmod(pos, self.Wo)
         return Event(SPIKE, g * self.L + lane, y, x)
 
-    def clock(self, t, upd_kind, out_ready):
+    def clock(self, t, upd_kind, out_ready, upd_sa=None):
         """Edge ending cycle ``t``; ``upd_kind``: the kind of the update taken in this
-        cycle (None: none)."""
-        if self.phase == Phase.ACCUM:
+        cycle (None: none), ``upd_sa`` its state address (a sparse core lists it)."""
+        phase = self.phase
+        if self.sparse:
+            self._list_clock(t, upd_kind, out_ready, upd_sa)
+        if phase == Phase.ACCUM:
             if upd_kind == END_STEP:
                 self.phase, self.token = Phase.SWEEP, END_STEP
-                self.sweeping, self.next_word = True, 0
+                self.sweeping, self.next_word = not self.sparse, 0
                 self.sweep_start.append(t)
             elif upd_kind == END_SAMPLE:
                 self.phase, self.token = Phase.CLEAR, END_SAMPLE
                 self.cleared = 0
-        elif self.phase == Phase.SWEEP:
-            self._sweep(out_ready)
-        elif self.phase == Phase.CLEAR:
+        elif phase == Phase.SWEEP:
+            if not self.sparse:
+                self._sweep(out_ready)
+        elif phase == Phase.CLEAR:
             if self.cleared == self.D - 1:
                 self.phase = Phase.TOKEN
             self.cleared += 1
@@ -581,6 +662,71 @@ class CoreModel:
             return [j for j in range(self.L) if (int(f) >> j) & 1]
         return [j for j, n in enumerate(f) for _ in range(int(n))]
 
+    def _list_clock(self, t, upd_kind, out_ready, upd_sa):
+        """One edge of a sparse core's list (``hw.livelist.ListSequencer``: the ring, its
+        read-ahead stages R, Q1, Q2, P0, the counts) and, in a sweep, of P1 .. P5 (a word
+        leaving P5 stays listed when it is loud). Sets :attr:`phase` to ``TOKEN`` when
+        the sweep ends; the caller does the rest of the phase sequence."""
+        if self.phase == Phase.CLEAR:
+            # the clear empties the list; stage-C appends landing now are dropped
+            self.ring.clear()
+            self.landing.clear()
+            self.listed[:] = False
+            self.q1 = self.q2 = self.p0 = None
+            self.left, self.counting, self.w1, self.w2 = 0, False, False, False
+            return
+        sweep = self.phase == Phase.SWEEP
+        advance = end = False
+        push = None
+        if sweep:
+            m = self.to_emit
+            emitting = self.out_valid
+            advance = self.pipe[-1] is None or (len(m) <= 1 and (not m or out_ready))
+            busy = (self.w1 or self.w2 or (self.counting and self.left)
+                    or self.q1 is not None or self.q2 is not None or self.p0 is not None
+                    or any(a is not None for a in self.pipe))
+            if not busy:
+                self.phase, end = Phase.TOKEN, True
+            if advance:
+                p4, p5 = self.pipe[-2], self.pipe[-1]
+                if p5 is not None:
+                    if p5 in self.loud[self.step]:
+                        push = p5
+                    else:
+                        self.listed[p5] = False
+                self.to_emit = self._spikes(p4)
+                self.pipe = [self.p0] + self.pipe[:-1]
+                if self.p0 is not None:
+                    self.swept += 1
+            elif emitting and out_ready:
+                self.to_emit = m[1:]            # the lowest spike is out
+        # an update taken now is appended in its stage C (cycle t + 2) when its word is
+        # not listed yet
+        if self.phase == Phase.ACCUM and upd_kind == SPIKE and not self.listed[upd_sa]:
+            self.listed[upd_sa] = True
+            self.landing.append((t + 2, upd_sa))
+        if self.landing and self.landing[0][0] == t:
+            push = self.landing.popleft()[1]
+        p0_ready = self.p0 is None or advance
+        q2_ready = self.q2 is None or p0_ready
+        q1_ready = self.q1 is None or q2_ready
+        pop = q1_ready and bool(self.left if self.counting else self.ring)
+        if p0_ready:
+            self.p0 = self.q2
+        if q2_ready:
+            self.q2 = self.q1
+        if q1_ready:
+            self.q1 = self.ring.popleft() if pop else None
+        if end:
+            self.counting = False
+        elif self.w2:
+            self.counting, self.left = True, len(self.ring)
+        elif self.counting and pop:
+            self.left -= 1
+        if push is not None:
+            self.ring.append(push)
+        self.w1, self.w2 = self.phase == Phase.ACCUM and upd_kind == END_STEP, self.w1
+
     def _sweep(self, out_ready):
         emitting = self.out_valid
         left = self.to_emit
@@ -592,6 +738,7 @@ class CoreModel:
             self.to_emit = self._spikes(self.pipe[-2])
             self.pipe = [self.next_word if self.sweeping else None] + self.pipe[:-1]
             if self.sweeping:
+                self.swept += 1
                 if self.next_word == self.D - 1:
                     self.sweeping = False
                 self.next_word += 1
@@ -859,6 +1006,8 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         No result after ``max_cycles`` cycles.
     """
     params = params or HwParams()
+    if params.sweep not in SWEEPS:
+        raise ValueError(f"sweep: {params.sweep!r} is not one of {', '.join(SWEEPS)}")
     n = len(model.layers)
     lanes = lanes_of(model, params.lanes)
     P, H, W = model.input.shape
@@ -878,19 +1027,23 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     sinks = {}              # (layer, synapse or None) -> its FIFO or delay line
     fifos = []              # the RTL's order (Network.fifos)
     for i, layer in enumerate(model.layers):
+        fire = not (membrane and i == n - 1)   # the output layer of a membrane readout
+        sparse = params.sweep == "sparse" and sparse_ok(layer, fire)
         live, replay = [], []
         for j, syn in enumerate(layer.synapses):
             src = model.source_of(i, syn)
             consumers[src].append((i, j))
             src_shape = model.source_shape(src)
             work = synapse_work(syn, src_shape, layer.out_shape, lanes[i])
+            engine = EngineModel(work, synapse_words(syn, src_shape, layer.out_shape, lanes[i])
+                                 if sparse else None)
             if syn.delay != 0 or syn.taps != 1:
                 buf = DelayLineModel(src_shape, syn.delay, syn.taps, model.source_limit(src))
-                replay.append([j, buf, EngineModel(work)])
+                replay.append([j, buf, engine])
             else:
                 buf = FifoModel(params.fifo_depth)
                 fifos.append(buf)
-                live.append([j, buf, EngineModel(work)])
+                live.append([j, buf, engine])
             sinks[i, j] = buf
         if not live:
             buf = sinks[i, None] = FifoModel(params.fifo_depth)
@@ -900,11 +1053,15 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         inputs.append(live + replay)
         joins.append(JoinModel(len(live), len(replay)))
         spikes = result.spikes[layer.name]
-        if membrane and i == n - 1:         # the output layer of a membrane readout
+        if not fire:
             fired = [{} for _ in spikes]
         else:
             fired = fired_words(spikes, layer.out_shape, lanes[i])
-        cores.append(CoreModel(layer.out_shape, lanes[i], fired))
+        loud = None
+        if sparse:
+            G = lane_groups(shape3(layer.out_shape)[0], lanes[i])
+            loud = quiet_words(layer, spikes, result.states[layer.name], G, lanes[i])
+        cores.append(CoreModel(layer.out_shape, lanes[i], fired, loud))
     last_name = model.layers[-1].name
     forks = {src: ForkModel(len(users) + (src == last_name))
              for src, users in consumers.items() if users or src == last_name}
@@ -1011,8 +1168,11 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         for i, (jm, c) in enumerate(zip(joins, cores)):
             jw, offers = jwires[i]
             upd = jw.out_kind if c.upd_ready else None
+            sa = None                       # the state address of a spike update taken
+            if upd == SPIKE:
+                sa = ewires[i][jw.pick].upd_sa
             jm.clock(jw, offers, c.upd_ready)
-            c.clock(t, upd, out_ready[i])
+            c.clock(t, upd, out_ready[i], sa)
         last = offered[last_name]
         if readout.clock(took[last_name][-1] and last.kind == END_SAMPLE):
             sample_done.append(t)
@@ -1023,4 +1183,5 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                        accepted=source.accepted, idle_after_step=source.idle_after_step,
                        start=start, end=sample_done[-1] if sample_done else t,
                        sample_first=source.sample_first,
-                       blocked=[blocked[id(f)] for f in fifos])
+                       blocked=[blocked[id(f)] for f in fifos],
+                       swept=[c.swept for c in cores], sparse=[c.sparse for c in cores])

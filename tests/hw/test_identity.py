@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from hw.identity import IdentityEngine
-from hw.layer import LayerEngine, synapse_rom
 from hw.stream import END_SAMPLE, END_STEP, SPIKE
+from hw.synapse import SynapseEngine
+from hw.synapse_unit import engine_class
 from sim.geometry import lane_groups, shape3
 from sim.model import Current, Layer, Synapse
 from sim.randmodel import random_binned, random_layer
@@ -69,10 +70,13 @@ def test_conv_engine_tap_offset():
     assert got == want
 
 
-def test_every_kind_has_hw_parts():
+def test_every_kind_has_an_engine():
     for name in KINDS:
-        assert callable(KINDS[name].part("hw.engine")), name
-        assert callable(KINDS[name].part("hw.rom")), name
+        assert issubclass(KINDS[name].part("hw.engine"), SynapseEngine), name
+
+
+def synapse_rom(syn, out_shape, lanes):
+    return engine_class(syn).lane_rom(syn, syn.in_shape, out_shape, lanes)
 
 
 def test_tap_major_rom():

@@ -7,6 +7,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.layer import LayerEngine
@@ -457,6 +458,7 @@ def test_layer_info_reads_the_core_word():
     layer = v2_layer(rng, "conv2d", (1, 3, 3), kernel=1, out_channels=5, state_bits=7,
                      current=Current(beta_num=1, beta_frac_bits=1, state_bits=5))
     core = NeuronCore(layer, 2, wbits=layer.weight_bits)
+    Fragment.get(core, None)                        # elaborates (the word layout is real)
     info = LayerInfo(layer, 2)
     assert info.word_bits == core.word.size
     words = [int(rng.integers(0, 1 << 62)) & ((1 << info.word_bits) - 1) for _ in range(core.D)]
@@ -472,3 +474,86 @@ def test_layer_info_reads_the_core_word():
     np.testing.assert_array_equal(info.states_from_words(words), words_to_states(words, core))
     np.testing.assert_array_equal(info.currents_from_words(words),
                                   words_to_states(words, core, current=True))
+
+
+# ---------------------------------------------------------------- sparse sweep (issue 15)
+@pytest.mark.parametrize("seed", range(8))
+def test_sparse_sweep_matches_reference(seed):
+    """The sparse core (live list) on random layers without bias, under random input
+    gaps and output stalls: every spike, state and overflow flag of every step as the
+    reference's (spikes as a set: the emission order is the list order)."""
+    rng = np.random.default_rng(300 + seed)
+    kind = "linear" if seed % 4 == 3 else "conv2d"
+    shape = (2, 4, 5) if kind == "conv2d" else (12,)
+    kw = dict(n_out=int(rng.integers(2, 9))) if kind == "linear" else {}
+    layer = random_layer(rng, "c", kind, shape, bias=False, fire_scale=0.5,
+                         leak=seed % 3 != 0, **kw)
+    binned = random_binned(rng, (2, 4, 5) if kind == "conv2d" else (12, 1, 1), 5,
+                           density=0.3)
+    res, _, _ = check(layer, binned, 1 + seed % 3, seed=seed, sweep="sparse",
+                      ready=0.6)
+    assert res is not None
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_sparse_sweep_cycle_counts(lanes):
+    """The documented sparse timing (hw.neuron, hw.livelist): a list read ahead (the
+    token comes long after the previous sweep) gives the dense rule over the ``N``
+    listed words (token offered ``N + 7`` cycles after the core takes the end-of-step
+    token, no spikes here); an empty list offers it after 4."""
+    rng = np.random.default_rng(21)
+    layer = random_layer(rng, "c", "conv2d", (1, 4, 5), kernel=3, stride=1, padding=1,
+                         out_channels=4, fire_scale=100.0, bias=False, leak=True,
+                         reset="subtract")
+    layer.beta_num, layer.beta_frac_bits = 1, 1              # quiet: -1 .. 0
+    wmax = (1 << (layer.weight_bits - 1)) - 1
+    layer.weights = np.minimum(np.abs(layer.weights) + 1, wmax)   # positive states: loud
+    layer.threshold[:] = layer.state_max
+    layer.acc_bits = layer.required_acc_bits(1)
+    dut = LayerEngine(layer, lanes, sweep="sparse")
+    assert dut.core.sweep == "sparse"
+    lay = dut.inp.payload.shape()
+    step1 = [pack(lay, kind=SPIKE, c=0, y=1, x=1), pack(lay, kind=SPIKE, c=0, y=3, x=4)]
+    items = step1 + [pack(lay, kind=END_STEP)] * 12 + [pack(lay, kind=END_SAMPLE)]
+    log = []
+
+    async def bench(ctx):
+        ctx.set(dut.out.ready, 1)
+        i, offer_at = 0, 0
+        for cycle in range(3000):
+            offering = i < len(items) and cycle >= offer_at
+            ctx.set(dut.inp.valid, offering)
+            if offering:
+                ctx.set(dut.inp.payload.as_value(), items[i])
+            _, _, iv, ir, uv, ur, uk, ov, ok = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.core.upd.valid, dut.core.upd.ready,
+                dut.core.upd.payload.kind, dut.out.valid, dut.out.payload.kind)
+            if iv and ir:
+                i += 1
+                # a token long after the previous sweep: the list is read ahead by then
+                offer_at = cycle + (120 if i > len(step1) else 0)
+            if uv and ur and uk == END_STEP:
+                log.append(["in", cycle, None])
+            if ov and ok == END_STEP and log[-1][2] is None:
+                log[-1][2] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # the listed words after each step: the reference's states (positive ones are loud)
+    from sim.liveness import quiet_words
+    from sim.reference import run
+
+    from .harness import single_layer_model
+    sizes = []
+    frames = np.zeros((12, 1, 4, 5), dtype=np.int64)
+    frames[0, 0, 1, 1] = frames[0, 0, 3, 4] = 1
+    res = run(single_layer_model(layer, 12), BinnedEvents.from_frames(frames))
+    loud = quiet_words(layer, res.spikes["c"], res.states["c"], dut.G, lanes)
+    assert len(log) == 12
+    for k in range(1, 12):
+        n = len(loud[k - 1])
+        sizes.append(n)
+        assert log[k][2] - log[k][1] == (n + 7 if n else 4), f"step {k}: {n} listed"
+    assert sizes[0] > 0 and sizes[-1] == 0, "the case must list words and then none"
