@@ -35,7 +35,8 @@ Accumulate phase (``ACCUM``)
     Throughput: one update (``L`` synaptic operations) per cycle, never a stall.
 
 Sweep (``SWEEP``, on an end-of-step token)
-    Reads every word once in address order, ``L`` neurons per cycle, through a
+    Reads every word once (dense) or every listed word once (sparse, below), ``L``
+    neurons per cycle, through a
     6-stage pipeline: P0 read; P1 register the RAM output (forwarding the word the last
     update wrote in the previous cycle); P2 ``acc + bias`` (current-based: ``a = i +
     bias``); P3 (current-based: ``i' = clamp(a)`` to the current's width and ``acc = v +
@@ -62,6 +63,23 @@ Sweep (``SWEEP``, on an end-of-step token)
     (counts summed over its lanes) occupies P5 for ``max(1, p)`` cycles when
     ``out.ready`` stays high.
 
+Sparse sweep (``sweep="sparse"``, issue 15)
+    A word that no update reached in a step and whose lanes all sit at a fixed point of
+    the no-input step (:mod:`sim.liveness`: ``v = 0``, ``-n0 <= v <= 0`` under the floor
+    leak, any ``v`` below the threshold without leak) would come out of the sweep
+    unchanged, with no spike and no overflow; the sparse core does not read it. Each RAM
+    word carries a ``listed`` bit above its lanes, and a ring of word addresses
+    (:class:`hw.livelist.ListSequencer`) holds every listed word once. An update whose
+    old word (forwarded like the lanes) is not listed sets the bit and appends the
+    address in its stage C; the sweep reads exactly the entries present when the token
+    arrived, in list order, and writes each back with ``listed = ~quiet``, appending it
+    again when not quiet (P4 -> P5 decides ``quiet``: no lane fired and every ``u`` is in
+    :func:`sim.liveness.quiet_u_range`). Spikes leave in list order, not address order
+    (accumulation and spike counts do not depend on it). A layer with a bias or a current
+    state, or the output layer of a membrane readout (the readout needs every ``u``), is
+    swept densely: :func:`sim.liveness.sparse_ok`. The end-of-sample clear stays dense
+    (quiet words may hold ``-1``) and also empties the list.
+
 Token (``TOKEN``)
     When the sweep pipeline is empty the token is offered on ``out``; its transfer
     strobes ``step_done`` (``sample_done`` for the end-of-sample token) and returns to
@@ -81,6 +99,17 @@ clamps ``a``, adds ``v`` and clamps again in one stage; a multi-spike P4 has
 ``bits_for(M)`` compare-and-add steps in series. A build that needs a faster clock with
 such a layer would split those stages; the cycle rule above would then grow by one
 cycle per added stage.
+
+Sparse: the list sequencer reads the list ahead (:mod:`hw.livelist`): an entry is read
+from the ring in the first cycle in which it is there (appended in cycle ``t``: from
+``t + 1``) and ``Q1`` can move, outside a sweep or in the sweep's cycles 0-2, and
+reaches ``P0`` three cycles after its read. When the first entries were waiting in ``P0``,
+``Q2``, ``Q1`` as the token came (the previous sweep ended four or more cycles before and
+they were appended before that), the ``i``-th word of the list is issued in cycle
+``1 + i + extra(i)`` and the token is offered in cycle ``N + 7 + extra(N)`` (``N``
+listed words); an empty list offers it in cycle 4. Otherwise the words start later, as
+:class:`sim.cycles.CoreModel` computes register by register (tests/hw/test_neuron.py
+checks both rules, tests/hw/test_network_cycles.py the model against this RTL).
 
 Readback
     ``rb_addr`` drives the read port while ``idle`` (accumulate phase, no update
@@ -383,6 +412,8 @@ class NeuronCore(wiring.Component):
 
         # phases; the read port (accumulate stage A, sweep P0), out, the write port
         busy = [s.valid for s in [p0, *tags]] + ([p0.busy] if self.sparse else [])
+        if self.sparse:
+            m.d.comb += p0.end.eq(in_sweep & ~Cat(busy).any())
         token_kind, clear_addr = self._phases(m, phase, start_sweep, start_clear,
                                               busy, sweep_ovf)
         with m.Switch(phase):

@@ -571,8 +571,10 @@ class CoreModel:
         self.ring = deque()                 # the list, head first
         self.w1 = self.w2 = False           # cycles 1 and 2 after the token
         self.left = 0                       # entries of this sweep still to read (R)
+        self.counting = False               # reading only the ``left`` entries
         self.q1 = self.q2 = None            # the entry in Q1, Q2 (None: empty)
         self.p0 = None                      # the word offered in P0
+        self.landing = deque()              # (cycle, address): appends of stage C
         self.swept = 0                      # words read by sweeps (energy)
 
     @property
@@ -602,28 +604,21 @@ class CoreModel:
     def clock(self, t, upd_kind, out_ready, upd_sa=None):
         """Edge ending cycle ``t``; ``upd_kind``: the kind of the update taken in this
         cycle (None: none), ``upd_sa`` its state address (a sparse core lists it)."""
-        if self.phase == Phase.ACCUM:
+        phase = self.phase
+        if self.sparse:
+            self._list_clock(t, upd_kind, out_ready, upd_sa)
+        if phase == Phase.ACCUM:
             if upd_kind == END_STEP:
                 self.phase, self.token = Phase.SWEEP, END_STEP
                 self.sweeping, self.next_word = not self.sparse, 0
-                self.w1 = self.sparse
                 self.sweep_start.append(t)
             elif upd_kind == END_SAMPLE:
                 self.phase, self.token = Phase.CLEAR, END_SAMPLE
                 self.cleared = 0
-                self.listed[:] = False
-                self.ring.clear()
-            elif upd_kind == SPIKE and self.sparse and not self.listed[upd_sa]:
-                # (the hardware appends in stage C, two cycles later: before the sweep
-                # reads the list, as the sweep waits for it)
-                self.listed[upd_sa] = True
-                self.ring.append(upd_sa)
-        elif self.phase == Phase.SWEEP:
-            if self.sparse:
-                self._sweep_sparse(out_ready)
-            else:
+        elif phase == Phase.SWEEP:
+            if not self.sparse:
                 self._sweep(out_ready)
-        elif self.phase == Phase.CLEAR:
+        elif phase == Phase.CLEAR:
             if self.cleared == self.D - 1:
                 self.phase = Phase.TOKEN
             self.cleared += 1
@@ -642,45 +637,70 @@ class CoreModel:
             return [j for j in range(self.L) if (int(f) >> j) & 1]
         return [j for j, n in enumerate(f) for _ in range(int(n))]
 
-    def _sweep_sparse(self, out_ready):
-        """One edge of a sparse sweep: ``ListSequencer`` (R, Q1, Q2, P0) and P1 .. P5;
-        a word leaving P5 stays listed when it is loud."""
-        emitting = self.out_valid
-        left = self.to_emit
-        advance = self.pipe[-1] is None or (len(left) <= 1 and (not left or out_ready))
-        busy = (self.w1 or self.w2 or self.left or self.q1 is not None
-                or self.q2 is not None or self.p0 is not None
-                or any(a is not None for a in self.pipe))
-        if not busy:
-            self.phase = Phase.TOKEN
+    def _list_clock(self, t, upd_kind, out_ready, upd_sa):
+        """One edge of a sparse core's list (``hw.livelist.ListSequencer``: the ring, its
+        read-ahead stages R, Q1, Q2, P0, the counts) and, in a sweep, of P1 .. P5 (a word
+        leaving P5 stays listed when it is loud). Sets :attr:`phase` to ``TOKEN`` when
+        the sweep ends; the caller does the rest of the phase sequence."""
+        if self.phase == Phase.CLEAR:
+            # the clear empties the list; stage-C appends landing now are dropped
+            self.ring.clear()
+            self.landing.clear()
+            self.listed[:] = False
+            self.q1 = self.q2 = self.p0 = None
+            self.left, self.counting, self.w1, self.w2 = 0, False, False, False
+            return
+        sweep = self.phase == Phase.SWEEP
+        advance = end = False
+        push = None
+        if sweep:
+            m = self.to_emit
+            emitting = self.out_valid
+            advance = self.pipe[-1] is None or (len(m) <= 1 and (not m or out_ready))
+            busy = (self.w1 or self.w2 or (self.counting and self.left)
+                    or self.q1 is not None or self.q2 is not None or self.p0 is not None
+                    or any(a is not None for a in self.pipe))
+            if not busy:
+                self.phase, end = Phase.TOKEN, True
+            if advance:
+                p4, p5 = self.pipe[-2], self.pipe[-1]
+                if p5 is not None:
+                    if p5 in self.loud[self.step]:
+                        push = p5
+                    else:
+                        self.listed[p5] = False
+                self.to_emit = self._spikes(p4)
+                self.pipe = [self.p0] + self.pipe[:-1]
+                if self.p0 is not None:
+                    self.swept += 1
+            elif emitting and out_ready:
+                self.to_emit = m[1:]            # the lowest spike is out
+        # an update taken now is appended in its stage C (cycle t + 2) when its word is
+        # not listed yet
+        if self.phase == Phase.ACCUM and upd_kind == SPIKE and not self.listed[upd_sa]:
+            self.listed[upd_sa] = True
+            self.landing.append((t + 2, upd_sa))
+        if self.landing and self.landing[0][0] == t:
+            push = self.landing.popleft()[1]
         p0_ready = self.p0 is None or advance
         q2_ready = self.q2 is None or p0_ready
         q1_ready = self.q1 is None or q2_ready
-        pop = self.left != 0 and q1_ready
-        if advance:
-            p4, p5 = self.pipe[-2], self.pipe[-1]
-            if p5 is not None:
-                if p5 in self.loud[self.step]:
-                    self.ring.append(p5)
-                else:
-                    self.listed[p5] = False
-            self.to_emit = self._spikes(p4)
-            self.pipe = [self.p0] + self.pipe[:-1]
-            if self.p0 is not None:
-                self.swept += 1
-        elif emitting and out_ready:
-            self.to_emit = left[1:]         # the lowest spike is out
+        pop = q1_ready and bool(self.left if self.counting else self.ring)
         if p0_ready:
             self.p0 = self.q2
         if q2_ready:
             self.q2 = self.q1
         if q1_ready:
             self.q1 = self.ring.popleft() if pop else None
-        if self.w2:
-            self.left = len(self.ring)
-        elif pop:
+        if end:
+            self.counting = False
+        elif self.w2:
+            self.counting, self.left = True, len(self.ring)
+        elif self.counting and pop:
             self.left -= 1
-        self.w1, self.w2 = False, self.w1
+        if push is not None:
+            self.ring.append(push)
+        self.w1, self.w2 = self.phase == Phase.ACCUM and upd_kind == END_STEP, self.w1
 
     def _sweep(self, out_ready):
         emitting = self.out_valid

@@ -516,3 +516,67 @@ def test_sparse_sweep_multi_spike(seed):
     r, res, dut = check_v2(layer, binned, 2, seed=seed, sweep="sparse", ready=0.6)
     assert dut.core.sweep == "sparse"
     assert (r.spikes["v2"] > 1).any()
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_sparse_sweep_cycle_counts(lanes):
+    """The documented sparse timing (hw.neuron, hw.livelist): a list read ahead (the
+    token comes long after the previous sweep) gives the dense rule over the ``N``
+    listed words (token offered ``N + 7`` cycles after the core takes the end-of-step
+    token, no spikes here); an empty list offers it after 4."""
+    rng = np.random.default_rng(21)
+    layer = random_layer(rng, "c", "conv2d", (1, 4, 5), kernel=3, stride=1, padding=1,
+                         out_channels=4, fire_scale=100.0, bias=False, leak=True,
+                         reset="subtract")
+    layer.beta_num, layer.beta_frac_bits = 1, 1              # quiet: -1 .. 0
+    wmax = (1 << (layer.weight_bits - 1)) - 1
+    layer.weights = np.minimum(np.abs(layer.weights) + 1, wmax)   # positive states: loud
+    layer.threshold[:] = layer.state_max
+    layer.acc_bits = layer.required_acc_bits(1)
+    dut = LayerEngine(layer, lanes, sweep="sparse")
+    assert dut.core.sweep == "sparse"
+    lay = dut.inp.payload.shape()
+    step1 = [pack(lay, kind=SPIKE, c=0, y=1, x=1), pack(lay, kind=SPIKE, c=0, y=3, x=4)]
+    items = step1 + [pack(lay, kind=END_STEP)] * 12 + [pack(lay, kind=END_SAMPLE)]
+    log = []
+
+    async def bench(ctx):
+        ctx.set(dut.out.ready, 1)
+        i, offer_at = 0, 0
+        for cycle in range(3000):
+            offering = i < len(items) and cycle >= offer_at
+            ctx.set(dut.inp.valid, offering)
+            if offering:
+                ctx.set(dut.inp.payload.as_value(), items[i])
+            _, _, iv, ir, uv, ur, uk, ov, ok = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.core.upd.valid, dut.core.upd.ready,
+                dut.core.upd.payload.kind, dut.out.valid, dut.out.payload.kind)
+            if iv and ir:
+                i += 1
+                # a token long after the previous sweep: the list is read ahead by then
+                offer_at = cycle + (120 if i > len(step1) else 0)
+            if uv and ur and uk == END_STEP:
+                log.append(["in", cycle, None])
+            if ov and ok == END_STEP and log[-1][2] is None:
+                log[-1][2] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # the listed words after each step: the reference's states (positive ones are loud)
+    from sim.liveness import quiet_words
+    from sim.reference import run
+
+    from .harness import single_layer_model
+    sizes = []
+    frames = np.zeros((12, 1, 4, 5), dtype=np.int64)
+    frames[0, 0, 1, 1] = frames[0, 0, 3, 4] = 1
+    res = run(single_layer_model(layer, 12), BinnedEvents.from_frames(frames))
+    loud = quiet_words(layer, res.spikes["c"], res.states["c"], dut.G, lanes)
+    assert len(log) == 12
+    for k in range(1, 12):
+        n = len(loud[k - 1])
+        sizes.append(n)
+        assert log[k][2] - log[k][1] == (n + 7 if n else 4), f"step {k}: {n} listed"
+    assert sizes[0] > 0 and sizes[-1] == 0, "the case must list words and then none"
