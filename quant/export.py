@@ -7,7 +7,8 @@
         [--root DATA] [--limit N] [--backend auto|numpy|numba]
 
 Steps: read the checkpoint (:mod:`quant.train`), quantize the float net
-(:func:`quant.ptq.quantize`), run the integer model through the bit-exact reference on
+(:func:`quant.ptq.quantize` for a chain, :func:`quant.graph.quantize_graph` for a
+graph), run the integer model through the bit-exact reference on
 the checkpoint's test split and the float net in torch, and write, all at once (into
 a temporary directory moved into place when complete):
 
@@ -42,11 +43,11 @@ from sim.fsutil import check_output_dir
 from sim.model import save_model
 
 from .data import DataError
+from .graph import FloatGraph
 from .ir import NetImportError
-from .ptq import quantize
 from .report import evaluate, markdown
 from .train import (CheckpointError, command_line, data_from_checkpoint, load_checkpoint,
-                    net_from_checkpoint)
+                    net_from_checkpoint, quantize_net)
 
 __all__ = ["main", "cli", "export"]
 
@@ -94,9 +95,14 @@ def export(doc, out, *, weight_bits, state_bits, per_channel, beta_frac_bits=Non
     fnet = doc["floatnet"]
     ds = doc["dataset"]
     data = data_from_checkpoint(doc, "test", root=root, limit=limit)
-    model = quantize(fnet, weight_bits=weight_bits, state_bits=state_bits,
-                     per_channel=per_channel, beta_frac_bits=beta_frac_bits,
-                     name_prefix=name_prefix)
+    q = dict(weight_bits=weight_bits, state_bits=state_bits, per_channel=per_channel,
+             beta_frac_bits=beta_frac_bits)
+    if name_prefix is not None:
+        if isinstance(fnet, FloatGraph):
+            raise NetImportError("--name-prefix: a graph keeps its layer names (synapses "
+                                 "name their sources)")
+        q["name_prefix"] = name_prefix
+    model = quantize_net(fnet, **q)
     report = evaluate(model, data, float_net=net, backend=backend, progress=progress)
     report["command"] = command
     report["dataset"] = (f"{ds['name']} (test split, {report['samples']} samples, seed "

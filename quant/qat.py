@@ -5,7 +5,8 @@
     python -m quant.qat runs/digits/checkpoint.pt --out runs/digits_w4 --weight-bits 4 \\
         [--state-bits 16] [--per-channel] [--epochs 5] [--lr 1e-3] [--max-steps N]
 
-The net runs in the ``fake_quant`` mode of :mod:`quant.lif`: every forward pass
+The net runs in the ``fake_quant`` mode of :mod:`quant.lif` (a chain) or
+:mod:`quant.graph` (a graph): every forward pass
 quantizes the current float parameters exactly as :func:`quant.ptq.quantize` does and
 computes in integer units with the hardware's clamping and floor leak, so the loss is
 that of the model the export will write; rounding, clamping and the floor pass
@@ -27,9 +28,9 @@ from sim.cli import ArgumentParser, CliError, main_guard
 
 from .data import DataError
 from .ir import NetImportError
-from .ptq import quantize
 from .train import (CheckpointError, command_line, data_from_checkpoint, fit,
-                    fixed_accuracy, load_checkpoint, net_from_checkpoint, save_checkpoint)
+                    fixed_accuracy, load_checkpoint, net_from_checkpoint, quantize_net,
+                    save_checkpoint)
 
 __all__ = ["main", "cli", "finetune"]
 
@@ -45,7 +46,7 @@ def finetune(doc, *, qconfig, epochs=5, lr=1e-3, batch_size=None, seed=0, max_st
     net = net_from_checkpoint(doc)
     train = data_from_checkpoint(doc, "train", root=root, limit=limit)
     test = data_from_checkpoint(doc, "test", root=root, limit=limit)
-    quantize(net.to_floatnet(), **qconfig)          # fail early on impossible widths
+    quantize_net(net.to_floatnet(), **qconfig)      # fail early on impossible widths
     ptq_acc, _ = fixed_accuracy(net, test, qconfig)
     log(f"before fine-tuning: post-training quantization ({_qs(qconfig)}) "
         f"{100 * ptq_acc:.2f}%")

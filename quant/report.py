@@ -8,7 +8,7 @@ when given the float net, runs that too. The report holds:
 - ``fixed_accuracy``: the integer model, from the reference;
 - ``agreement``: fraction of samples where float and fixed predictions are equal;
 - ``torch_integer_agreement``: fraction where the torch integer mode
-  (:mod:`quant.lif`) predicts the same as the reference (a self-check, 1.0 expected);
+  (:mod:`quant.lif` for a chain, :mod:`quant.graph` for a graph) predicts the same as the reference (a self-check, 1.0 expected);
 - per layer: spike rate (spikes per neuron per step), spikes and synaptic operations
   per sample (weight additions, from the reference's event-driven count), and
   overflow count (samples x steps where clamping changed a state);
@@ -37,7 +37,7 @@ def evaluate(model, data, *, float_net=None, backend="auto", progress=False):
     dict (JSON-serializable)
     """
     from tqdm import tqdm
-    from .lif import SpikingNet
+    from .train import integer_net
     if backend == "auto":
         backend = "numba" if "numba" in available_backends() else "numpy"
     n = len(data)
@@ -78,8 +78,10 @@ def evaluate(model, data, *, float_net=None, backend="auto", progress=False):
     for layer in model.layers:
         k = layer.name
         report["layers"].append({
-            "name": k, "type": layer.type, "neurons": layer.n_out,
-            "weights": layer.weight_count(), "weight_bits": layer.weight_bits,
+            "name": k, "type": "+".join(s.type for s in layer.synapses),
+            "neurons": layer.n_out, "weights": layer.weight_count(),
+            "weight_bits": max((s.weight_bits for s in layer.synapses
+                                if s.weight_bits is not None), default=None),
             "state_bits": layer.state_bits, "acc_bits": layer.acc_bits,
             "spike_rate": spikes[k] / max(1, n * T * layer.n_out),
             "spikes_per_sample": spikes[k] / max(1, n),
@@ -87,7 +89,7 @@ def evaluate(model, data, *, float_net=None, backend="auto", progress=False):
             "overflow_count": overflow[k],
         })
     with torch.no_grad():
-        inet = SpikingNet.from_model(model)
+        inet = integer_net(model)
         tpred = _predict(inet, data)
     report["torch_integer_agreement"] = float((tpred == fixed_pred).mean()) if n else None
     if float_net is not None:

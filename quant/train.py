@@ -36,14 +36,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sim.model import INPUT, Synapse, chain_problem
+from sim.registry import KINDS
+
 from .data import DATASETS, DataError, default_input, load_dataset
+from .graph import (FloatGraph, FloatGraphLayer, FloatSynapse, GraphNet, floatgraph_from_dict,
+                    floatgraph_to_dict, quantize_graph)
 from .ir import FloatLayer, FloatNet
+from .kinds import torch_op
 from .lif import SURROGATES, SpikingLayer, SpikingNet
 from .ptq import quantize
 
-__all__ = ["cli", "main", "ARCHS", "build_net", "calibrate", "data_from_checkpoint",
-           "net_from_checkpoint", "evaluate", "fit", "save_checkpoint", "load_checkpoint",
-           "fixed_accuracy"]
+__all__ = ["cli", "main", "ARCHS", "GRAPH_ARCHS", "build_net", "build_graph", "calibrate",
+           "data_from_checkpoint", "net_from_checkpoint", "evaluate", "fit", "save_checkpoint",
+           "load_checkpoint", "fixed_accuracy", "quantize_net", "integer_net"]
 
 CHECKPOINT_FORMAT = "snn-fpga-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -57,14 +63,49 @@ ARCHS = {
     "gesture": [("conv2d", 4, 5, 2, 2), ("conv2d", 8, 5, 2, 2), ("conv2d", 8, 3, 2, 1),
                 ("conv2d", 16, 3, 2, 1), ("linear", None)],
     "nmnist": [("conv2d", 8, 5, 2, 2), ("conv2d", 16, 3, 2, 1), ("linear", None)],
+    # the baseline of temporal_synth: the graph "temporal" without its skip, delays and
+    # recurrence, about as many weights (16,072 against 16,472)
+    "temporal_chain": [("conv2d", 8, 3, 2, 1), ("conv2d", 8, 3, 1, 1), ("conv2d", 8, 3, 1, 1),
+                       ("sumpool2d", 2), ("conv2d", 16, 3, 1, 1), ("linear", 52),
+                       ("linear", None)],
+}
+
+#: Graph topologies (contract version 2): one dict per layer, in evaluation order, with
+#: ``name`` and ``synapses``, a list of ``[source, kind, options]`` (options: ``out``
+#: channels or units for conv2d/linear (``None``: the number of classes), ``kernel``,
+#: ``stride``, ``padding``, ``delay``, ``taps``); optional neuron settings ``beta``,
+#: ``threshold``, ``reset``, ``spike_limit``, ``current_beta`` (a current-based layer),
+#: ``dropout`` (training only). The first synapse sets the layer's shape. ``--arch``
+#: also takes a JSON file holding such a list.
+GRAPH_ARCHS = {
+    # 2x16x16 -> conv 8x8x8 -> residual block (two convs, identity skip) -> sum pool
+    # 8x4x4 -> conv with 5 taps (delays 0..4, learnt per tap) 16x4x4 -> recurrent
+    # current-based 32 -> classes: 1,958 neurons, 16,472 weights
+    "temporal": [
+        {"name": "conv1", "synapses": [["input", "conv2d",
+                                        {"out": 8, "kernel": 3, "stride": 2, "padding": 1}]]},
+        {"name": "res1", "synapses": [["conv1", "conv2d", {"out": 8, "kernel": 3, "padding": 1}]],
+         "dropout": 0.1},
+        {"name": "res2", "synapses": [["res1", "conv2d", {"out": 8, "kernel": 3, "padding": 1}],
+                                      ["conv1", "identity", {}]]},
+        {"name": "pool", "synapses": [["res2", "sumpool2d", {"kernel": 2}]], "beta": 1.0},
+        {"name": "taps", "synapses": [["pool", "conv2d", {"out": 16, "kernel": 3, "padding": 1,
+                                                          "taps": 5}]], "dropout": 0.1},
+        {"name": "rec", "synapses": [["taps", "linear", {"out": 32}],
+                                     ["rec", "linear", {"out": 32, "delay": 1}]],
+         "current_beta": 0.75},
+        {"name": "out", "synapses": [["rec", "linear", {"out": None}]]},
+    ],
 }
 _DEFAULT_ARCH = {"digits": "digits", "gesture_synth": "gesture", "dvs_gesture": "gesture",
-                 "nmnist": "nmnist"}
+                 "nmnist": "nmnist", "temporal_synth": "temporal"}
+_DEFAULT_BETA = {"temporal_synth": 0.5}
 _DEFAULTS = {   # per data set: epochs, lr, batch size, calibration rate
     "digits": dict(epochs=30, lr=1e-2, batch_size=32, calibrate=0.05),
     "gesture_synth": dict(epochs=25, lr=3e-3, batch_size=16, calibrate=0.0),
     "nmnist": dict(epochs=5, lr=2e-3, batch_size=64, calibrate=0.05),
     "dvs_gesture": dict(epochs=20, lr=2e-3, batch_size=16, calibrate=0.05),
+    "temporal_synth": dict(epochs=20, lr=3e-3, batch_size=32, calibrate=0.05),
 }
 
 
@@ -72,7 +113,15 @@ def build_net(arch, input_shape, n_classes, *, timesteps, dt_us=1000, count_clip
               beta=0.875, threshold=1.0, reset="subtract", readout="spike_count",
               surrogate="fast_sigmoid", slope=5.0, bias=False, pool_threshold=1.0,
               init_gain=2.0, seed=0):
-    """A :class:`quant.lif.SpikingNet` of topology ``arch`` (a name or a list)."""
+    """A :class:`quant.lif.SpikingNet` of topology ``arch`` (a name of :data:`ARCHS` or a
+    list), or a :class:`quant.graph.GraphNet` for a graph topology (a name of
+    :data:`GRAPH_ARCHS` or a list of layer dicts, see :func:`build_graph`)."""
+    if (isinstance(arch, str) and arch in GRAPH_ARCHS) or \
+            (isinstance(arch, list) and arch and isinstance(arch[0], dict)):
+        return build_graph(arch, input_shape, n_classes, timesteps=timesteps, dt_us=dt_us,
+                           count_clip=count_clip, beta=beta, threshold=threshold, reset=reset,
+                           readout=readout, surrogate=surrogate, slope=slope, bias=bias,
+                           pool_threshold=pool_threshold, init_gain=init_gain, seed=seed)
     spec = ARCHS[arch] if isinstance(arch, str) else arch
     torch.manual_seed(seed)
     layers = []
@@ -103,6 +152,149 @@ def build_net(arch, input_shape, n_classes, *, timesteps, dt_us=1000, count_clip
                       surrogate=surrogate, slope=slope)
 
 
+_SYN_OPTIONS = {"out", "kernel", "stride", "padding", "delay", "taps"}
+_LAYER_OPTIONS = {"name", "synapses", "beta", "threshold", "reset", "spike_limit",
+                  "current_beta", "dropout"}
+
+
+def build_graph(arch, input_shape, n_classes, *, timesteps, dt_us=1000, count_clip=1,
+                beta=0.875, threshold=1.0, reset="subtract", readout="spike_count",
+                surrogate="fast_sigmoid", slope=5.0, bias=False, pool_threshold=1.0,
+                init_gain=2.0, seed=0):
+    """A :class:`quant.graph.GraphNet` of graph topology ``arch`` (a name of
+    :data:`GRAPH_ARCHS` or a list of layer dicts in that form).
+
+    Shapes follow from the synapse kinds' rules (:data:`sim.registry.KINDS`); weights
+    are initialised by each kind's torch operator (identity synapses start at 1, a
+    plain skip) and multiplied by ``init_gain``; layers whose synapses have no weights
+    get ``beta`` 1 and ``pool_threshold`` unless they say otherwise.
+
+    Raises
+    ------
+    ValueError
+        Naming the layer and field, for an unknown kind, source or option, or shapes
+        that do not agree.
+    """
+    spec = GRAPH_ARCHS[arch] if isinstance(arch, str) else arch
+    if not isinstance(spec, list) or not spec:
+        raise ValueError("a graph architecture is a non-empty list of layers")
+    torch.manual_seed(seed)
+    shapes = {INPUT: tuple(int(s) for s in input_shape)}
+    names = [d.get("name") if isinstance(d, dict) else None for d in spec]
+    layers = []
+    for i, d in enumerate(spec):
+        at = f"layers[{i}]"
+        if not isinstance(d, dict):
+            raise ValueError(f"{at}: expected an object, got {type(d).__name__}")
+        unknown = set(d) - _LAYER_OPTIONS
+        if unknown:
+            raise ValueError(f"{at}: unknown key {sorted(unknown)[0]!r}")
+        name = d.get("name")
+        if not isinstance(name, str) or not name.isidentifier() or name == INPUT \
+                or names.count(name) > 1:
+            raise ValueError(f"{at}.name: {name!r} is not a unique identifier")
+        at = f"layer {name}"
+        syns = d.get("synapses")
+        if not isinstance(syns, list) or not syns:
+            raise ValueError(f"{at}: synapses: expected a non-empty list")
+        out_shape = None
+        fsyns = []
+        for j, item in enumerate(syns):
+            ats = f"{at}: synapses[{j}]"
+            if not (isinstance(item, (list, tuple)) and len(item) in (2, 3)):
+                raise ValueError(f"{ats}: expected [source, kind, options]")
+            src, kind = item[0], item[1]
+            opt = dict(item[2]) if len(item) == 3 and item[2] else {}
+            if kind not in KINDS:
+                raise ValueError(f"{ats}: unknown synapse kind {kind!r}, expected one of "
+                                 f"{', '.join(KINDS)}")
+            if src != INPUT and src not in names:
+                raise ValueError(f"{ats}: unknown source {src!r}")
+            bad = set(opt) - _SYN_OPTIONS
+            if bad:
+                raise ValueError(f"{ats}: unknown option {sorted(bad)[0]!r}")
+            if src == name or (src != INPUT and names.index(src) > i):
+                if src not in shapes and out_shape is None:
+                    raise ValueError(f"{ats}: a recurrent synapse cannot be the first")
+                src_shape = out_shape if src == name else None
+            else:
+                src_shape = shapes[src]
+            k = KINDS[kind]
+            geo = {}
+            if k.geometry:
+                K = int(opt.get("kernel", 1))
+                geo = dict(kernel=K, stride=int(opt.get("stride", K if kind == "sumpool2d"
+                                                          else 1)),
+                           padding=int(opt.get("padding", 0)))
+            syn = Synapse(src, kind, delay=int(opt.get("delay", 0)),
+                          taps=int(opt.get("taps", 1)), **geo)
+            if src_shape is None:             # from a later layer: its shape is built below
+                src_shape = ("later", src)
+            fsyns.append((syn, src_shape, opt))
+            if j == 0:
+                in_shape = k.input_shape(src_shape)
+                try:
+                    k.check(syn, in_shape)
+                except ValueError as e:
+                    raise ValueError(f"{ats}: {e}") from None
+                chans = opt.get("out") or (n_classes if i == len(spec) - 1 else None)
+                out_shape = tuple(int(x) for x in k.out_shape(syn, in_shape, chans or 0))
+                if out_shape[0] < 1:
+                    raise ValueError(f"{ats}: needs 'out' (channels or units)")
+        shapes[name] = out_shape
+        layers.append((d, name, out_shape, fsyns))
+    flayers = []
+    for d, name, out_shape, fsyns in layers:
+        out = []
+        for j, (syn, src_shape, opt) in enumerate(fsyns):
+            if isinstance(src_shape, tuple) and src_shape[:1] == ("later",):
+                src_shape = shapes[src_shape[1]]
+            k = KINDS[syn.type]
+            in_shape = k.input_shape(src_shape)
+            try:
+                k.check(syn, in_shape)
+            except ValueError as e:
+                raise ValueError(f"layer {name}: synapses[{j}]: {e}") from None
+            made = tuple(k.out_shape(syn, in_shape, out_shape[0]))
+            if made != tuple(out_shape):
+                raise ValueError(f"layer {name}: synapses[{j}]: makes shape {list(made)}, the "
+                                 f"layer has {list(out_shape)}")
+            op = torch_op(syn.type)
+            wshape = k.weight_shape(syn, in_shape, out_shape)
+            w = None
+            if wshape is not None:
+                t = torch.empty((syn.taps, *wshape) if syn.taps > 1 else wshape)
+                op.init_weight(t)
+                if syn.type != "identity":
+                    t.mul_(init_gain)
+                w = t.numpy().astype(np.float64)
+            out.append(FloatSynapse(syn.source, syn.type, syn.kernel, syn.stride, syn.padding,
+                                    w, syn.delay, syn.taps))
+        weighted = all(torch_op(s.type).weighted for s in out)
+        flayers.append(FloatGraphLayer(
+            name=name, out_shape=out_shape, synapses=out,
+            bias=np.zeros(out_shape[0]) if bias and weighted else None,
+            beta=float(d.get("beta", beta if weighted else 1.0)),
+            threshold=float(d.get("threshold", threshold if weighted else pool_threshold)),
+            reset=d.get("reset", reset), spike_limit=int(d.get("spike_limit", 1)),
+            current_beta=d.get("current_beta"), dropout=float(d.get("dropout", 0.0))))
+    graph = FloatGraph(input_shape=tuple(input_shape), layers=flayers, timesteps=timesteps,
+                       dt_us=dt_us, count_clip=count_clip, readout=readout)
+    return GraphNet(graph, surrogate=surrogate, slope=slope)
+
+
+def _layer_weights(layer):
+    """The weight parameters of a chain or graph layer."""
+    if isinstance(layer, SpikingLayer):
+        return [] if layer.weight is None else [layer.weight]
+    return layer.weights()
+
+
+def n_weights(net):
+    """Number of weights of a chain or graph net."""
+    return sum(w.numel() for layer in net.layers for w in _layer_weights(layer))
+
+
 def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
     """Scale each weighted layer's initial weights until it fires at about ``target``.
 
@@ -116,15 +308,17 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
     factors = {}
     layers = list(net.layers)
     for i, layer in enumerate(layers):
-        if layer.weight is None or (net.readout == "membrane" and i == len(layers) - 1):
+        ws = _layer_weights(layer)
+        if not ws or (net.readout == "membrane" and i == len(layers) - 1):
             continue                           # a membrane output never fires
         goal = target_out if i == len(layers) - 1 else target
-        w0 = layer.weight.detach().clone()
+        w0 = [w.detach().clone() for w in ws]
         lo, hi = -4.0, 4.0                     # log2 of the factor
         for _ in range(iters):
             mid = (lo + hi) / 2
             with torch.no_grad():
-                layer.weight.copy_(w0 * 2.0 ** mid)
+                for w, a in zip(ws, w0):
+                    w.copy_(a * 2.0 ** mid)
                 _, tr = net(x, record=True)
             rate = float(tr["spikes"][layer.name].float().mean())
             if rate < goal:
@@ -133,7 +327,8 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
                 hi = mid
         f = 2.0 ** ((lo + hi) / 2)
         with torch.no_grad():
-            layer.weight.copy_(w0 * f)
+            for w, a in zip(ws, w0):
+                w.copy_(a * f)
         factors[layer.name] = f
     return factors
 
@@ -155,8 +350,11 @@ def _a(t):
     return t
 
 
-def floatnet_to_dict(net: FloatNet):
-    """A :class:`FloatNet` as plain types and tensors (``torch.load(weights_only=True)``)."""
+def floatnet_to_dict(net):
+    """A :class:`FloatNet` (or :class:`quant.graph.FloatGraph`) as plain types and tensors
+    (``torch.load(weights_only=True)``)."""
+    if isinstance(net, FloatGraph):
+        return floatgraph_to_dict(net)
     return {
         "input_shape": list(net.input_shape), "timesteps": net.timesteps, "dt_us": net.dt_us,
         "count_clip": net.count_clip, "readout": net.readout,
@@ -168,6 +366,8 @@ def floatnet_to_dict(net: FloatNet):
 
 
 def floatnet_from_dict(d):
+    if d.get("kind") == "graph":
+        return floatgraph_from_dict(d)
     layers = [FloatLayer(name=l["name"], type=l["type"], in_shape=tuple(l["in_shape"]),
                          out_shape=tuple(l["out_shape"]), kernel=l["kernel"],
                          stride=l["stride"], padding=l["padding"], weight=_a(l["weight"]),
@@ -260,6 +460,9 @@ def data_from_checkpoint(doc, split, *, root=None, limit=None):
 
 
 def net_from_checkpoint(doc):
+    if isinstance(doc["floatnet"], FloatGraph):
+        return GraphNet.from_floatnet(doc["floatnet"], surrogate=doc.get(
+            "surrogate", "fast_sigmoid"), slope=doc.get("slope", 5.0))
     return SpikingNet.from_floatnet(doc["floatnet"], surrogate=doc.get("surrogate",
                                     "fast_sigmoid"), slope=doc.get("slope", 5.0))
 
@@ -276,10 +479,27 @@ def evaluate(net, data, batch_size=64):
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
+def quantize_net(fnet, **qconfig):
+    """:func:`quant.ptq.quantize` for a chain, :func:`quant.graph.quantize_graph` for a
+    graph (``current_bits`` applies to graphs only)."""
+    if isinstance(fnet, FloatGraph):
+        return quantize_graph(fnet, **qconfig)
+    qconfig.pop("current_bits", None)
+    return quantize(fnet, **qconfig)
+
+
+def integer_net(model):
+    """The integer-mode torch net of ``model``: a chain's :class:`SpikingNet`, or a
+    :class:`GraphNet` for anything else."""
+    if chain_problem(model) is None:
+        return SpikingNet.from_model(model)
+    return GraphNet.from_model(model)
+
+
 def fixed_accuracy(net, data, qconfig, batch_size=64):
-    """Test accuracy of the model :func:`quant.ptq.quantize` makes of ``net`` now."""
-    model = quantize(net.to_floatnet(), **qconfig)
-    inet = SpikingNet.from_model(model)
+    """Test accuracy of the model :func:`quantize_net` makes of ``net`` now."""
+    model = quantize_net(net.to_floatnet(), **qconfig)
+    inet = integer_net(model)
     pred = evaluate(inet, data, batch_size)
     return float((pred == data.labels).mean()), model
 
@@ -365,7 +585,9 @@ def _parser():
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--out", required=True, help="run directory (gets checkpoint.pt)")
     p.add_argument("--root", help="directory holding tonic data sets (nmnist, dvs_gesture)")
-    p.add_argument("--arch", choices=sorted(ARCHS), help="topology (default: per data set)")
+    p.add_argument("--arch", help="topology: a chain (" + ", ".join(sorted(ARCHS)) + "), a "
+                   "graph (" + ", ".join(sorted(GRAPH_ARCHS)) + ") or a JSON file holding a "
+                   "graph (default: per data set)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -377,7 +599,8 @@ def _parser():
     p.add_argument("--count-clip", type=int)
     p.add_argument("--encoding", choices=["rate", "latency"], default="rate",
                    help="digits: event coding")
-    p.add_argument("--beta", type=float, default=0.875)
+    p.add_argument("--beta", type=float, help="leak of the membrane (default 0.875; "
+                   "temporal_synth 0.5)")
     p.add_argument("--threshold", type=float, default=1.0)
     p.add_argument("--reset", choices=["subtract", "zero", "none"], default="subtract")
     p.add_argument("--readout", choices=["spike_count", "membrane"], default="spike_count")
@@ -400,6 +623,24 @@ def _parser():
 PROG = "python -m quant.train"
 
 
+def _arch_spec(arch):
+    """``--arch``: a name of :data:`ARCHS` or :data:`GRAPH_ARCHS`, or a JSON file."""
+    if arch in ARCHS or arch in GRAPH_ARCHS:
+        return arch
+    from sim.cli import CliError
+    path = Path(arch)
+    if not path.is_file():
+        raise CliError(f"--arch: {arch!r} is neither a known topology (" +
+                       ", ".join(sorted(ARCHS) + sorted(GRAPH_ARCHS)) + ") nor a JSON file")
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CliError(f"--arch: {path}: not a readable JSON file ({e})") from None
+    if not (isinstance(spec, list) and spec and all(isinstance(d, dict) for d in spec)):
+        raise CliError(f"--arch: {path}: expected a JSON list of layer objects")
+    return spec
+
+
 def _fail(msg):
     print(f"{PROG}: error: {msg}", file=sys.stderr)
     return 2
@@ -418,6 +659,8 @@ def main(argv=None):
         if v < 1:
             return _fail(f"{what}: expected a positive integer, got {v}")
     hp = dict(_DEFAULTS[args.dataset])
+    if args.beta is None:
+        args.beta = _DEFAULT_BETA.get(args.dataset, 0.875)
     for k in ("epochs", "lr", "batch_size", "calibrate"):
         if getattr(args, k) is not None:
             hp[k] = getattr(args, k)
@@ -432,10 +675,16 @@ def main(argv=None):
     except DataError as e:
         return _fail(str(e))
     arch = args.arch or _DEFAULT_ARCH[args.dataset]
-    net = build_net(arch, train_set.shape, train_set.n_classes, timesteps=T, dt_us=dt,
-                    count_clip=clip, beta=args.beta, threshold=args.threshold,
-                    reset=args.reset, readout=args.readout, surrogate=args.surrogate,
-                    slope=args.slope, bias=args.bias, init_gain=args.init_gain, seed=args.seed)
+    arch_spec = _arch_spec(arch)
+    try:
+        net = build_net(arch_spec, train_set.shape, train_set.n_classes, timesteps=T,
+                        dt_us=dt, count_clip=clip, beta=args.beta, threshold=args.threshold,
+                        reset=args.reset, readout=args.readout, surrogate=args.surrogate,
+                        slope=args.slope, bias=args.bias, init_gain=args.init_gain,
+                        seed=args.seed)
+    except (KeyError, TypeError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        return _fail(f"--arch {arch}: {msg}")
     if hp["calibrate"] > 0:
         torch.manual_seed(args.seed)
         x, _ = train.frames(np.random.default_rng(args.seed).permutation(len(train))[:64])
@@ -446,13 +695,13 @@ def main(argv=None):
     qconfig = dict(weight_bits=args.weight_bits, state_bits=args.state_bits,
                    per_channel=args.per_channel)
     try:
-        quantize(net.to_floatnet(), **qconfig)
+        quantize_net(net.to_floatnet(), **qconfig)
     except Exception as e:  # noqa: BLE001 - report bad widths before training
         return _fail(f"quantization settings: {e}")
     print(f"{args.dataset}: {len(train)} training / {len(test)} test samples, input "
           f"{list(train_set.shape)}, T={T}, dt={dt} us; net {arch}: "
           f"{sum(int(np.prod(l.out_shape)) for l in net.layers)} neurons, "
-          f"{sum(l.weight.numel() for l in net.layers if l.weight is not None)} weights",
+          f"{n_weights(net)} weights",
           flush=True)
     history = fit(net, train, test, epochs=hp["epochs"], lr=hp["lr"],
                   batch_size=hp["batch_size"], seed=args.seed, qconfig=qconfig,
@@ -460,7 +709,7 @@ def main(argv=None):
     out = Path(args.out)
     dataset = {"name": args.dataset, "seed": args.seed, "kwargs": kw, "root": args.root,
                "limit": args.limit}
-    train_cfg = {"arch": arch, **hp, "max_steps": args.max_steps, "beta": args.beta,
+    train_cfg = {"arch": arch_spec, **hp, "max_steps": args.max_steps, "beta": args.beta,
                  "threshold": args.threshold, "reset": args.reset, "bias": args.bias,
                  "init_gain": args.init_gain, "torch": str(torch.__version__)}
     save_checkpoint(out / "checkpoint.pt", net, dataset=dataset, train=train_cfg,

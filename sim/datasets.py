@@ -31,6 +31,29 @@ here sees exactly the input spikes the hardware will see.
     sample ``i`` ``default_rng([seed, 1, i])``: the split is fixed by construction
     (default 800 training and 320 test samples, balanced classes).
 
+``temporal_synth`` (procedural; the order of the frames is the class)
+    Shapes flashed on a ``2 x 16 x 16`` sensor, one frame at a time: a frame at step
+    ``k`` emits ON events (``p = 1``) at every pixel of the shape during step ``k``
+    and OFF events (``p = 0``) at the same pixels during step ``k + 1`` (a flash, as an
+    event camera sees it), so no single frame tells where the shape goes next. Six
+    classes in three pairs; within a pair the two classes show the same frames in
+    a different order (:data:`TEMPORAL_CLASSES`):
+
+    - ``rotate_cw`` / ``rotate_ccw``: a bar (random centre, length, start angle) at
+      four angles ``a0 + j * da`` (``da`` 25-40 degrees), or the same four frames in
+      reverse order;
+    - ``move_right`` / ``move_left``: a small square at four positions 3-4 pixels
+      apart along a row, or the same frames reversed;
+    - ``aba`` / ``aab``: a triangle (A) and a square (B) at one random place: A, B, A
+      (A reappears after a gap) or A, A, B.
+
+    Frames are ``g`` steps apart (``g`` 3-4 for rotation and motion, 4-5 for the
+    triangle and square), the first at a random step; every event is kept with
+    probability 0.9 and a few uniform noise events are added; one noise event at
+    ``t = 0`` anchors the binning. Training sample ``i`` uses
+    ``default_rng([seed, 0, i])``, test sample ``i`` ``default_rng([seed, 1, i])``
+    (default 1,200 training and 480 test samples, balanced classes).
+
 ``nmnist``, ``dvs_gesture`` (real data already on disk)
     tonic's ``NMNIST`` and ``DVSGesture`` classes reading an existing copy under
     ``root`` (tonic's layout: ``root/NMNIST/...``, ``root/DVSGesture/...``). A missing
@@ -48,7 +71,8 @@ import numpy as np
 from sim.events import EVENT_DTYPE, bin_events
 
 __all__ = ["DataError", "EventSet", "BinnedSet", "DATASETS", "GESTURE_CLASSES",
-           "load_dataset", "digits_events", "gesture_sample", "default_input"]
+           "TEMPORAL_CLASSES", "load_dataset", "digits_events", "gesture_sample",
+           "temporal_sample", "default_input"]
 
 
 class DataError(ValueError):
@@ -58,10 +82,14 @@ class DataError(ValueError):
 #: Motion classes of ``gesture_synth``, in label order.
 GESTURE_CLASSES = ("right", "left", "up", "down", "rotate_cw", "rotate_ccw", "grow", "shrink")
 
+#: Classes of ``temporal_synth``, in label order (pairs with the same frames).
+TEMPORAL_CLASSES = ("rotate_cw", "rotate_ccw", "move_right", "move_left", "aba", "aab")
+
 #: Input settings each data set is trained with unless told otherwise.
 _DEFAULT_INPUT = {
     "digits": dict(timesteps=16, dt_us=1000, count_clip=1),
     "gesture_synth": dict(timesteps=16, dt_us=10_000, count_clip=1),
+    "temporal_synth": dict(timesteps=16, dt_us=1000, count_clip=1),
     "nmnist": dict(timesteps=20, dt_us=15_000, count_clip=1),
     "dvs_gesture": dict(timesteps=20, dt_us=50_000, count_clip=1),
 }
@@ -313,6 +341,103 @@ def _gesture(split, seed, timesteps, dt_us, n_train=800, n_test=320, limit=None,
                     _events=events)
 
 
+# -- procedural temporal order ------------------------------------------------------------
+
+#: Shortest sample of ``temporal_synth`` (four frames 4 steps apart and the OFF step).
+TEMPORAL_MIN_STEPS = 14
+
+
+def _temporal_frames(rng, name, size):
+    """The frames (boolean masks) of one ``temporal_synth`` sample and their spacing."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    c = size / 2
+    if name in ("rotate_cw", "rotate_ccw"):
+        h = rng.uniform(0.3, 0.42) * size
+        bar = np.array([[-h, -1.0], [h, -1.0], [h, 1.0], [-h, 1.0]])
+        cx, cy = c + rng.uniform(-1.5, 1.5, 2)
+        a0 = rng.uniform(0, np.pi)
+        da = np.deg2rad(rng.uniform(25, 40))
+        frames = [_render(bar, cx, cy, 1.0, a0 + j * da, ys, xs) for j in range(4)]
+        gap = int(rng.integers(3, 5))
+        return (frames if name == "rotate_cw" else frames[::-1]), gap
+    if name in ("move_right", "move_left"):
+        step = rng.uniform(3.0, 4.0)
+        x0 = rng.uniform(1.5, size - 1.5 - 3 * step)
+        y0 = rng.uniform(2.0, size - 2.0)
+        sq = _polygon("square")
+        frames = [_render(sq, x0 + j * step, y0, 1.5, 0.0, ys, xs) for j in range(4)]
+        gap = int(rng.integers(3, 5))
+        return (frames if name == "move_right" else frames[::-1]), gap
+    cx, cy = c + rng.uniform(-3, 3, 2)
+    ang = rng.uniform(0, 2 * np.pi)
+    r = rng.uniform(0.17, 0.22) * size
+    a = _render(_polygon("triangle"), cx, cy, r, ang, ys, xs)
+    b = _render(_polygon("square"), cx, cy, r * 0.8, ang, ys, xs)
+    gap = int(rng.integers(4, 6))
+    return ([a, b, a] if name == "aba" else [a, a, b]), gap
+
+
+def temporal_sample(rng, label, *, timesteps=16, dt_us=1000, size=16, noise=8, keep=0.9):
+    """One ``temporal_synth`` sample of class ``label`` (see the module docstring).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    label : int
+        Index into :data:`TEMPORAL_CLASSES`.
+    timesteps, dt_us : int
+        The sample lasts ``timesteps * dt_us`` microseconds (``timesteps >= 14``).
+    size : int
+        Sensor width and height.
+    noise : float
+        Mean number of uniform noise events.
+    keep : float
+        Probability that an event of a frame is kept.
+
+    Returns
+    -------
+    structured ndarray of :data:`sim.events.EVENT_DTYPE`, sorted by ``t``.
+    """
+    if timesteps < TEMPORAL_MIN_STEPS:
+        raise DataError(f"temporal_synth needs at least {TEMPORAL_MIN_STEPS} time steps, "
+                        f"got {timesteps}")
+    frames, gap = _temporal_frames(rng, TEMPORAL_CLASSES[label], size)
+    span = (len(frames) - 1) * gap + 2                 # the last frame's OFF step included
+    start = int(rng.integers(0, timesteps - span + 1))
+    chunks = []
+    for j, mask in enumerate(frames):
+        k = start + j * gap
+        yy, xx = np.nonzero(mask)
+        for pol, step in ((1, k), (0, k + 1)):
+            kept = rng.random(len(yy)) < keep
+            t = step * dt_us + rng.integers(0, dt_us, int(kept.sum()))
+            chunks.append((xx[kept], yy[kept], np.full(int(kept.sum()), pol), t))
+    n_noise = rng.poisson(noise)
+    chunks.append((rng.integers(0, size, n_noise), rng.integers(0, size, n_noise),
+                   rng.integers(0, 2, n_noise), rng.integers(0, timesteps * dt_us, n_noise)))
+    # the anchor: binning counts steps from the first event's timestamp
+    chunks.append((rng.integers(0, size, 1), rng.integers(0, size, 1), rng.integers(0, 2, 1),
+                   np.zeros(1, dtype=np.int64)))
+    x, y, p, t = (np.concatenate([c[i] for c in chunks]) for i in range(4))
+    ev = np.zeros(len(t), dtype=EVENT_DTYPE)
+    ev["x"], ev["y"], ev["p"], ev["t"] = x, y, p, t
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+def _temporal(split, seed, timesteps, dt_us, n_train=1200, n_test=480, limit=None, **kw):
+    n = n_train if split == "train" else n_test
+    if limit:
+        n = min(n, limit)
+    sid = 0 if split == "train" else 1
+    labels = np.arange(n) % len(TEMPORAL_CLASSES)
+    events = [temporal_sample(np.random.default_rng([seed, sid, i]), int(labels[i]),
+                              timesteps=timesteps, dt_us=dt_us, **kw) for i in range(n)]
+    return EventSet("temporal_synth", split, (2, 16, 16), len(TEMPORAL_CLASSES), labels,
+                    info={"seed": seed, "classes": list(TEMPORAL_CLASSES),
+                          "split": "rng [seed, 0, i] train / [seed, 1, i] test"},
+                    _events=events)
+
+
 # -- tonic data sets on disk --------------------------------------------------------------
 
 def _tonic_class(name):
@@ -359,7 +484,7 @@ def _tonic(name, split, seed, timesteps, dt_us, root=None, limit=None, **_):
                     info={"root": str(root), "tonic_class": cls.__name__}, _reader=reader)
 
 
-DATASETS = ("digits", "gesture_synth", "nmnist", "dvs_gesture")
+DATASETS = ("digits", "gesture_synth", "temporal_synth", "nmnist", "dvs_gesture")
 
 
 def load_dataset(name, split, *, seed=0, timesteps=None, dt_us=None, root=None, limit=None,
@@ -368,7 +493,7 @@ def load_dataset(name, split, *, seed=0, timesteps=None, dt_us=None, root=None, 
 
     Parameters
     ----------
-    name : {"digits", "gesture_synth", "nmnist", "dvs_gesture"}
+    name : {"digits", "gesture_synth", "temporal_synth", "nmnist", "dvs_gesture"}
     split : {"train", "test"}
     seed : int
         Seeds the event coding (digits) or generation (gesture_synth).
@@ -379,7 +504,8 @@ def load_dataset(name, split, *, seed=0, timesteps=None, dt_us=None, root=None, 
     limit : int, optional
         Keep only the first ``limit`` samples (a seeded subset for tonic data).
     **kw
-        ``encoding`` for digits; ``n_train``, ``n_test``, ``noise`` for gesture_synth.
+        ``encoding`` for digits; ``n_train``, ``n_test``, ``noise`` for gesture_synth and
+        temporal_synth.
     """
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}, expected one of {', '.join(DATASETS)}")
@@ -392,4 +518,6 @@ def load_dataset(name, split, *, seed=0, timesteps=None, dt_us=None, root=None, 
         return _digits(split, seed, timesteps, dt_us, limit=limit, **kw)
     if name == "gesture_synth":
         return _gesture(split, seed, timesteps, dt_us, limit=limit, **kw)
+    if name == "temporal_synth":
+        return _temporal(split, seed, timesteps, dt_us, limit=limit, **kw)
     return _tonic(name, split, seed, timesteps, dt_us, root=root, limit=limit)

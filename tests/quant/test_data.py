@@ -139,3 +139,39 @@ def test_unknown_names():
         load_dataset("mnist", "train")
     with pytest.raises(DataError, match="unknown split 'val'"):
         load_dataset("digits", "val")
+
+
+def test_temporal_pairs_show_the_same_frames_in_another_order():
+    from sim.datasets import _temporal_frames
+    for seed in range(20):
+        for a, b in (("rotate_cw", "rotate_ccw"), ("move_right", "move_left"), ("aba", "aab")):
+            fa, ga = _temporal_frames(np.random.default_rng(seed), a, 16)
+            fb, gb = _temporal_frames(np.random.default_rng(seed), b, 16)
+            assert ga == gb and len(fa) == len(fb)
+            assert sorted(f.tobytes() for f in fa) == sorted(f.tobytes() for f in fb)
+            assert [f.tobytes() for f in fa] != [f.tobytes() for f in fb]   # order differs
+            if a != "aba":
+                assert all(np.array_equal(x, y) for x, y in zip(fa, fb[::-1]))
+            assert all(f.any() for f in fa)
+
+
+def test_temporal_synth_samples():
+    from sim.datasets import TEMPORAL_CLASSES, temporal_sample
+    tr = load_dataset("temporal_synth", "train", limit=24)
+    te = load_dataset("temporal_synth", "test", limit=12)
+    assert tr.shape == (2, 16, 16) and tr.n_classes == len(TEMPORAL_CLASSES) == 6
+    assert np.bincount(tr.labels).tolist() == [4] * 6
+    again = load_dataset("temporal_synth", "train", limit=24)
+    for i in range(24):
+        ev, label = tr.sample(i)
+        assert np.array_equal(ev, again.sample(i)[0])
+        assert ev.dtype == EVENT_DTYPE and ev["t"][0] == 0 and (np.diff(ev["t"]) >= 0).all()
+        b = bin_events(ev, (2, 16, 16), 16, 1000, 1)
+        assert b.n_dropped == 0
+        frames = b.to_frames()
+        # flashes: ON events in one step, OFF events at the same pixels one step later
+        on = frames[:, 1].reshape(16, -1).sum(1)
+        assert (on > 3).sum() in (3, 4)
+    assert not np.array_equal(tr.sample(0)[0], te.sample(0)[0])
+    with pytest.raises(DataError, match="at least 14 time steps"):
+        temporal_sample(np.random.default_rng(0), 0, timesteps=10)
