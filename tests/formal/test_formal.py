@@ -244,3 +244,13 @@ def test_proof_catches_a_wrong_sizing_rule(tmp_path, monkeypatch, bug, messages)
     with pytest.raises(AssertionError, match="proof failed") as err:
         prove(m, ports, tmp_path / bug, depth=DEPTH, name=bug, mode="prove", engine="abc pdr")
     _assert_names(err, messages)
+
+
+def test_delay_line_covers(tmp_path):
+    """The assumptions leave the interesting cases reachable within DEPTH cycles: the
+    source held by the write side, the replay waiting for the source, a full step
+    replayed on the last tap, and a tap suppressed at a sample start."""
+    m, ports = harness.delay_harness(**DELAYS["d1_D2"], cover=True)
+    log = prove(m, ports, tmp_path / "cover", depth=DEPTH, name="cover", mode="cover",
+                engine="smtbmc boolector")
+    assert log.count("summary:   reached cover statement") == 4, log[-2000:]
