@@ -96,13 +96,13 @@ Deadlock freedom
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
 
 from sim.geometry import END_STEP, SPIKE, delay_capacity, delay_slots, shape3
+
 from .stream import EventLayout, event_signature, tap_event_signature
 
 __all__ = ["DelayLine", "CoordLayout", "memory_bits", "model_memory"]
