@@ -135,19 +135,21 @@ def camera_case(activity, seed=2024):
     n = int(activity * np.prod(CAMERA_SHAPE) * CAMERA_T)
     ev = dvs_like_events(CAMERA_SHAPE, n, CAMERA_T * CAMERA_DT_US, rng)
     binned = bin_events(ev, CAMERA_SHAPE, CAMERA_T, CAMERA_DT_US, count_clip=1)
-    rates = calibrate(model, binned, activity)
-    return model, binned, rates
+    thresholds = calibrate(model, binned, activity)
+    return model, binned, thresholds
 
 
 def camera(activities=ACTIVITIES, log=print):
     out = []
     for a in activities:
-        model, binned, rates = camera_case(a)
+        from sim.reference import run
+        model, binned, thresholds = camera_case(a)
+        res = run(model, binned, record=True)
         row = {"activity": a, "input_spikes": binned.n_spikes,
                "input_density": binned.n_spikes / (np.prod(CAMERA_SHAPE) * CAMERA_T),
-               "firing_rates": rates}
-        from sim.reference import run
-        res = run(model, binned, record=True)
+               "thresholds": thresholds,
+               "firing_rates": [res.spike_count[ly.name] / (CAMERA_T * ly.n_out)
+                                for ly in model.layers]}
         for s in SWEEPS:
             row[s] = measure(model, binned, s, res)
             row[s]["latency_us"] = row[s]["latency_cycles"] / CLOCK_HZ * 1e6
