@@ -124,6 +124,7 @@ def shipped(name, limit=None, dense_limit=None, log=print):
 
 def camera_case(activity, seed=2024):
     """The camera seed network and one sample at ``activity`` (see the module docstring)."""
+    import bench.reference_speed as rs
     from bench.reference_speed import BETA, SPEC, calibrate, dvs_like_events
     from sim.events import bin_events
     from sim.randmodel import model_from_spec
@@ -135,7 +136,12 @@ def camera_case(activity, seed=2024):
     n = int(activity * np.prod(CAMERA_SHAPE) * CAMERA_T)
     ev = dvs_like_events(CAMERA_SHAPE, n, CAMERA_T * CAMERA_DT_US, rng)
     binned = bin_events(ev, CAMERA_SHAPE, CAMERA_T, CAMERA_DT_US, count_clip=1)
-    thresholds = calibrate(model, binned, activity)
+    # calibrate's rates divide by reference_speed's own T (150 steps): use ours
+    saved, rs.T = rs.T, CAMERA_T
+    try:
+        thresholds = calibrate(model, binned, activity)
+    finally:
+        rs.T = saved
     return model, binned, thresholds
 
 
