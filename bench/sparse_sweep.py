@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -90,32 +91,40 @@ def _summary(rows, model):
             "sparse_layers": rows[0]["sparse_layers"]}
 
 
-def shipped(name, limit=None, log=print):
-    """Both designs on the test split of a shipped model."""
+def shipped(name, limit=None, dense_limit=None, log=print):
+    """Both designs on the test split of a shipped model (the dense one on the first
+    ``dense_limit`` samples only, when given)."""
     from bench.e2e import load_data
     from sim.model import load_model
+    from sim.reference import run
     d = ROOT / "models" / name
     model = load_model(d)
     data, _ = load_data(d, model, limit)
     rows = {s: [] for s in SWEEPS}
     for i in range(len(data)):
-        from sim.reference import run
         b = data.binned(i)
         res = run(model, b, record=True)
         for s in SWEEPS:
+            if s == "dense" and dense_limit is not None and i >= dense_limit:
+                continue
             rows[s].append(measure(model, b, s, res))
         if (i + 1) % 20 == 0:
             log(f"  {name}: {i + 1}/{len(data)} samples")
     out = {s: _summary(rows[s], model) for s in SWEEPS}
+    n = len(rows["dense"])
     out["same_predictions"] = all(a["prediction"] == b["prediction"]
                                   for a, b in zip(rows["dense"], rows["sparse"]))
-    out["speedup"] = out["dense"]["latency_cycles_mean"] / out["sparse"]["latency_cycles_mean"]
+    # speed-up on the samples both designs ran
+    out["speedup_samples"] = n
+    out["speedup"] = (np.mean([r["latency_cycles"] for r in rows["dense"]])
+                      / np.mean([r["latency_cycles"] for r in rows["sparse"][:n]]))
     out["latency_cycles"] = {s: [r["latency_cycles"] for r in rows[s]] for s in SWEEPS}
     return out
 
 
 def camera_case(activity, seed=2024):
     """The camera seed network and one sample at ``activity`` (see the module docstring)."""
+    import bench.reference_speed as rs
     from bench.reference_speed import BETA, SPEC, calibrate, dvs_like_events
     from sim.events import bin_events
     from sim.randmodel import model_from_spec
@@ -127,19 +136,26 @@ def camera_case(activity, seed=2024):
     n = int(activity * np.prod(CAMERA_SHAPE) * CAMERA_T)
     ev = dvs_like_events(CAMERA_SHAPE, n, CAMERA_T * CAMERA_DT_US, rng)
     binned = bin_events(ev, CAMERA_SHAPE, CAMERA_T, CAMERA_DT_US, count_clip=1)
-    rates = calibrate(model, binned, activity)
-    return model, binned, rates
+    # calibrate's rates divide by reference_speed's own T (150 steps): use ours
+    saved, rs.T = rs.T, CAMERA_T
+    try:
+        thresholds = calibrate(model, binned, activity)
+    finally:
+        rs.T = saved
+    return model, binned, thresholds
 
 
 def camera(activities=ACTIVITIES, log=print):
     out = []
     for a in activities:
-        model, binned, rates = camera_case(a)
+        from sim.reference import run
+        model, binned, thresholds = camera_case(a)
+        res = run(model, binned, record=True)
         row = {"activity": a, "input_spikes": binned.n_spikes,
                "input_density": binned.n_spikes / (np.prod(CAMERA_SHAPE) * CAMERA_T),
-               "firing_rates": rates}
-        from sim.reference import run
-        res = run(model, binned, record=True)
+               "thresholds": thresholds,
+               "firing_rates": [res.spike_count[ly.name] / (CAMERA_T * ly.n_out)
+                                for ly in model.layers]}
         for s in SWEEPS:
             row[s] = measure(model, binned, s, res)
             row[s]["latency_us"] = row[s]["latency_cycles"] / CLOCK_HZ * 1e6
@@ -181,6 +197,12 @@ def main(argv=None):
                     help="first N gesture_synth test samples (default: all)")
     ap.add_argument("--digits-limit", type=int, default=None,
                     help="first N digits test samples (default: all)")
+    ap.add_argument("--dense-limit", type=int, default=None,
+                    help="run the dense sweep on the first N samples of each shipped model "
+                         "only (the sparse one on all)")
+    ap.add_argument("--only", nargs="+", choices=["digits", "gesture_synth", "camera"],
+                    default=["digits", "gesture_synth", "camera"],
+                    help="the parts to run; the others are kept from --out when it exists")
     ap.add_argument("--quick", action="store_true",
                     help="4 samples of each model and the 3 %% camera case only")
     ap.add_argument("--out", default=str(RESULT))
@@ -188,36 +210,69 @@ def main(argv=None):
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CliError(f"--out: the directory {out.parent} does not exist")
-    for opt in ("gesture_limit", "digits_limit"):
+    for opt in ("gesture_limit", "digits_limit", "dense_limit"):
         v = getattr(args, opt)
         if v is not None and v < 1:
             raise CliError(f"--{opt.replace('_', '-')}: {v} must be at least 1")
     g_lim = 4 if args.quick else args.gesture_limit
     d_lim = 4 if args.quick else args.digits_limit
     t0 = time.time()
+    try:
+        old = json.loads(out.read_text()) if out.exists() else {}
+    except json.JSONDecodeError as e:
+        raise CliError(f"{out}: not a JSON file ({e.msg})") from None
     doc = {"benchmark": "sparse_sweep", "clock_hz": CLOCK_HZ,
            "method": "sim.cycles.predict (= RTL), default lanes, fifo_depth 16, input words "
                      "back to back; energy boards.energy with the sweep work done",
            "targets": {"gesture_synth_latency_us": TARGET_GESTURE_US,
                        "digits_latency_us": TARGET_DIGITS_US}}
-    doc["shipped"] = {}
+    doc["shipped"] = dict(old.get("shipped", {}))
+    doc["commands"] = dict(old.get("commands", {}))
+    words = list(argv if argv is not None else sys.argv[1:])
+    if "--out" in words:                  # the command without a local output path
+        j = words.index("--out")
+        del words[j:j + 2]
+    cmd = " ".join(["python -m bench.sparse_sweep", *words])
     for name, lim in (("digits", d_lim), ("gesture_synth", g_lim)):
+        if name not in args.only:
+            continue
         print(f"{name} ...", flush=True)
-        doc["shipped"][name] = r = shipped(name, lim, log=lambda m: print(m, flush=True))
+        doc["shipped"][name] = r = shipped(name, lim, args.dense_limit,
+                                           log=lambda m: print(m, flush=True))
+        doc["commands"][name] = cmd
         print(f"  dense {r['dense']['latency_us_mean']:.1f} us, sparse "
               f"{r['sparse']['latency_us_mean']:.1f} us ({r['speedup']:.2f}x); energy "
               f"{r['dense']['energy_nj_mean']:.0f} -> {r['sparse']['energy_nj_mean']:.0f} nJ; "
               f"dense-equivalent {r['sparse']['dense_over_swept']:.2f}", flush=True)
-    print("camera ...", flush=True)
-    doc["camera"] = camera(ACTIVITIES[:1] if args.quick else ACTIVITIES,
-                           log=lambda m: print(m, flush=True))
-    doc["seconds"] = round(time.time() - t0, 1)
+    doc["camera"] = old.get("camera", [])
+    if "camera" in args.only:
+        print("camera ...", flush=True)
+        doc["camera"] = camera(ACTIVITIES[:1] if args.quick else ACTIVITIES,
+                               log=lambda m: print(m, flush=True))
+        doc["commands"]["camera"] = cmd
+    # parts may run in parallel processes: merge with what the file holds now
+    try:
+        now = json.loads(out.read_text()) if out.exists() else {}
+    except json.JSONDecodeError:
+        now = {}
+    for name, r in now.get("shipped", {}).items():
+        if name not in args.only:
+            doc["shipped"][name] = r
+            doc["commands"][name] = now.get("commands", {}).get(name)
+    if "camera" not in args.only and now.get("camera"):
+        doc["camera"] = now["camera"]
+        doc["commands"]["camera"] = now.get("commands", {}).get("camera")
+    old = now
+    doc["seconds"] = dict(old.get("seconds", {})) if isinstance(old.get("seconds"), dict) \
+        else {}
+    doc["seconds"][" ".join(args.only)] = round(time.time() - t0, 1)
     doc["date"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    doc["command"] = "python -m bench.sparse_sweep" + (" --quick" if args.quick else "")
+    doc["command"] = "; ".join(sorted(set(doc["commands"].values())))
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")
         os.chmod(tmp, 0o644)
-    plot(doc, out.with_suffix(".png"))
+    if doc["camera"]:
+        plot(doc, out.with_suffix(".png"))
     return 0
 
 

@@ -267,16 +267,17 @@ def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
     from sim.reference import run as reference_run
 
     from . import protocol as pr
-    from .energy import snn_energy
+    from .energy import mean_sweep_counts, snn_energy
 
     params = HwParams(lanes=lanes, fifo_depth=fifo_depth)
+    samples = list(samples)
     lat, per, words, results = [], [], [], []
     for binned in samples:
         rep = predict(model, binned, params, samples=2)
         lat.append(rep.latency_cycles(0))
         per.append(rep.sample_done[1] - rep.sample_done[0])
         words.append(len(pr.sample_words(binned, 0)))
-        results.append(reference_run(model, binned, record=False))
+        results.append(reference_run(model, binned, record=True))
     clk = board.clk_freq
     lat_c = float(np.mean(lat))
     per_c = float(np.mean(per))
@@ -286,7 +287,9 @@ def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
     frames = math.ceil(n_words / pr.MAX_WORDS)
     bytes_per_sample = 4 * n_words + 5 * frames
     uart_s = bytes_per_sample * 10 / board.default_baud
-    energy = snn_energy(model, results)
+    # the work the board's sweeps do (the network's default sweep: sparse)
+    energy = snn_energy(model, results, swept=mean_sweep_counts(
+        model, samples, results, lanes, params.sweep))
     return {
         "inputs": described,
         "words_per_sample": n_words,
@@ -299,7 +302,8 @@ def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
         "uart_limited_throughput_per_s": 1 / uart_s,
         "clock_hz": clk,
     }, {
-        "model": "Lemaire et al. 2022 (45 nm constants), boards.energy",
+        "model": "Lemaire et al. 2022 (45 nm constants), boards.energy, with the neuron "
+                 f"updates of the {params.sweep} sweep",
         "snn_pj_per_inference": energy.total,
         "per_layer_pj": {layer.name: layer.total for layer in energy.layers},
     }
