@@ -105,7 +105,7 @@ _DEFAULTS = {   # per data set: epochs, lr, batch size, calibration rate
     "gesture_synth": dict(epochs=25, lr=3e-3, batch_size=16, calibrate=0.0),
     "nmnist": dict(epochs=5, lr=2e-3, batch_size=64, calibrate=0.05),
     "dvs_gesture": dict(epochs=20, lr=2e-3, batch_size=16, calibrate=0.05),
-    "temporal_synth": dict(epochs=20, lr=3e-3, batch_size=32, calibrate=0.05),
+    "temporal_synth": dict(epochs=40, lr=3e-3, batch_size=32, calibrate=0.05),
 }
 
 
@@ -307,6 +307,8 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
     """
     factors = {}
     layers = list(net.layers)
+    was_training = net.training
+    net.eval()                                 # no dropout while measuring rates
     for i, layer in enumerate(layers):
         ws = _layer_weights(layer)
         if not ws or (net.readout == "membrane" and i == len(layers) - 1):
@@ -330,6 +332,7 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
             for w, a in zip(ws, w0):
                 w.copy_(a * f)
         factors[layer.name] = f
+    net.train(was_training)
     return factors
 
 

@@ -52,7 +52,7 @@ here sees exactly the input spikes the hardware will see.
     probability 0.9 and a few uniform noise events are added; one noise event at
     ``t = 0`` anchors the binning. Training sample ``i`` uses
     ``default_rng([seed, 0, i])``, test sample ``i`` ``default_rng([seed, 1, i])``
-    (default 1,200 training and 480 test samples, balanced classes).
+    (default 2,400 training and 480 test samples, balanced classes).
 
 ``nmnist``, ``dvs_gesture`` (real data already on disk)
     tonic's ``NMNIST`` and ``DVSGesture`` classes reading an existing copy under
@@ -424,7 +424,7 @@ def temporal_sample(rng, label, *, timesteps=16, dt_us=1000, size=16, noise=8, k
     return ev[np.argsort(ev["t"], kind="stable")]
 
 
-def _temporal(split, seed, timesteps, dt_us, n_train=1200, n_test=480, limit=None, **kw):
+def _temporal(split, seed, timesteps, dt_us, n_train=2400, n_test=480, limit=None, **kw):
     n = n_train if split == "train" else n_test
     if limit:
         n = min(n, limit)
