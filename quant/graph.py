@@ -51,7 +51,6 @@ current-based layer is in the same units as the state; its width is ``current_bi
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,9 +296,6 @@ def graph_layer_params(layer: FloatGraphLayer, *, weight_bits=8, state_bits=16,
                             and len(set(tq.tolist())) > 1)
     return {"weights": weights, "bias": bq, "threshold": tq,
             "threshold_per_channel": bool(per_ch_out), "v_min": v_min, "scale": scale}
-
-
-_BAD_CHARS = re.compile(r"\W")
 
 
 def _int_dtype(bits):
