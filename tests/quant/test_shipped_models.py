@@ -6,6 +6,7 @@ and ``models/temporal_synth``'s test sets (the full sets are measured by
 ``bench/quant_accuracy.py``).
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,19 @@ def test_gesture_synth_test_slice():
     model, data, preds = _check("gesture_synth", 16, 8)
     assert model.n_neurons == 27656 and model.layers[0].in_shape == (2, 128, 128)
 
+
+
+def test_temporal_synth_test_slice():
+    """The graph: a residual block (identity skip), delayed taps, a recurrent
+    current-based layer; small enough for an Arty A7-35T."""
+    model, data, preds = _check("temporal_synth", 48, 24)
+    layers = {l.name: l for l in model.layers}
+    assert [s.type for s in layers["res2"].synapses] == ["conv2d", "identity"]
+    assert layers["taps"].synapses[0].taps == 5
+    assert layers["rec"].current is not None and layers["rec"].synapses[1].source == "rec"
+    assert model.input.shape == (2, 16, 16) and model.n_neurons == 1958
+    # the first 48 test samples: the exported report's predictions
+    report = json.loads((MODELS / "temporal_synth" / "report.json").read_text())
+    assert preds.tolist() == report["fixed_predictions"][:48]
+    doc = load_checkpoint(MODELS / "temporal_synth" / "chain_baseline.pt")
+    assert doc["train"]["arch"] == "temporal_chain"
