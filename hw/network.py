@@ -1,10 +1,18 @@
-"""Network top: input checker, the chain of layer engines joined by FIFOs, readout and
-status.
+"""Network top: input checker, the graph of layer engines joined by forks and FIFOs,
+readout and status.
 
-Data flow::
+Data flow (any version-2 model whose synapses all have delay 0 and one tap; a chain is
+the case with one synapse per layer, from the layer before)::
 
     inp (kind, p, y, x) -> range check (drop + sticky error + counter)
-        -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> layer n-1 -> readout
+        -> Fork(input) -> FIFO -> layer a, synapse j  (one output per synapse reading "input")
+    layer a -> Fork(a) -> FIFO -> layer b, synapse j  (one output per synapse reading a)
+                       -> readout                     (the last layer's fork only)
+
+Every synapse of a layer has its own FIFO in front of its synapse unit
+(:mod:`hw.layer`: units, join, core). A fork (:mod:`hw.fork`) with one output is a wire,
+so a chain is input -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> readout as before
+graphs. A layer whose spikes nobody reads (not the last) has its ``out.ready`` tied high.
 
 Input
     ``inp`` accepts one word per cycle when the first FIFO has room. A spike whose
@@ -46,7 +54,8 @@ Readback
 
 Throughput: each layer runs as described in :mod:`hw.layer`; the FIFOs
 (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``fifo_depth`` words) move one word per
-cycle with a write-to-read latency of 2 cycles.
+cycle with a write-to-read latency of 2 cycles; a fork passes a word in the cycle in
+which its last consumer takes it (:mod:`hw.fork`).
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
@@ -57,26 +66,61 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
-from sim.model import Model, ModelError, chain_problem, load_model
+from sim.liveness import SWEEPS
+from sim.model import INPUT, Model, ModelError, load_model
+from sim.registry import KINDS
 
+from .fork import Fork
 from .layer import LayerEngine
 from .stream import input_signature
 
-__all__ = ["Network"]
+__all__ = ["Network", "hw_problem"]
 
 
-def _checked(model, lanes, fifo_depth):
+def hw_problem(model):
+    """What the generator cannot build in ``model`` yet (``None``: it can build it),
+    naming the layer and synapse.
+
+    Built: any graph of synapses with delay 0 and one tap (forks, residual joins) of
+    the kinds that have a hardware engine, with version-1 neurons. Not yet: delays and
+    taps (delay lines, hence recurrence), multi-spike, ``v_min`` and current-based
+    layers, kinds without an engine.
+    """
+    if not any(model.source_of(i, syn) == INPUT
+               for i, layer in enumerate(model.layers) for syn in layer.synapses):
+        return "no synapse reads the input"
+    for i, layer in enumerate(model.layers):
+        name = layer.name
+        for j, syn in enumerate(layer.synapses):
+            at = f"layer {name!r} synapse {j} (from {model.source_of(i, syn)!r})"
+            if syn.delay != 0 or syn.taps != 1:
+                return (f"{at} has delay {syn.delay} and {syn.taps} taps: delay lines "
+                        f"(delays, taps, recurrence) are not built yet")
+            if not KINDS[syn.type].has_part("hw.engine"):
+                return f"{at} is {syn.type}: no hardware engine for that kind yet"
+        if layer.spike_limit != 1:
+            return f"layer {name!r} is multi-spike (spike_limit {layer.spike_limit}): not built yet"
+        if layer.v_min is not None:
+            return f"layer {name!r} has v_min: not built yet"
+        if layer.current is not None:
+            return f"layer {name!r} is current-based: not built yet"
+    return None
+
+
+def _checked(model, lanes, fifo_depth, sweep="sparse"):
     """The model (loaded when a path is given) and the lanes of every layer, or an error:
-    a model the generator cannot build (a graph), a bad ``fifo_depth`` or bad lanes."""
+    a model the generator cannot build yet (:func:`hw_problem`), a bad ``fifo_depth`` or
+    bad lanes."""
     if not isinstance(model, Model):
         model = load_model(model)
-    problem = chain_problem(model)
+    problem = hw_problem(model)
     if problem is not None:
         where = f"{model.path}/model.json" if model.path is not None else "model"
-        raise ModelError(f"{where}: {problem}; the hardware generator supports chains "
-                         f"only (issue 13)")
+        raise ModelError(f"{where}: {problem} (issue 13)")
     if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
         raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
+    if sweep not in SWEEPS:
+        raise ValueError(f"sweep: {sweep!r} is not one of {', '.join(SWEEPS)}")
     return model, lanes_of(model, lanes)
 
 
@@ -97,6 +141,10 @@ class Network(wiring.Component):
         Width of ``p``, ``y``, ``x`` at the input.
     cycle_bits : int
         Width of the cycle counter and the cycle stamps.
+    sweep : str
+        ``"sparse"`` (default): every layer that :func:`sim.liveness.sparse_ok` allows
+        sweeps only its listed state words (:mod:`hw.livelist`); ``"dense"``: every layer
+        sweeps every word every step (the design before issue 15).
 
     Attributes
     ----------
@@ -114,28 +162,38 @@ class Network(wiring.Component):
     log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
-    def __new__(cls, model, *, lanes=None, fifo_depth=16, src_loc_at=0, **kwargs):
+    def __new__(cls, model, *, lanes=None, fifo_depth=16, sweep="sparse", src_loc_at=0,
+                **kwargs):
         # Checked before the object exists, so that a refused design is not left behind
         # for Amaranth to warn about as "created but never used" (as boards.uart does).
-        model, lanes = _checked(model, lanes, fifo_depth)
+        model, lanes = _checked(model, lanes, fifo_depth, sweep)
         self = super().__new__(cls, src_loc_at=1 + src_loc_at)
         self._checked = (model, lanes)
         return self
 
-    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32):
+    def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32,
+                 sweep="sparse"):
         model, lanes = self._checked
         self.model = model
+        self.sweep = sweep
         self.fifo_depth = fifo_depth
         self.coord_bits = coord_bits
         self.cycle_bits = cycle_bits
         n = len(model.layers)
         membrane = model.readout == "membrane"
         self.layers = []
-        shape = tuple(model.input.shape)
+        #: per source (``"input"`` or a layer name): its consumers ``(layer, synapse)``
+        self.consumers = {INPUT: []}
+        for layer in model.layers:
+            self.consumers[layer.name] = []
         for i, layer in enumerate(model.layers):
+            shapes = []
+            for j, syn in enumerate(layer.synapses):
+                src = model.source_of(i, syn)
+                self.consumers[src].append((i, j))
+                shapes.append(model.source_shape(src))
             self.layers.append(LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
-                                           in_shape=shape))
-            shape = tuple(layer.out_shape)
+                                           in_shapes=shapes, sweep=sweep))
         last = model.layers[-1]
         self.n_classes = last.n_out
         if membrane:
@@ -180,45 +238,65 @@ class Network(wiring.Component):
 
         m.d.sync += self.cycle.eq(self.cycle + 1)
 
-        # ------------------------------------------------------------- input checker
+        # ------------------------------------------------------------- forks and FIFOs
+        # one FIFO in front of every synapse unit, written by its source's fork
         fifos = []
+        fifo_of = {}
         for i, l in enumerate(self.layers):
-            width = len(l.inp.payload.as_value())
-            f = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
-            m.submodules[f"fifo{i}"] = f
-            fifos.append(f)
-            m.d.comb += [
-                l.inp.payload.as_value().eq(f.r_data),
-                l.inp.valid.eq(f.r_rdy),
-                f.r_en.eq(l.inp.ready),
-            ]
+            for j, inp in enumerate(l.inputs):
+                width = len(inp.payload.as_value())
+                f = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+                m.submodules[f"fifo{i}" if j == 0 else f"fifo{i}_{j}"] = f
+                fifos.append(f)
+                fifo_of[i, j] = f
+                m.d.comb += [
+                    inp.payload.as_value().eq(f.r_data),
+                    inp.valid.eq(f.r_rdy),
+                    f.r_en.eq(inp.ready),
+                ]
+        forks = {}
+        readout_port = None
+        for src in [INPUT] + [layer.name for layer in model.layers]:
+            users = self.consumers[src]
+            last = src == model.layers[-1].name
+            n_out = len(users) + last
+            if n_out == 0:                   # spikes nobody reads (checked: not the input)
+                continue
+            fork = forks[src] = Fork(n_out, model.source_shape(src))
+            m.submodules["fork_input" if src == INPUT else f"fork{model.index(src)}"] = fork
+            for k, (i, j) in enumerate(users):
+                f = fifo_of[i, j]
+                m.d.comb += [f.w_data.eq(fork.out[k].payload.as_value()),
+                             f.w_en.eq(fork.out[k].valid),
+                             fork.out[k].ready.eq(f.w_rdy)]
+            if last:
+                readout_port = fork.out[n_out - 1]
+        for i, l in enumerate(self.layers):
+            name = model.layers[i].name
+            if name in forks:
+                wiring.connect(m, l.out, forks[name].inp)
+            else:
+                m.d.comb += l.out.ready.eq(1)
+
+        # ------------------------------------------------------------- input checker
         p = self.inp.payload
         is_spike = p.kind == SPIKE
         in_range = (p.p < P) & (p.y < H) & (p.x < W)
         bad = (is_spike & ~in_range) | (p.kind > END_SAMPLE)
-        first = self.layers[0].inp.payload.shape()
-        word = Signal(first)
+        fin = forks[INPUT].inp
+        word = Signal(fin.payload.shape())
         m.d.comb += [
             word.kind.eq(p.kind), word.c.eq(p.p), word.y.eq(p.y), word.x.eq(p.x),
             # a token keeps only its kind: coordinates 0
-            fifos[0].w_data.eq(Mux(is_spike, word.as_value(),
-                                   word.as_value() & ((1 << KIND_BITS) - 1))),
-            fifos[0].w_en.eq(self.inp.valid & ~bad),
-            self.inp.ready.eq(fifos[0].w_rdy | bad),
+            fin.payload.as_value().eq(Mux(is_spike, word.as_value(),
+                                          word.as_value() & ((1 << KIND_BITS) - 1))),
+            fin.valid.eq(self.inp.valid & ~bad),
+            self.inp.ready.eq(fin.ready | bad),
         ]
         with m.If(self.clear):
             m.d.sync += [self.range_error.eq(0), self.dropped.eq(0)]
         with m.Elif(self.inp.valid & bad):
             m.d.sync += [self.range_error.eq(1), self.dropped.eq(self.dropped + 1)]
-
-        # ------------------------------------------------------------- chain
-        for i in range(n - 1):
-            src, f = self.layers[i], fifos[i + 1]
-            m.d.comb += [
-                f.w_data.eq(src.out.payload.as_value()),
-                f.w_en.eq(src.out.valid),
-                src.out.ready.eq(f.w_rdy),
-            ]
 
         # ------------------------------------------------------------- status
         for i, l in enumerate(self.layers):
@@ -252,8 +330,10 @@ class Network(wiring.Component):
 
         self.fifos = fifos
         idle = 1
-        for l, f in zip(self.layers, fifos):
-            idle = idle & ~l.busy & (f.level == 0)
+        for l in self.layers:
+            idle = idle & ~l.busy
+        for f in fifos:
+            idle = idle & (f.level == 0)
         m.d.comb += self.idle.eq(idle)
 
         rb_sel = Signal.like(self.rb_layer)
@@ -272,7 +352,7 @@ class Network(wiring.Component):
         am_i = Signal(range(nc + 1))
         am_best = Signal(self.score_shape)
         am_arg = Signal(range(max(2, nc)))
-        out = last.out
+        out = readout_port
         m.d.comb += out.ready.eq(~(am_busy & (out.payload.kind == END_SAMPLE)))
         take = out.valid & out.ready
         if model.readout == "spike_count":

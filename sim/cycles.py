@@ -22,9 +22,17 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   on a linear spike, one on a token, and takes the next job in the cycle of its last
   update;
 * :class:`CoreModel`: the neuron core (``hw.neuron``) in its :class:`Phase`: accumulate
-  (always ready), the 6-stage sweep over the ``D`` state words that stalls while a word
-  with several spikes emits them one per cycle or the output is not ready, the clear of
-  an end-of-sample token (``D`` cycles), and the token hand-over;
+  (always ready), the 6-stage sweep over the ``D`` state words (dense) or over the
+  listed words (sparse: the live list of ``hw.livelist``, with its read pipeline in
+  front of the sweep) that stalls while a word with several spikes emits them one per
+  cycle or the output is not ready (a neuron with spike count ``s`` is ``s`` events),
+  the clear of an end-of-sample token (``D`` cycles), and the token hand-over. Which
+  words a sparse core lists comes from the updates it takes (their state addresses,
+  :func:`layer_words`) and from the reference's states and spikes
+  (:func:`sim.liveness.quiet_words`), not from the RTL;
+* :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
+  (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
+  the end-of-step token;
 * :class:`ReadoutModel`: the arg-max of ``hw.network`` (an end-of-sample token waits
   while a previous arg-max, ``n_classes`` cycles, is running);
 * :class:`SourceModel`: the testbench driver or host link in front of the network
@@ -52,13 +60,16 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import (END_SAMPLE, END_STEP, SPIKE, lane_groups, lanes_of,
-                       shape3)
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
+                       lane_groups, lanes_of, shape3)
+from .liveness import SWEEPS, quiet_words, sparse_ok
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "predict", "InputWord", "Event", "Job", "Phase",
-           "FifoModel", "EngineModel", "CoreModel", "ReadoutModel", "SourceModel"]
+           "input_words", "layer_work", "layer_words", "predict", "InputWord", "Event",
+           "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
+           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel",
+           "fired_words"]
 
 
 class InputWord(NamedTuple):
@@ -77,14 +88,26 @@ class Event(NamedTuple):
     x: int
 
 
+class TapEvent(NamedTuple):
+    """A word on a delay line's replay stream: an :class:`Event` and its tap."""
+    kind: int
+    c: int
+    y: int
+    x: int
+    tap: int
+
+
 class Job(NamedTuple):
     """What stage A of a synapse engine makes of an event.
 
     ``work``: cycles the iterator spends on a spike (:func:`layer_work`; 0: the spike
     reaches no output and stage B drops it); 0 for a token (which costs one cycle).
+    ``words``: the state address of each of its updates, in order (for a sparse core;
+    ``None`` when not needed).
     """
     kind: int
     work: int
+    words: Optional[tuple] = None
 
 
 class Phase(enum.IntEnum):
@@ -105,9 +128,12 @@ class HwParams:
         As ``hw.network.Network(lanes=...)`` (:func:`sim.geometry.lanes_of`).
     fifo_depth : int
         Depth of every FIFO.
+    sweep : str
+        As ``hw.network.Network(sweep=...)``: ``"sparse"`` (default) or ``"dense"``.
     """
     lanes: object = None
     fifo_depth: int = 16
+    sweep: str = "sparse"
 
 
 @dataclass
@@ -135,6 +161,11 @@ class CycleReport:
     blocked : list of int
         Per FIFO: cycles in which its writer offered a word and the FIFO was full (for
         the input FIFO: an in-range word of the source).
+    swept : list of int
+        Per layer: state words its sweeps read, all samples together (``T*D`` per sample
+        for a dense core; the listed words for a sparse one).
+    sparse : list of bool
+        Per layer: its core sweeps sparsely.
     """
     step_done: list
     sweep_start: list
@@ -145,6 +176,8 @@ class CycleReport:
     end: int = 0
     sample_first: list = field(default_factory=list)
     blocked: list = field(default_factory=list)
+    swept: list = field(default_factory=list)
+    sparse: list = field(default_factory=list)
 
     def step_cycles(self, i):
         """Cycles layer ``i`` spends on each step: the distance between consecutive
@@ -217,6 +250,28 @@ def layer_work(layer, in_shape, lanes):
     return syn.kind.event_positions(syn, in3, out3) * G
 
 
+def layer_words(layer, in_shape, lanes):
+    """A function ``(c, y, x) -> tuple`` of the state addresses of the updates of an input
+    spike at ``(c, y, x)`` of ``in_shape``, in the order the synapse iterator issues
+    them: output rows, then columns, then the ``G`` lane groups (``sa = (oy*Wo + ox)*G
+    + g``); the window comes from the synapse kind's ``event_window`` hook."""
+    syn = layer.synapse
+    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
+    G = lane_groups(out3[0], lanes)
+    Wo = out3[2]
+    ylo, yhi, xlo, xhi = (a.tolist() for a in syn.kind.event_window(syn, in3, out3))
+    cache = {}
+
+    def words(c, y, x):
+        key = (y, x)
+        if key not in cache:
+            cache[key] = tuple((oy * Wo + ox) * G + g
+                               for oy in range(ylo[y], yhi[y] + 1)
+                               for ox in range(xlo[x], xhi[x] + 1) for g in range(G))
+        return cache[key]
+    return words
+
+
 class FifoModel:
     """Timing of ``amaranth.lib.fifo.SyncFIFOBuffered(width, depth)`` (Amaranth 0.5).
 
@@ -273,10 +328,128 @@ class FifoModel:
             self.inner.append(w_data)
 
 
+class ForkModel:
+    """Timing of ``hw.fork.Fork(n, shape)``: an eager broadcast with a ``sent`` flag per
+    output (``n == 1``: a wire, no flag is ever set).
+
+    ``out_valid(i) = inp_valid and not sent[i]``; ``inp_ready = all(sent[i] or
+    out_ready[i])``; at the edge a transfer on ``inp`` clears every flag, otherwise each
+    output that took the word sets its flag.
+    """
+
+    def __init__(self, n):
+        if n < 1:
+            raise ValueError(f"fork: n = {n!r} must be at least 1")
+        self.n = n
+        self.sent = [False] * n
+
+    @property
+    def busy(self):
+        """Some output has taken the word still on the input."""
+        return any(self.sent)
+
+    def out_valid(self, inp_valid):
+        """``out[i].valid`` of every output, given ``inp.valid``."""
+        return [bool(inp_valid) and not s for s in self.sent]
+
+    def inp_ready(self, out_ready):
+        """``inp.ready``, given every ``out[i].ready``."""
+        return all(s or r for s, r in zip(self.sent, out_ready))
+
+    def clock(self, inp_valid, out_ready):
+        """One edge. Returns the outputs that took the word in this cycle."""
+        took = [v and r for v, r in zip(self.out_valid(inp_valid), out_ready)]
+        if inp_valid and self.inp_ready(out_ready):
+            self.sent = [False] * self.n
+        elif self.n > 1:
+            self.sent = [s or t for s, t in zip(self.sent, took)]
+        return took
+
+
+class JoinWires(NamedTuple):
+    """The combinational values of a join in one cycle."""
+    pick: Optional[int]     #: the input picked (None: none)
+    out_kind: Optional[int]  #: kind offered on ``out`` (None: ``out.valid`` low)
+    inp_ready: list         #: ``inp[i].ready`` of every input
+    go: bool                #: the ``go`` pulse
+    sample_end: bool        #: the ``sample_end`` pulse
+
+
+class JoinModel:
+    """Timing of ``hw.join.Join(n_live, n_replay)``: fixed-priority merge of the update
+    streams of a layer's synapse units, tokens absorbed per input and merged into one
+    (see the equations in ``hw/join.py``). With one live input and no replay input it
+    is a wire.
+
+    Registers: ``got`` (per input), ``is_sample``, ``go_done``, ``lock`` (the input
+    held while a spike offered on ``out`` is not taken; None: none).
+    """
+
+    def __init__(self, n_live, n_replay=0):
+        if n_live < 1 or n_replay < 0:
+            raise ValueError(f"join: {n_live} live and {n_replay} replay inputs "
+                             f"(need at least one live input)")
+        self.n_live, self.n = n_live, n_live + n_replay
+        self.wire = n_live == 1 and n_replay == 0
+        self.got = [False] * self.n
+        self.is_sample = False
+        self.go_done = False
+        self.lock = None
+
+    @property
+    def busy(self):
+        return any(self.got)
+
+    def settle(self, offers, out_ready):
+        """The handshakes of this cycle. ``offers[i]``: the kind input ``i`` offers
+        (None: ``valid`` low); ``out_ready``: the core's ``upd.ready``."""
+        if self.wire:
+            k = offers[0]
+            return JoinWires(0 if k is not None else None, k, [out_ready],
+                             False, k == END_SAMPLE and out_ready)
+        nl = self.n_live
+        pick = self.lock
+        if pick is None:
+            pick = next((i for i, k in enumerate(offers)
+                         if k is not None and not self.got[i]), None)
+        tok = all(self.got[:nl]) and (self.is_sample or all(self.got[nl:]))
+        kind = offers[pick] if pick is not None else None
+        if tok:
+            out_kind = END_SAMPLE if self.is_sample else END_STEP
+        else:
+            out_kind = SPIKE if kind == SPIKE else None
+        ready = [False] * self.n
+        if not tok and pick is not None and (kind != SPIKE or out_ready):
+            ready[pick] = True
+        go = not self.go_done and any(k is not None and not g and k != END_SAMPLE
+                                      for k, g in zip(offers[:nl], self.got[:nl]))
+        return JoinWires(pick, out_kind, ready, go, tok and self.is_sample and out_ready)
+
+    def clock(self, wires, offers, out_ready):
+        """One edge, with the :meth:`settle` values of the cycle."""
+        if self.wire:
+            return
+        tok = wires.out_kind in (END_STEP, END_SAMPLE)
+        pick = wires.pick
+        if tok and out_ready:
+            self.got = [False] * self.n
+            self.is_sample = self.go_done = False
+        else:
+            if not tok and pick is not None and offers[pick] != SPIKE:
+                self.got[pick] = True
+                if offers[pick] == END_SAMPLE:
+                    self.is_sample = True
+            if wires.go:
+                self.go_done = True
+        spike_waits = wires.out_kind == SPIKE and not out_ready
+        self.lock = pick if spike_waits else None
+
+
 class EngineWires(NamedTuple):
     """The combinational handshake signals of a synapse engine in one cycle."""
     upd_valid: bool     #: the iterator offers an update (``busy``)
     upd_kind: int       #: its kind
+    upd_sa: Optional[int]   #: its state address (a spike's, when the job lists them)
     last: bool          #: this update is the last of its job
     job_ready: bool     #: the iterator takes a job (``~busy | (upd.ready & last)``)
     b_ready: bool       #: stage B takes the job of stage A
@@ -290,10 +463,14 @@ class EngineModel:
     ----------
     work : numpy.ndarray
         :func:`layer_work` of the layer on its input shape.
+    words : callable, optional
+        :func:`layer_words` of the layer (the core needs the state addresses: sparse).
     """
 
-    def __init__(self, work):
+    def __init__(self, work, words=None):
         self.work = work
+        self.words = words
+        self.it_words = None                # state addresses of the iterator's job
         self.a: Optional[Job] = None        # stage A register (None: empty)
         self.b: Optional[Job] = None        # stage B register, the iterator's job port
         self.it_busy = False                # the iterator issues updates
@@ -307,7 +484,8 @@ class EngineModel:
     def job(self, event):
         """Stage A's lookup: the :class:`Job` of an :class:`Event`."""
         if event.kind == SPIKE:
-            return Job(SPIKE, int(self.work[event.c, event.y, event.x]))
+            words = self.words(event.c, event.y, event.x) if self.words else None
+            return Job(SPIKE, int(self.work[event.c, event.y, event.x]), words)
         return Job(event.kind, 0)
 
     def settle(self, upd_ready):
@@ -316,13 +494,18 @@ class EngineModel:
         job_ready = not self.it_busy or (upd_ready and last)
         b_ready = self.b is None or job_ready
         inp_ready = self.a is None or b_ready
-        return EngineWires(self.it_busy, self.it_kind, last, job_ready, b_ready, inp_ready)
+        sa = None
+        if self.it_busy and self.it_kind == SPIKE and self.it_words is not None:
+            sa = self.it_words[len(self.it_words) - self.it_left]
+        return EngineWires(self.it_busy, self.it_kind, sa, last, job_ready, b_ready,
+                           inp_ready)
 
     def clock(self, wires, event, upd_ready):
         """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none)."""
         if self.b is not None and wires.job_ready:
             self.it_busy, self.it_kind = True, self.b.kind
             self.it_left = self.b.work if self.b.kind == SPIKE else 1
+            self.it_words = self.b.words
         elif self.it_busy and upd_ready:
             if wires.last:
                 self.it_busy = False
@@ -347,8 +530,14 @@ class CoreModel:
     out_shape : tuple
     lanes : int
     fired : list of dict
-        Per step ``{state word address: mask of the lanes that fire}`` (from the
-        reference); empty for a core that never fires.
+        Per step ``{state word address: spikes}`` (from the reference; empty for a core
+        that never fires), the spikes of a word either a mask of the lanes that fire
+        once each, or a sequence of ``L`` per-lane spike counts (``spike_limit > 1``:
+        lane ``j`` with count ``s`` is emitted ``s`` times in a row, lowest lane first;
+        :func:`fired_words`).
+    loud : list of set, optional
+        A sparse core (``hw.livelist``): per step the words that are not quiet after it
+        (:func:`sim.liveness.quiet_words`); ``None``: a dense core.
 
     Attributes
     ----------
@@ -360,7 +549,7 @@ class CoreModel:
     #: sweep stages after the read (P0) that hold a word: P1 .. P5
     STAGES = 5
 
-    def __init__(self, out_shape, lanes, fired):
+    def __init__(self, out_shape, lanes, fired, loud=None):
         self.C, self.Ho, self.Wo = shape3(out_shape)
         self.L = lanes
         self.G = lane_groups(self.C, lanes)
@@ -371,10 +560,22 @@ class CoreModel:
         self.sweeping = False               # words left to read (P0)
         self.next_word = 0                  # the next word P0 reads
         self.pipe = [None] * self.STAGES    # word address in P1..P5 (None: bubble)
-        self.to_emit = 0                    # fired lanes of P5 not yet emitted
+        self.to_emit = []                   # lanes of P5's spikes not yet emitted, in order
         self.cleared = 0                    # words cleared so far
         self.step = 0                       # step of the sample being swept
         self.sweep_start, self.step_done = [], []
+        # sparse: the live list (hw.livelist.ListSequencer's registers)
+        self.loud = loud
+        self.sparse = loud is not None
+        self.listed = np.zeros(self.D, dtype=bool)
+        self.ring = deque()                 # the list, head first
+        self.w1 = self.w2 = False           # cycles 1 and 2 after the token
+        self.left = 0                       # entries of this sweep still to read (R)
+        self.counting = False               # reading only the ``left`` entries
+        self.q1 = self.q2 = None            # the entry in Q1, Q2 (None: empty)
+        self.p0 = None                      # the word offered in P0
+        self.landing = deque()              # (cycle, address): appends of stage C
+        self.swept = 0                      # words read by sweeps (energy)
 
     @property
     def upd_ready(self):
@@ -387,34 +588,37 @@ class CoreModel:
     @property
     def out_valid(self):
         if self.phase == Phase.SWEEP:
-            return self.pipe[-1] is not None and self.to_emit != 0
+            return self.pipe[-1] is not None and bool(self.to_emit)
         return self.phase == Phase.TOKEN
 
     def out_event(self):
         """The :class:`Event` on ``out`` (only while :attr:`out_valid`): the token, or
-        the lowest fired lane of the word in P5."""
+        the lowest lane of the word in P5 with a spike left."""
         if self.phase == Phase.TOKEN:
             return Event(self.token, 0, 0, 0)
-        m = self.to_emit
-        lane = (m & -m).bit_length() - 1
+        lane = self.to_emit[0]
         pos, g = divmod(self.pipe[-1], self.G)
         y, x = divmod(pos, self.Wo)
         return Event(SPIKE, g * self.L + lane, y, x)
 
-    def clock(self, t, upd_kind, out_ready):
+    def clock(self, t, upd_kind, out_ready, upd_sa=None):
         """Edge ending cycle ``t``; ``upd_kind``: the kind of the update taken in this
-        cycle (None: none)."""
-        if self.phase == Phase.ACCUM:
+        cycle (None: none), ``upd_sa`` its state address (a sparse core lists it)."""
+        phase = self.phase
+        if self.sparse:
+            self._list_clock(t, upd_kind, out_ready, upd_sa)
+        if phase == Phase.ACCUM:
             if upd_kind == END_STEP:
                 self.phase, self.token = Phase.SWEEP, END_STEP
-                self.sweeping, self.next_word = True, 0
+                self.sweeping, self.next_word = not self.sparse, 0
                 self.sweep_start.append(t)
             elif upd_kind == END_SAMPLE:
                 self.phase, self.token = Phase.CLEAR, END_SAMPLE
                 self.cleared = 0
-        elif self.phase == Phase.SWEEP:
-            self._sweep(out_ready)
-        elif self.phase == Phase.CLEAR:
+        elif phase == Phase.SWEEP:
+            if not self.sparse:
+                self._sweep(out_ready)
+        elif phase == Phase.CLEAR:
             if self.cleared == self.D - 1:
                 self.phase = Phase.TOKEN
             self.cleared += 1
@@ -426,24 +630,205 @@ class CoreModel:
             else:
                 self.step = 0
 
+    def _spikes(self, word):
+        """The lanes word ``word`` emits this step, in emission order."""
+        f = self.fired[self.step].get(word, 0) if word is not None else 0
+        if isinstance(f, (int, np.integer)):
+            return [j for j in range(self.L) if (int(f) >> j) & 1]
+        return [j for j, n in enumerate(f) for _ in range(int(n))]
+
+    def _list_clock(self, t, upd_kind, out_ready, upd_sa):
+        """One edge of a sparse core's list (``hw.livelist.ListSequencer``: the ring, its
+        read-ahead stages R, Q1, Q2, P0, the counts) and, in a sweep, of P1 .. P5 (a word
+        leaving P5 stays listed when it is loud). Sets :attr:`phase` to ``TOKEN`` when
+        the sweep ends; the caller does the rest of the phase sequence."""
+        if self.phase == Phase.CLEAR:
+            # the clear empties the list; stage-C appends landing now are dropped
+            self.ring.clear()
+            self.landing.clear()
+            self.listed[:] = False
+            self.q1 = self.q2 = self.p0 = None
+            self.left, self.counting, self.w1, self.w2 = 0, False, False, False
+            return
+        sweep = self.phase == Phase.SWEEP
+        advance = end = False
+        push = None
+        if sweep:
+            m = self.to_emit
+            emitting = self.out_valid
+            advance = self.pipe[-1] is None or (len(m) <= 1 and (not m or out_ready))
+            busy = (self.w1 or self.w2 or (self.counting and self.left)
+                    or self.q1 is not None or self.q2 is not None or self.p0 is not None
+                    or any(a is not None for a in self.pipe))
+            if not busy:
+                self.phase, end = Phase.TOKEN, True
+            if advance:
+                p4, p5 = self.pipe[-2], self.pipe[-1]
+                if p5 is not None:
+                    if p5 in self.loud[self.step]:
+                        push = p5
+                    else:
+                        self.listed[p5] = False
+                self.to_emit = self._spikes(p4)
+                self.pipe = [self.p0] + self.pipe[:-1]
+                if self.p0 is not None:
+                    self.swept += 1
+            elif emitting and out_ready:
+                self.to_emit = m[1:]            # the lowest spike is out
+        # an update taken now is appended in its stage C (cycle t + 2) when its word is
+        # not listed yet
+        if self.phase == Phase.ACCUM and upd_kind == SPIKE and not self.listed[upd_sa]:
+            self.listed[upd_sa] = True
+            self.landing.append((t + 2, upd_sa))
+        if self.landing and self.landing[0][0] == t:
+            push = self.landing.popleft()[1]
+        p0_ready = self.p0 is None or advance
+        q2_ready = self.q2 is None or p0_ready
+        q1_ready = self.q1 is None or q2_ready
+        pop = q1_ready and bool(self.left if self.counting else self.ring)
+        if p0_ready:
+            self.p0 = self.q2
+        if q2_ready:
+            self.q2 = self.q1
+        if q1_ready:
+            self.q1 = self.ring.popleft() if pop else None
+        if end:
+            self.counting = False
+        elif self.w2:
+            self.counting, self.left = True, len(self.ring)
+        elif self.counting and pop:
+            self.left -= 1
+        if push is not None:
+            self.ring.append(push)
+        self.w1, self.w2 = self.phase == Phase.ACCUM and upd_kind == END_STEP, self.w1
+
     def _sweep(self, out_ready):
         emitting = self.out_valid
-        m = self.to_emit
-        at_most_one = m & (m - 1) == 0
+        left = self.to_emit
         # the pipeline advances when P5 is empty, holds no spike, or emits its last one now
-        advance = self.pipe[-1] is None or (at_most_one and (m == 0 or out_ready))
+        advance = self.pipe[-1] is None or (len(left) <= 1 and (not left or out_ready))
         if not self.sweeping and all(a is None for a in self.pipe):
             self.phase = Phase.TOKEN
         if advance:
-            p4 = self.pipe[-2]
-            self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
+            self.to_emit = self._spikes(self.pipe[-2])
             self.pipe = [self.next_word if self.sweeping else None] + self.pipe[:-1]
             if self.sweeping:
+                self.swept += 1
                 if self.next_word == self.D - 1:
                     self.sweeping = False
                 self.next_word += 1
         elif emitting and out_ready:
-            self.to_emit = m & (m - 1)      # the lowest lane is out
+            self.to_emit = left[1:]         # the lowest spike is out
+
+
+class DelayLineModel:
+    """Timing and contents of a delay line (``hw.delay.DelayLine``), register for register.
+
+    ``S = d + D`` slots of ``cap`` events (:func:`sim.geometry.delay_slots`,
+    :func:`sim.geometry.delay_capacity`); source step ``n`` in slot ``n mod S``. The
+    absolute steps ``w`` (source, being written) and ``c`` (consumer, being replayed)
+    are kept as ``lag1 = c - w + 1`` (in ``0 .. d+1``); ``k`` is the consumer's step in
+    its sample, saturated at ``S - 1``.
+
+    * write side: ``inp_ready = lag1 >= 1`` (``w <= c``); a spike goes to event ``wcnt``
+      of slot ``wslot`` (not stored past ``cap``); ``END_STEP`` stores the slot's count
+      and moves to the next slot; ``END_SAMPLE`` is dropped;
+    * read side: ``go`` (while not running) starts the replay of step ``c`` at tap 0 of
+      slot ``head`` (that of step ``c - d``); while the source has finished step
+      ``c - d`` (``lag1 <= d``): tap ``j`` is live while ``k >= d + j``; a live tap's
+      events are loaded into the output register one per cycle (when it is empty or
+      read), the last one moving on to the next tap; a live empty tap costs one cycle;
+      after the live taps ``END_STEP`` is loaded, which counts ``c``;
+      ``sample_end`` (while not running) sets ``k = 0``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Source shape.
+    delay, taps, m_src : int
+        ``d``, ``D`` and the source's largest count.
+    """
+
+    def __init__(self, shape, delay, taps, m_src=1):
+        self.d, self.D = int(delay), int(taps)
+        self.S = delay_slots(delay, taps)
+        self.cap = delay_capacity(shape, m_src)
+        self.mem = [(0, 0, 0)] * (self.S * self.cap)
+        self.count = [0] * self.S
+        self.lag1 = 1
+        self.wslot = self.wcnt = 0
+        self.run = False
+        self.head = (self.S - self.d) % self.S
+        self.k = self.j = self.rslot = self.idx = 0
+        self.ov = False
+        self.word = TapEvent(SPIKE, 0, 0, 0, 0)
+
+    @property
+    def inp_ready(self):
+        return self.lag1 >= 1
+
+    @property
+    def out_valid(self):
+        return self.ov
+
+    @property
+    def busy(self):
+        return self.run or self.ov
+
+    def out_event(self):
+        """The :class:`TapEvent` in the output register (offered while
+        :attr:`out_valid`)."""
+        return self.word
+
+    def clock(self, event, out_ready, go=False, sample_end=False):
+        """One edge; ``event``: the :class:`Event` offered on ``inp`` (None: none);
+        ``out_ready``: the consumer's ``out.ready``; ``go``, ``sample_end``: the join's
+        strobes in this cycle."""
+        S, cap = self.S, self.cap
+        src_done = self.lag1 <= self.d
+        live = self.k >= self.d + self.j
+        n = self.count[self.rslot]
+        advance = not self.ov or out_ready
+        load_spike = self.run and src_done and live and n != 0 and advance
+        skip_tap = self.run and src_done and live and n == 0
+        load_token = self.run and src_done and not live and advance
+        take = event is not None and self.inp_ready
+        step = take and event.kind == END_STEP
+        run, head = self.run, self.head
+        # read side (from the registers before the edge)
+        if load_spike:
+            self.word = TapEvent(SPIKE, *self.mem[self.rslot * cap + self.idx], self.j)
+            if self.idx == n - 1:
+                self._next_tap()
+            else:
+                self.idx += 1
+        elif skip_tap:
+            self._next_tap()
+        elif load_token:
+            self.word = TapEvent(END_STEP, 0, 0, 0, 0)
+            self.run = False
+            self.head = (self.head + 1) % S
+            self.k = min(self.k + 1, S - 1)
+        self.ov = load_spike or load_token or (self.ov and not out_ready)
+        # write side
+        if take and event.kind == SPIKE and self.wcnt != cap:
+            self.mem[self.wslot * cap + self.wcnt] = (event.c, event.y, event.x)
+            self.wcnt += 1
+        if step:
+            self.count[self.wslot] = self.wcnt
+            self.wcnt = 0
+            self.wslot = (self.wslot + 1) % S
+        self.lag1 += int(load_token) - int(step)
+        if not run:
+            if sample_end:
+                self.k = 0
+            if go:
+                self.run, self.j, self.idx, self.rslot = True, 0, 0, head
+
+    def _next_tap(self):
+        self.j += 1
+        self.idx = 0
+        self.rslot = (self.rslot - 1) % self.S
 
 
 class ReadoutModel:
@@ -530,20 +915,24 @@ class SourceModel:
             self.offer_at = t + 1 + self._gap(self.next)
 
 
-def _fired_words(spikes, out_shape, lanes):
-    """Per step ``{state word address: mask of the lanes that fire}`` of the spikes
-    ``(T, *out_shape)`` of one layer."""
+def fired_words(spikes, out_shape, lanes):
+    """Per step ``{state word address: per-lane spike counts}`` (lists of ``L``) of the
+    spike counts ``(T, *out_shape)`` of one layer (the ``fired`` of :class:`CoreModel`)."""
     C, Ho, Wo = shape3(out_shape)
     G = lane_groups(C, lanes)
     out = []
     for step in spikes:
         m = {}
-        cs, pos = np.nonzero(step.reshape(C, Ho * Wo))
+        counts = step.reshape(C, Ho * Wo)
+        cs, pos = np.nonzero(counts)
         for c, p in zip(cs.tolist(), pos.tolist()):
             a = p * G + c // lanes
-            m[a] = m.get(a, 0) | (1 << (c % lanes))
+            m.setdefault(a, [0] * lanes)[c % lanes] = int(counts[c, p])
         out.append(m)
     return out
+
+
+_fired_words = fired_words          # the name before it was public
 
 
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
@@ -588,6 +977,8 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         No result after ``max_cycles`` cycles.
     """
     params = params or HwParams()
+    if params.sweep not in SWEEPS:
+        raise ValueError(f"sweep: {params.sweep!r} is not one of {', '.join(SWEEPS)}")
     n = len(model.layers)
     lanes = lanes_of(model, params.lanes)
     P, H, W = model.input.shape
@@ -599,13 +990,20 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     engines, cores = [], []
     shape = tuple(model.input.shape)
     for i, layer in enumerate(model.layers):
-        engines.append(EngineModel(layer_work(layer, shape, lanes[i])))
+        fire = not (membrane and i == n - 1)   # the output layer of a membrane readout
+        sparse = params.sweep == "sparse" and sparse_ok(layer, fire)
+        engines.append(EngineModel(layer_work(layer, shape, lanes[i]),
+                                   layer_words(layer, shape, lanes[i]) if sparse else None))
         spikes = result.spikes[layer.name]
-        if membrane and i == n - 1:         # the output layer of a membrane readout
+        if not fire:
             fired = [{} for _ in spikes]
         else:
-            fired = _fired_words(spikes, layer.out_shape, lanes[i])
-        cores.append(CoreModel(layer.out_shape, lanes[i], fired))
+            fired = fired_words(spikes, layer.out_shape, lanes[i])
+        loud = None
+        if sparse:
+            G = lane_groups(shape3(layer.out_shape)[0], lanes[i])
+            loud = quiet_words(layer, spikes, result.states[layer.name], G, lanes[i])
+        cores.append(CoreModel(layer.out_shape, lanes[i], fired, loud))
         shape = tuple(layer.out_shape)
     fifos = [FifoModel(params.fifo_depth) for _ in range(n)]
     readout = ReadoutModel(model.layers[-1].n_out)
@@ -642,7 +1040,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         for i, (e, c) in enumerate(zip(engines, cores)):
             upd = wires[i].upd_kind if wires[i].upd_valid and c.upd_ready else None
             e.clock(wires[i], fifo_out[i], c.upd_ready)
-            c.clock(t, upd, out_ready[i])
+            c.clock(t, upd, out_ready[i], wires[i].upd_sa)
         last = outs[-1]
         if readout.clock(last is not None and out_ready[-1] and last.kind == END_SAMPLE):
             sample_done.append(t)
@@ -652,4 +1050,5 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                        sweep_start=[c.sweep_start for c in cores], sample_done=sample_done,
                        accepted=source.accepted, idle_after_step=source.idle_after_step,
                        start=start, end=sample_done[-1] if sample_done else t,
-                       sample_first=source.sample_first, blocked=blocked)
+                       sample_first=source.sample_first, blocked=blocked,
+                       swept=[c.swept for c in cores], sparse=[c.sparse for c in cores])

@@ -10,7 +10,8 @@ Only plain Python and numpy: ``sim`` must not import Amaranth.
   ``g * L .. g * L + L - 1``);
 * the per-axis window of a convolution seen from the input side (which outputs one input
   coordinate reaches), from which the hardware's kernel-offset tables and the compiled
-  reference's strip tables are derived.
+  reference's strip tables are derived;
+* the sizing rule of a delay line (``hw.delay``): its slots and the events one slot holds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "RESERVED", "KIND_BITS", "MAX_DEFAULT_LANES",
            "MAX_LANES", "MAX_FIFO_DEPTH",
-           "shape3", "default_lanes", "lanes_of", "lane_groups", "conv_out_size", "axis_range"]
+           "shape3", "default_lanes", "lanes_of", "lane_groups", "conv_out_size", "axis_range",
+           "delay_slots", "delay_capacity"]
 
 #: Token kinds, the 2-bit ``kind`` field of every event word.
 SPIKE = 0
@@ -147,3 +149,37 @@ def axis_range(n_in, n_out, kernel, stride, padding):
     lo_num = t - kernel + 1
     lo = np.where(lo_num > 0, -(-lo_num // stride), 0)
     return lo, hi
+
+
+def delay_slots(delay, taps):
+    """Slots ``S = d + D`` of the delay line of a synapse with delay ``d >= 0`` and
+    ``D >= 1`` taps: one per source step the line may hold at once (the ``D`` steps the
+    consumer's current step reads, ``c-d-D+1 .. c-d``, and the ``d`` later ones the
+    source may write before the consumer finishes, up to its current step ``c``).
+
+    Raises
+    ------
+    ValueError
+        ``delay < 0`` or ``taps < 1``.
+    """
+    if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
+        raise ValueError(f"delay: {delay!r} must be an integer >= 0")
+    if isinstance(taps, bool) or not isinstance(taps, (int, np.integer)) or taps < 1:
+        raise ValueError(f"taps: {taps!r} must be an integer >= 1")
+    return int(delay) + int(taps)
+
+
+def delay_capacity(shape, m_src):
+    """Events one slot of a delay line holds: ``N * m_src`` (every one of the
+    ``N = C*H*W`` source neurons fires ``m_src`` times, the source's spike limit or the
+    input's ``count_clip``, each count sent as that many events), the worst case.
+
+    Raises
+    ------
+    ValueError
+        ``m_src < 1`` or a bad shape.
+    """
+    if isinstance(m_src, bool) or not isinstance(m_src, (int, np.integer)) or m_src < 1:
+        raise ValueError(f"m_src: {m_src!r} must be an integer >= 1")
+    C, H, W = shape3(shape)
+    return C * H * W * int(m_src)

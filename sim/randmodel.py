@@ -16,7 +16,8 @@ import numpy as np
 from .events import BinnedEvents
 from .model import InputSpec, Layer, Model, RESETS, conv_out_size, validate_model
 
-__all__ = ["random_layer", "random_model", "random_binned", "model_from_spec", "random_graph"]
+__all__ = ["random_layer", "random_model", "random_binned", "model_from_spec", "random_graph",
+           "same_step_graph"]
 
 
 def _pick(rng, values):
@@ -357,6 +358,45 @@ def random_graph(rng, *, input_shape=None, n_layers=None, timesteps=None, count_
     model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=1000, timesteps=T,
                                   count_clip=clip), layers=layers, readout=readout)
     for i, layer in enumerate(layers):
+        layer.acc_bits = model.required_acc_bits(i)
+    return validate_model(model)
+
+
+def same_step_graph(model, *, kinds=None, plain=True):
+    """``model`` (a :func:`random_graph`) cut down to same-step synapses: every
+    synapse from the input or an earlier layer gets delay 0 and one tap (tap 0's
+    weights), recurrent synapses (from the layer itself or a later one) and synapses of
+    a kind not in ``kinds`` are dropped; with ``plain``, neurons become version-1 ones
+    (``spike_limit`` 1, no ``v_min``, no current). ``acc_bits`` is set to the worst
+    case again. Returns a new validated model, or ``None`` when a layer is left without
+    a synapse or no synapse reads the input (a DAG of forks and joins otherwise).
+    """
+    import copy
+
+    from .model import INPUT
+    model = copy.deepcopy(model)
+    order = {layer.name: i for i, layer in enumerate(model.layers)}
+    for i, layer in enumerate(model.layers):
+        keep = []
+        for syn in layer.synapses:
+            src = model.source_of(i, syn)
+            if src != INPUT and order[src] >= i:
+                continue
+            if kinds is not None and syn.type not in kinds:
+                continue
+            if syn.taps > 1:
+                syn.weights = None if syn.weights is None else syn.weights[0].copy()
+            syn.delay, syn.taps = 0, 1
+            keep.append(syn)
+        if not keep:
+            return None
+        layer.synapses = keep
+        if plain:
+            layer.spike_limit, layer.v_min, layer.current = 1, None, None
+    if not any(model.source_of(i, syn) == INPUT
+               for i, layer in enumerate(model.layers) for syn in layer.synapses):
+        return None
+    for i, layer in enumerate(model.layers):
         layer.acc_bits = model.required_acc_bits(i)
     return validate_model(model)
 

@@ -215,6 +215,14 @@ class Kind:
         reaches (int64 ``in3``-shaped; each position is ``G`` lane groups of work)."""
         raise NotImplementedError
 
+    def event_window(self, syn, in3, out3):
+        """The output window an input event reaches, per input row and column:
+        ``(ylo, yhi, xlo, xhi)`` int64 arrays of lengths ``H`` and ``W`` of ``in3`` (rows
+        ``ylo[y] .. yhi[y]``, columns ``xlo[x] .. xhi[x]``; empty when ``hi < lo``). The
+        cycle model's sparse cores list the words an event's updates reach in the order
+        the hardware's iterator issues them (rows, then columns, then lane groups)."""
+        raise NotImplementedError
+
     # -- random models (sim.randmodel) -------------------------------------------------------
     def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
         """A random valid synapse of this kind from ``src_shape``: ``(kernel, stride,

@@ -21,7 +21,14 @@ Importers (see their module docstrings for the exact mapping):
 
 - :func:`quant.importers.snntorch.import_snntorch` (``torch.nn.Sequential`` of
   Conv2d/Linear/AvgPool2d/MaxPool2d/Flatten/Dropout and ``snntorch.Leaky``);
-- :func:`quant.importers.nir.import_nir` (NIR graphs, ``nir.read`` files).
+- :func:`quant.importers.nir.import_nir` (NIR chains, ``nir.read`` files) and
+  :func:`quant.importers.nir.model_from_nir` (any NIR graph: chains as above, graphs
+  through :mod:`quant.importers.nir_graph` into version-2 models);
+- :func:`quant.importers.sinabs.import_sinabs` (sinabs ``nn.Sequential``, version 2).
+
+Graph importers describe populations and synapses with
+:mod:`quant.importers.graph` and register their node handlers here too (frameworks
+``nir.graph.synapse``, ``nir.graph.neuron``, ``sinabs``).
 
 Both return a :class:`quant.ir.FloatNet` and the mode they chose; :func:`to_model`
 quantizes it (exactly when it holds integers). The command line is

@@ -1,4 +1,4 @@
-"""``python -m quant.importers snntorch|nir FILE --out models/NAME [options]``.
+"""``python -m quant.importers snntorch|sinabs|nir FILE --out models/NAME [options]``.
 
 ``snntorch``: FILE is a ``state_dict`` (``torch.save(net.state_dict(), FILE)``) with
 ``--builder ARCH.py`` (its ``build()`` returns the ``nn.Sequential``), a ``.py`` file whose
@@ -7,9 +7,14 @@
 import files you trust); ``--input-shape P,H,W`` and ``--timesteps`` are required
 because the module does not record them.
 
+``sinabs``: FILE as for ``snntorch``, a sinabs ``nn.Sequential``
+(:mod:`quant.importers.sinabs`).
+
 ``nir``: FILE is a NIR graph (``nir.write``); LIF nodes need ``--dt`` (seconds) and
 ``--discretization euler|exp`` unless the graph's metadata records them (graphs from
-``python -m quant.nir_export`` do).
+``python -m quant.nir_export`` do). Graphs with branches, joins, recurrence, delays or
+current-based nodes become version-2 models (:mod:`quant.importers.nir_graph`);
+``--if-flavor sinabs`` reads IF nodes as sinabs' multi-spike IAF neurons.
 
 The choices made (integer or float mode, discretization, folded poolings, strict
 compares) are printed and stored in ``model.json``'s ``meta.import``. Bad input is one
@@ -31,7 +36,7 @@ from pathlib import Path
 from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, run_main
 from sim.fsutil import check_output_dir
 
-from . import NetImportError, to_model
+from . import NetImportError
 
 PROG = "python -m quant.importers"
 
@@ -51,7 +56,7 @@ def _mode(text):
 
 
 def main(argv=None):
-    ap = ArgumentParser(prog=PROG, description="Import an snnTorch or NIR network as a "
+    ap = ArgumentParser(prog=PROG, description="Import an snnTorch, sinabs or NIR network as a "
                         "model directory.")
     sub = ap.add_subparsers(dest="source", required=True)
     common = ArgumentParser(add_help=False)
@@ -77,10 +82,19 @@ def main(argv=None):
                    help="Python file whose build() returns the nn.Sequential (for a "
                         "state_dict FILE)")
     s.add_argument("--readout", choices=("spike_count", "membrane"), default="spike_count")
+    sb = sub.add_parser("sinabs", parents=[common], help="torch.save'd sinabs nn.Sequential")
+    sb.add_argument("--input-shape", required=True, help="P,H,W")
+    sb.add_argument("--builder", default=None,
+                    help="Python file whose build() returns the nn.Sequential (for a "
+                         "state_dict FILE)")
     n = sub.add_parser("nir", parents=[common], help="NIR graph file")
     n.add_argument("--dt", type=float, default=None, help="step in seconds")
     n.add_argument("--discretization", choices=("euler", "exp"), default=None)
     n.add_argument("--if-gain", choices=("r", "r_dt"), default="r")
+    n.add_argument("--if-flavor", choices=("nir", "sinabs"), default="nir",
+                   help="how IF nodes fire: nir (one spike, v > threshold, reset to 0) or "
+                        "sinabs (IAF: floor(v/threshold) spikes, subtract, v >= -threshold); "
+                        "recorded in meta.import")
     args = ap.parse_args(argv)
 
     for key in ("timesteps", "dt_us", "count_clip", "weight_bits", "state_bits"):
@@ -97,22 +111,32 @@ def main(argv=None):
     check_output_dir(out, PROG, force=args.force, protect=protect)     # before the import
     integer = _mode(args.mode)
     if args.source == "snntorch":
-        from .snntorch import import_snntorch, load_sequential
+        from .snntorch import import_snntorch_model, load_sequential
         if args.timesteps is None:
             raise CliError("--timesteps is required for snntorch files")
         net = load_sequential(path, args.builder)
-        fnet, integer = import_snntorch(
+        model = import_snntorch_model(
             net, _shape(args.input_shape), timesteps=args.timesteps,
             dt_us=args.dt_us or 1000, count_clip=args.count_clip or 1, integer=integer,
-            readout=args.readout, where=str(path))
-        model = to_model(fnet, integer, weight_bits=args.weight_bits,
-                         state_bits=args.state_bits or 16, beta_frac_bits=args.beta_frac_bits)
+            readout=args.readout, weight_bits=args.weight_bits, state_bits=args.state_bits,
+            beta_frac_bits=args.beta_frac_bits, where=str(path))
+    elif args.source == "sinabs":
+        from .sinabs import import_sinabs
+        from .snntorch import load_sequential
+        if args.timesteps is None:
+            raise CliError("--timesteps is required for sinabs files")
+        model = import_sinabs(load_sequential(path, args.builder), _shape(args.input_shape),
+                              timesteps=args.timesteps, dt_us=args.dt_us or 1000,
+                              count_clip=args.count_clip or 1, integer=integer,
+                              weight_bits=args.weight_bits, state_bits=args.state_bits,
+                              where=str(path))
     else:
         from .nir import model_from_nir
         if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):
             raise CliError(f"--dt: {args.dt!r} must be a positive number of seconds")
         model = model_from_nir(path, dt=args.dt, discretization=args.discretization,
-                               if_gain=args.if_gain, timesteps=args.timesteps,
+                               if_gain=args.if_gain, if_flavor=args.if_flavor,
+                               timesteps=args.timesteps,
                                dt_us=args.dt_us, count_clip=args.count_clip, integer=integer,
                                weight_bits=args.weight_bits, state_bits=args.state_bits,
                                beta_frac_bits=args.beta_frac_bits, where=str(path))
@@ -127,7 +151,8 @@ def main(argv=None):
     for note in imp.get("notes", []):
         print(f"  {note}")
     for layer in model.layers:
-        print(f"  {layer.name}: {layer.type} {list(layer.in_shape)} -> {list(layer.out_shape)}, "
+        kinds = "+".join(f"{s.type}({s.source})" for s in layer.synapses)
+        print(f"  {layer.name}: {kinds} -> {list(layer.out_shape)}, "
               f"beta {layer.beta_num}/2^{layer.beta_frac_bits}, threshold "
               f"{sorted(set(layer.threshold.tolist()))}, reset {layer.reset}")
     return 0

@@ -450,6 +450,40 @@ class NetBuilder:
         if not self.records:
             raise NetImportError(f"{self.where}: no layers were imported")
 
+    def graph_layers(self, extras=None):
+        """The layers as :class:`quant.importers.graph.GLayer` (accumulator units), for
+        sources with version-2 features; ``extras[name]`` may add ``synapses`` (in the
+        framework's membrane units, divided here by the layer's scale) and
+        ``current_beta``."""
+        from .graph import GLayer, GSynapse
+        self.finish_check()
+        extras = extras or {}
+        out = []
+        prev = "input"
+        for r in self.records:
+            op = r.op
+            syn = GSynapse(source=prev, type=op.type, weight=op.weight, kernel=op.kernel,
+                           stride=op.stride, padding=op.padding,
+                           origin=f"{self.noun} {op.name}")
+            x = extras.get(r.name, {})
+            bias = op.bias
+            synapses = [syn]
+            for extra in x.get("synapses", ()):
+                if extra.weight is not None:
+                    extra.weight = extra.weight / op.scale
+                synapses.append(extra)
+            if x.get("bias") is not None:
+                b = np.asarray(x["bias"], dtype=np.float64) / op.scale
+                bias = b if bias is None else bias + b
+            out.append(GLayer(name=r.name, out_shape=tuple(op.out_shape), synapses=synapses,
+                              beta=r.beta, threshold=r.thr_op, reset=r.reset, strict=r.strict,
+                              bias=bias, threshold_per_channel=r.thr_per_channel,
+                              subtract_is_next_integer=r.subtract_is_next_integer,
+                              current_beta=x.get("current_beta"),
+                              origin=f"{self.noun} {r.name}"))
+            prev = r.name
+        return out
+
     def integral(self):
         """Whether every weight and bias is an integer (the ``integer`` mode applies)."""
         for r in self.records:

@@ -1,10 +1,12 @@
 """Import a NIR graph (``nir.read`` of a ``.nir`` file) as a contract network.
 
-The graph must be a chain ``Input -> ... -> Output`` of the node types that have a
+This module reads a chain ``Input -> ... -> Output`` of the node types that have a
 handler (one function each, see :mod:`quant.importers`): ``Conv2d``, ``Affine``,
 ``Linear``, ``SumPool2d``, ``AvgPool2d``, ``Flatten``, ``LIF``, ``IF``, ``Input``,
-``Output``. Every other node type, branches, recurrent edges and nested graphs are
-errors that name the node.
+``Output``. :func:`model_from_nir` hands every other graph (branches, joins, recurrent
+edges, ``Delay``, ``Scale``, ``CubaLIF``, ``LI``, nested graphs, ``if_flavor="sinabs"``,
+version-2 exports) to :mod:`quant.importers.nir_graph`, which makes a version-2 model;
+:func:`import_nir` (the chain API returning a ``FloatNet``) refuses those with a pointer.
 
 From continuous time to steps
 -----------------------------
@@ -114,10 +116,11 @@ def _conv2d(node, name, ctx):
         raise NetImportError(f"{where}: weight shape {tuple(w.shape)} is not a square "
                              f"(C_out, C_in, K, K) kernel")
     if int(node.groups) != 1:
-        raise NetImportError(f"{where}: groups={node.groups} is not supported")
+        raise NetImportError(f"{where}: groups={node.groups} is not representable (no groups)")
     if _int2(node.dilation, "dilation", where) != 1:
-        raise NetImportError(f"{where}: dilation {list(np.asarray(node.dilation))} is not "
-                             f"supported")
+        raise NetImportError(f"{where}: dilation "
+                             f"{np.asarray(node.dilation).reshape(-1).astype(int).tolist()} is "
+                             f"not representable")
     k = w.shape[2]
     s = _int2(node.stride, "stride", where)
     p = node.padding
@@ -164,7 +167,12 @@ def _pool(node, name, ctx):
     k = _int2(node.kernel_size, "kernel_size", where)
     s = _int2(node.stride, "stride", where)
     p = _int2(node.padding, "padding", where)
-    ctx.builder.add_pool(name, k, s, p, average=type(node).__name__ == "AvgPool2d")
+    average = type(node).__name__ == "AvgPool2d"
+    if average and (k * k) & (k * k - 1):
+        raise NetImportError(f"{where}: an average pool over {k}x{k} divides by {k * k}, not a "
+                             f"power of two; its scale 1/{k * k} is not representable (use "
+                             f"SumPool2d and a {k * k}x threshold)")
+    ctx.builder.add_pool(name, k, s, p, average=average)
 
 
 @register(FRAMEWORK, "Flatten")
@@ -177,15 +185,8 @@ def _flatten(node, name, ctx):
     ctx.builder.add_flatten(name)
 
 
-reject(FRAMEWORK, "current-based neurons have two states per neuron; the contract has one "
-       "(use LIF)", "CubaLIF", "CubaLI")
-reject(FRAMEWORK, "non-spiking integrators are not supported; the contract's output layer "
-       "is a spiking LIF/IF layer", "LI", "I")
-reject(FRAMEWORK, "Scale is not supported; fold it into the weights", "Scale")
-reject(FRAMEWORK, "synaptic delays are not supported", "Delay")
 reject(FRAMEWORK, "a bare Threshold is not supported; use IF/LIF", "Threshold")
 reject(FRAMEWORK, "1-D convolutions are not supported", "Conv1d")
-reject(FRAMEWORK, "nested graphs are not supported; flatten the graph", "NIRGraph")
 
 
 # -- neurons -----------------------------------------------------------------------------
@@ -332,6 +333,42 @@ def _meta_value(meta, key):
     return v
 
 
+def _resolve(graph, where, *, dt, discretization, if_gain, timesteps, dt_us, count_clip):
+    """The import options, explicit ones first, then the graph's metadata."""
+    gmeta = dict(getattr(graph, "metadata", None) or {})
+    notes = []
+    if dt is None and _meta_value(gmeta, "dt") is not None:
+        dt = float(_meta_value(gmeta, "dt"))
+        notes.append(f"dt {dt!r} s from the graph's metadata")
+    if discretization is None and _meta_value(gmeta, "discretization") is not None:
+        discretization = str(_meta_value(gmeta, "discretization"))
+        notes.append(f"discretization {discretization!r} from the graph's metadata")
+    if discretization is not None and discretization not in DISCRETIZATIONS:
+        raise NetImportError(f"{where}: discretization {discretization!r} is not one of "
+                             f"{', '.join(DISCRETIZATIONS)}")
+    if dt is not None and not (math.isfinite(dt) and dt > 0):
+        raise NetImportError(f"{where}: dt {dt!r} must be a positive number of seconds")
+    if if_gain not in ("r", "r_dt"):
+        raise NetImportError(f"{where}: if_gain {if_gain!r} is not 'r' or 'r_dt'")
+    given = {"timesteps": timesteps, "dt_us": dt_us, "count_clip": count_clip}
+    for key, v in given.items():
+        if v is None and _meta_value(gmeta, key) is not None:
+            notes.append(f"{key} {int(_meta_value(gmeta, key))} from the graph's metadata")
+    timesteps = timesteps if timesteps is not None else _meta_value(gmeta, "timesteps")
+    if timesteps is None:
+        raise NetImportError(f"{where}: the number of steps is not in the graph; give "
+                             f"--timesteps")
+    if dt_us is None:
+        dt_us = _meta_value(gmeta, "dt_us")
+    if dt_us is None:
+        dt_us = int(round(dt * 1e6)) if dt is not None else 1000
+    count_clip = count_clip if count_clip is not None else (_meta_value(gmeta, "count_clip") or 1)
+    readout = _meta_value(gmeta, "readout")
+    return {"dt": dt, "discretization": discretization, "timesteps": int(timesteps),
+            "dt_us": int(dt_us), "count_clip": int(count_clip), "readout": readout,
+            "notes": notes}
+
+
 def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=None,
                dt_us=None, count_clip=None, integer=None, where="NIR graph"):
     """Translate a NIR graph into a :class:`quant.ir.FloatNet`.
@@ -367,34 +404,17 @@ def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=No
     if not hasattr(graph, "nodes"):
         where = str(graph)
         graph = read_graph(graph)
-    gmeta = dict(getattr(graph, "metadata", None) or {})
-    notes = []
-    if dt is None and _meta_value(gmeta, "dt") is not None:
-        dt = float(_meta_value(gmeta, "dt"))
-        notes.append(f"dt {dt!r} s from the graph's metadata")
-    if discretization is None and _meta_value(gmeta, "discretization") is not None:
-        discretization = str(_meta_value(gmeta, "discretization"))
-        notes.append(f"discretization {discretization!r} from the graph's metadata")
-    if discretization is not None and discretization not in DISCRETIZATIONS:
-        raise NetImportError(f"{where}: discretization {discretization!r} is not one of "
-                             f"{', '.join(DISCRETIZATIONS)}")
-    if dt is not None and not (math.isfinite(dt) and dt > 0):
-        raise NetImportError(f"{where}: dt {dt!r} must be a positive number of seconds")
-    if if_gain not in ("r", "r_dt"):
-        raise NetImportError(f"{where}: if_gain {if_gain!r} is not 'r' or 'r_dt'")
-    for key in ("timesteps", "dt_us", "count_clip"):
-        if locals()[key] is None and _meta_value(gmeta, key) is not None:
-            notes.append(f"{key} {int(_meta_value(gmeta, key))} from the graph's metadata")
-    timesteps = timesteps if timesteps is not None else _meta_value(gmeta, "timesteps")
-    if timesteps is None:
-        raise NetImportError(f"{where}: the number of steps is not in the graph; give "
-                             f"--timesteps")
-    if dt_us is None:
-        dt_us = _meta_value(gmeta, "dt_us")
-    if dt_us is None:
-        dt_us = int(round(dt * 1e6)) if dt is not None else 1000
-    count_clip = count_clip if count_clip is not None else (_meta_value(gmeta, "count_clip") or 1)
-    readout = _meta_value(gmeta, "readout") or "spike_count"
+    from .nir_graph import needs_graph_import
+    if needs_graph_import(graph):
+        raise NetImportError(f"{where}: a graph (branches, joins, recurrence, delays or "
+                             f"current-based nodes) becomes a version-2 model: use "
+                             f"model_from_nir")
+    opts = _resolve(graph, where, dt=dt, discretization=discretization, if_gain=if_gain,
+                    timesteps=timesteps, dt_us=dt_us, count_clip=count_clip)
+    notes = opts["notes"]
+    dt, discretization = opts["dt"], opts["discretization"]
+    timesteps, dt_us, count_clip, readout = (opts["timesteps"], opts["dt_us"],
+                                             opts["count_clip"], opts["readout"])
 
     order = _chain(graph, where)
     inp = graph.nodes[order[0]]
@@ -428,9 +448,11 @@ def import_nir(graph, *, dt=None, discretization=None, if_gain="r", timesteps=No
                                          f"{lname!r} in the metadata")
             hints[rec.name] = m
     meta = {"import": {"source": "nir", "file": str(where), "dt_s": dt,
-                       "discretization": discretization, "if_gain": if_gain}}
+                       "discretization": discretization, "if_gain": if_gain,
+                       "if_flavor": "nir"}}
     net, integer = builder.float_net(timesteps=int(timesteps), dt_us=int(dt_us),
-                                     count_clip=int(count_clip), readout=str(readout),
+                                     count_clip=int(count_clip),
+                                     readout=str(readout or "spike_count"),
                                      integer=integer, meta=meta)
     net.meta["import"]["notes"] = notes + net.meta["import"]["notes"]
     return net, integer, hints
@@ -448,7 +470,25 @@ def model_from_nir(graph, *, weight_bits=None, state_bits=None, beta_frac_bits=N
     from sim.model import validate_model
 
     from . import to_model
-    net, integer, hints = import_nir(graph, **kwargs)
+    if_flavor = kwargs.pop("if_flavor", "nir")
+    where = kwargs.pop("where", "NIR graph")
+    if not hasattr(graph, "nodes"):
+        where = str(graph)
+        graph = read_graph(graph)
+    from .nir_graph import import_nir_graph, needs_graph_import
+    if needs_graph_import(graph, if_flavor):
+        opts = _resolve(graph, where, dt=kwargs.get("dt"),
+                        discretization=kwargs.get("discretization"),
+                        if_gain=kwargs.get("if_gain", "r"), timesteps=kwargs.get("timesteps"),
+                        dt_us=kwargs.get("dt_us"), count_clip=kwargs.get("count_clip"))
+        return import_nir_graph(graph, dt=opts["dt"], discretization=opts["discretization"],
+                                if_gain=kwargs.get("if_gain", "r"), if_flavor=if_flavor,
+                                timesteps=opts["timesteps"], dt_us=opts["dt_us"],
+                                count_clip=opts["count_clip"], integer=kwargs.get("integer"),
+                                weight_bits=weight_bits, state_bits=state_bits,
+                                beta_frac_bits=beta_frac_bits, readout=opts["readout"],
+                                where=where, notes=opts["notes"])
+    net, integer, hints = import_nir(graph, where=where, **kwargs)
     sb = state_bits
     if sb is None:
         recorded = [h["state_bits"] for h in hints.values() if "state_bits" in h]

@@ -65,7 +65,7 @@ import numpy as np
 
 from . import NetImportError, handler_for, register, reject, supported_types
 
-__all__ = ["import_snntorch", "load_sequential"]
+__all__ = ["import_snntorch", "import_snntorch_model", "load_sequential"]
 
 FRAMEWORK = "snntorch"
 
@@ -74,6 +74,8 @@ class _Ctx:
     def __init__(self, builder, count_clip):
         self.builder = builder
         self.count_clip = count_clip
+        #: ``{layer: {"synapses", "bias", "current_beta"}}`` of RLeaky/Synaptic/RSynaptic
+        self.extras = {}
 
 
 def _np(t):
@@ -158,9 +160,8 @@ def _skip(m, name, ctx):
 reject(FRAMEWORK, "BatchNorm is not supported; fold it into the preceding Conv2d/Linear "
        "(w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) "
        "+ beta) before importing", "BatchNorm1d", "BatchNorm2d")
-reject(FRAMEWORK, "only snntorch.Leaky neurons map onto the contract (one first-order "
-       "state per neuron)", "Synaptic", "RLeaky", "RSynaptic", "Alpha", "Lapicque", "SLSTM",
-       "SConv2dLSTM", "LeakyParallel")
+reject(FRAMEWORK, "only snntorch.Leaky, RLeaky, Synaptic and RSynaptic neurons map onto "
+       "the contract", "Alpha", "Lapicque", "SLSTM", "SConv2dLSTM", "LeakyParallel")
 reject(FRAMEWORK, "analog activations are not spiking neurons; use snntorch.Leaky",
        "ReLU", "Sigmoid", "Tanh", "LeakyReLU")
 
@@ -177,11 +178,12 @@ def _torch_broadcast(value, shape, what, where):
                              f"to the layer's output {tuple(shape)}") from None
 
 
-@register(FRAMEWORK, "Leaky")
+@register(FRAMEWORK, "Leaky", "RLeaky", "Synaptic", "RSynaptic")
 def _leaky(m, name, ctx):
     from snntorch._neurons.neurons import SpikingNeuron
     b = ctx.builder
-    where = f"{b.where}: layer {name} (Leaky)"
+    tname = type(m).__name__
+    where = f"{b.where}: layer {name} ({tname})"
     if getattr(m, "inhibition", False):
         raise NetImportError(f"{where}: inhibition=True (winner-take-all) is not supported")
     if getattr(m, "state_quant", False):
@@ -206,16 +208,81 @@ def _leaky(m, name, ctx):
         raise NetImportError(f"{where}: per-neuron beta values differ "
                              f"({beta.min():g}..{beta.max():g}); the contract has one leak "
                              f"per layer")
+    if tname != "Leaky" and reset == "zero":
+        raise NetImportError(f"{where}: reset 'zero' of {tname} zeroes the whole membrane of "
+                             f"the step after a spike, input included; the contract keeps that "
+                             f"step's input (use reset 'subtract' or 'none')")
     thr_raw = _np(m.threshold)
     thr = _torch_broadcast(thr_raw, torch_shape, "threshold", where).reshape(out_shape)
     b.add_neuron(name, beta=float(beta.reshape(-1)[0]), threshold=thr, reset=reset,
                  strict=True, threshold_per_channel=thr_raw.size > 1)
+    if tname == "Leaky":
+        return
+    lname = b.records[-1].name
+    extra = {}
+    if tname in ("Synaptic", "RSynaptic"):
+        alpha = np.clip(_torch_broadcast(_np(m.alpha), torch_shape, "alpha", where), 0.0, 1.0)
+        if not np.all(alpha == alpha.reshape(-1)[0]):
+            raise NetImportError(f"{where}: per-neuron alpha values differ; the contract has "
+                                 f"one current leak per layer")
+        extra["current_beta"] = float(alpha.reshape(-1)[0])
+    if tname in ("RLeaky", "RSynaptic"):
+        extra["synapses"], extra["bias"] = _recurrent(m, lname, tuple(out_shape), where)
+    ctx.extras[lname] = extra
+
+
+#: Handlers of the recurrent connection of RLeaky/RSynaptic, by module type:
+#: ``fn(rec, lname, shape, where) -> (GSynapse, bias or None)``.
+RECURRENT = FRAMEWORK + ".recurrent"
+
+
+def _recurrent(m, lname, shape, where):
+    """The recurrent connection of RLeaky/RSynaptic: a synapse from the layer itself with
+    delay 1 (snnTorch adds ``recurrent(spk[t-1])``), and its bias."""
+    rec = m.recurrent
+    t = type(rec).__name__
+    fn = handler_for(RECURRENT, t)
+    if fn is None:
+        raise NetImportError(f"{where}: recurrent connection {t} is not supported; "
+                             f"supported: {', '.join(supported_types(RECURRENT))}")
+    syn, bias = fn(rec, lname, shape, where)
+    return [syn], bias
+
+
+@register(RECURRENT, "Linear")
+def _rec_linear(rec, lname, shape, where):
+    from .graph import GSynapse
+    return (GSynapse(source=lname, type="linear", weight=_np(rec.weight), delay=1,
+                     origin=f"layer {lname} (Linear recurrent)"),
+            None if rec.bias is None else _np(rec.bias))
+
+
+@register(RECURRENT, "Conv2d")
+def _rec_conv(rec, lname, shape, where):
+    from .graph import GSynapse
+    k = _pair(rec.kernel_size, "kernel", where)
+    p = _pair(rec.padding, "padding", where)
+    if k % 2 == 0 or rec.groups != 1 or _pair(rec.dilation, "dilation", where) != 1:
+        raise NetImportError(f"{where}: the recurrent Conv2d (kernel {k}) must keep the "
+                             f"shape (odd kernel, no groups, no dilation)")
+    return (GSynapse(source=lname, type="conv2d", weight=_np(rec.weight), kernel=k, stride=1,
+                     padding=p, delay=1, origin=f"layer {lname} (Conv2d recurrent)"),
+            None if rec.bias is None else _np(rec.bias))
+
+
+@register(RECURRENT, "RecurrentOneToOne")
+def _rec_one_to_one(rec, lname, shape, where):
+    from .builder import per_channel
+    from .graph import GSynapse
+    v = per_channel(_np(rec.V), shape, "V", where)
+    return (GSynapse(source=lname, type="identity", weight=v, delay=1,
+                     origin=f"layer {lname} (one-to-one recurrent)"), None)
 
 
 # -- driver ------------------------------------------------------------------------------
 
 _PREFIX = {"Conv2d": "conv", "Linear": "fc", "AvgPool2d": "pool", "MaxPool2d": "maxpool",
-           "Leaky": "lif"}
+           "Leaky": "lif", "RLeaky": "lif", "Synaptic": "lif", "RSynaptic": "lif"}
 
 
 def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, integer=None,
@@ -266,8 +333,56 @@ def import_snntorch(net, input_shape, *, timesteps, dt_us=1000, count_clip=1, in
     meta = {"import": {"source": "snntorch", "file": str(where)}}
     if readout not in ("spike_count", "membrane"):
         raise NetImportError(f"{where}: readout {readout!r} is not spike_count or membrane")
+    if ctx.extras:
+        raise NetImportError(f"{where}: RLeaky/Synaptic/RSynaptic layers make a version-2 "
+                             f"model: use import_snntorch_model")
     return builder.float_net(timesteps=timesteps, dt_us=dt_us, count_clip=count_clip,
                              readout=readout, integer=integer, meta=meta)
+
+
+def import_snntorch_model(net, input_shape, *, timesteps, dt_us=1000, count_clip=1,
+                          integer=None, readout="spike_count", weight_bits=None,
+                          state_bits=None, beta_frac_bits=None, where="snntorch model"):
+    """Import and quantize any supported ``nn.Sequential`` into a :class:`sim.model.Model`.
+
+    A net of ``Leaky`` neurons goes through :func:`import_snntorch` and
+    :func:`quant.importers.to_model` (version-1 chain); one with ``RLeaky`` (a recurrent
+    synapse from the layer itself, delay 1: snnTorch adds ``recurrent(spk[t-1])``),
+    ``Synaptic`` (current-based: ``syn = alpha syn + I``, ``mem = beta mem + syn``) or
+    ``RSynaptic`` (both) through :mod:`quant.importers.graph` (version 2). Their reset
+    ``zero`` clears the whole membrane of the step after a spike and is refused.
+    """
+    import torch.nn as nn
+
+    from . import to_model
+    from .builder import NetBuilder
+    from .graph import graph_model
+    if not isinstance(net, nn.Sequential):
+        raise NetImportError(f"{where}: expected a torch.nn.Sequential, got "
+                             f"{type(net).__name__}")
+    builder = NetBuilder(input_shape, where)
+    ctx = _Ctx(builder, count_clip)
+    for i, (key, m) in enumerate(net.named_children()):
+        tname = type(m).__name__
+        name = f"{_PREFIX.get(tname, tname.lower())}{i}"
+        handler = handler_for(FRAMEWORK, tname)
+        if handler is None:
+            raise NetImportError(f"{where}: layer {name} (index {i}, {tname}): unsupported layer "
+                                 f"type; supported: "
+                                 f"{', '.join(supported_types(FRAMEWORK, rejected=False))}")
+        handler(m, name, ctx)
+    if not ctx.extras:
+        fnet, integer = import_snntorch(net, input_shape, timesteps=timesteps, dt_us=dt_us,
+                                        count_clip=count_clip, integer=integer,
+                                        readout=readout, where=where)
+        return to_model(fnet, integer, weight_bits=weight_bits, state_bits=state_bits or 16,
+                        beta_frac_bits=beta_frac_bits)
+    meta = {"import": {"source": "snntorch", "file": str(where)}}
+    return graph_model(builder.graph_layers(ctx.extras), input_shape=input_shape,
+                       timesteps=timesteps, dt_us=dt_us, count_clip=count_clip,
+                       readout=readout, integer=integer, weight_bits=weight_bits,
+                       state_bits=state_bits, beta_frac_bits=beta_frac_bits, where=where,
+                       meta=meta, notes=builder.notes)
 
 
 def _build_from(builder_path):

@@ -88,6 +88,9 @@ class Conv2d(Kind):
     def event_positions(self, syn, in3, out3):
         return _positions(in3, out3, syn.kernel, syn.stride, syn.padding)
 
+    def event_window(self, syn, in3, out3):
+        return _window(in3, out3, syn.kernel, syn.stride, syn.padding)
+
     def rom_columns(self, w):
         return w.reshape(w.shape[0], -1).T              # address (c_in*K + ky)*K + kx
 
@@ -120,6 +123,13 @@ def _positions(in3, out3, K, S, P):
     lo, hi = axis_range(W, Wo, K, S, P)
     nx = np.maximum(hi - lo + 1, 0)
     return np.broadcast_to((ny[:, None] * nx[None, :])[None], (C, H, W)).copy()
+
+
+def _window(in3, out3, K, S, P):
+    """``(ylo, yhi, xlo, xhi)`` of the conv windows (:meth:`Kind.event_window`)."""
+    ylo, yhi = axis_range(in3[1], out3[1], K, S, P)
+    xlo, xhi = axis_range(in3[2], out3[2], K, S, P)
+    return ylo, yhi, xlo, xhi
 
 
 KINDS.register(Conv2d())

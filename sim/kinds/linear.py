@@ -44,6 +44,10 @@ class Linear(Kind):
     def event_positions(self, syn, in3, out3):
         return np.ones(in3, dtype=np.int64)
 
+    def event_window(self, syn, in3, out3):
+        zeros = np.zeros(in3[1], dtype=np.int64), np.zeros(in3[2], dtype=np.int64)
+        return zeros[0], zeros[0], zeros[1], zeros[1]      # the one position
+
     def rom_columns(self, w):
         return w.T                                       # address = input index
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import KINDS, Kind, SynapseError
-from .conv2d import _positions
+from .conv2d import _positions, _window
 
 __all__ = ["SumPool2d"]
 
@@ -47,6 +47,9 @@ class SumPool2d(Kind):
 
     def event_positions(self, syn, in3, out3):
         return _positions(in3, out3, syn.kernel, syn.kernel, 0)
+
+    def event_window(self, syn, in3, out3):
+        return _window(in3, out3, syn.kernel, syn.kernel, 0)
 
     def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
         if len(src_shape) != 3:

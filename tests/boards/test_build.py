@@ -203,7 +203,7 @@ def test_memories_lists_every_memory_of_the_design():
         assert f"network.layer{i}.core.state" in mems
         assert mems[f"network.steplog{i}"][0] == model.input.timesteps
         words, wbits = lane_rom(layer, eng.L)           # a pooling's ROM holds its ones
-        assert mems[f"network.layer{i}.rom"] == (len(words), wbits * eng.L)
+        assert mems[f"network.layer{i}.unit0.rom"] == (len(words), wbits * eng.L)
     assert mems["link.deframer.mem"][0] == top.link.depth
     assert len(mems) == len(set(mems))
 

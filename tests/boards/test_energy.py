@@ -109,3 +109,31 @@ def test_cli(tmp_path, capsys):
     assert "formal / spiking" in capsys.readouterr().out
     assert main(["--model", str(tmp_path / "m"), "--events", str(tmp_path / "x.npz")]) == 2
     assert "x.npz" in capsys.readouterr().err
+
+
+def test_swept_work_replaces_the_dense_neuron_updates():
+    """With the sweep counts of the hardware (sim.liveness.sweep_counts), the per-neuron
+    terms are the neuron updates done, a sparse layer pays for its list, and the dense
+    counts (``swept`` from a dense sweep) give the model without ``swept``."""
+    from boards.energy import mean_sweep_counts
+    rng = np.random.default_rng(4)
+    model = model_from_spec([("conv2d", 3, 3, 2, 1), ("linear", 4)], rng,
+                            input_shape=(2, 8, 8), timesteps=4, thresholds=[6, 3])
+    for layer in model.layers:
+        layer.bias = None
+    ev = make_events(model.input.shape, 60, 4000, rng)
+    binned = bin_events(ev, (2, 8, 8), 4, 1000, 1)
+    res = run(model, binned, record=True)
+    dense = mean_sweep_counts(model, [binned], [res], sweep="dense")
+    sparse = mean_sweep_counts(model, [binned], [res], sweep="sparse")
+    assert snn_energy(model, res, swept=dense).total == pytest.approx(
+        snn_energy(model, res).total)
+    rep = snn_energy(model, res, swept=sparse)
+    T = model.input.timesteps
+    for layer, e, s in zip(model.layers, rep.layers, sparse):
+        assert s["sparse"]
+        assert e.counts["neuron_updates"] == s["neurons"] <= T * layer.n_out
+        assert e.counts["dense_over_swept"] == pytest.approx(T * layer.n_out / s["neurons"])
+        assert e.counts["list_accesses"] == 2 * s["words"]
+    assert sparse[0]["neurons"] < T * model.layers[0].n_out     # the conv skips some
+    assert rep.layers[0].counts["acc"] < snn_energy(model, res).layers[0].counts["acc"]

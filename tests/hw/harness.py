@@ -1,6 +1,7 @@
 """Simulation helpers shared by the hardware tests: packing stream words, random
 sources and sinks, reference runs of single layers, and state extraction."""
 
+import contextlib
 import random
 
 import numpy as np
@@ -46,43 +47,54 @@ def single_layer_model(layer, timesteps, count_clip=1, readout="spike_count"):
                  layers=[layer], readout=readout)
 
 
-def words_to_states(words, core):
-    """Flat ``(C*H*W)`` int64 states from the list of state words of a core."""
+def words_to_states(words, core, current=False):
+    """Flat ``(C*H*W)`` int64 states (``current``: currents, of a current-based core)
+    from the list of state words of a core."""
     C, Ho, Wo, G, L = core.C, core.Ho, core.Wo, core.G, core.L
     out = np.zeros(C * Ho * Wo, dtype=np.int64)
     for a, word in enumerate(words):
         pos, g = divmod(a, G)
-        for j, v in enumerate(split_lanes(word, L, core.layer.acc_bits)):
+        v, i = core.split_word(word)
+        if core.current is None:
+            assert v == split_lanes(word, L, core.layer.acc_bits)
+        for j, x in enumerate(i if current else v):
             c = g * L + j
             if c < C:
-                out[c * Ho * Wo + pos] = v
+                out[c * Ho * Wo + pos] = x
             else:
-                assert v == 0, "padding lane changed"
+                assert x == 0, "padding lane changed"
+        if not current and i is not None:
+            assert all(x == 0 for j, x in enumerate(i) if g * L + j >= C), \
+                "padding current lane changed"
     return out
 
 
 def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
-              hold_ready_low=0, max_cycles=200000):
+              hold_ready_low=0, max_cycles=200000, sweep="dense"):
     """Drive one :class:`hw.layer.LayerEngine` with ``items`` and record everything.
 
-    ``items`` is a list of ``("s", c, y, x)`` / ``("t",)`` (end of step) / ``("e",)``
-    (end of sample). Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per
-    end-of-step token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order,
-    ``states[k]`` the flat stored states read from the RAM when the token left,
-    ``ovf[k]`` the step's overflow flag.
+    ``items`` is a list of ``("s", c, y, x)`` (``("s", c, y, x, tap)`` for an engine
+    with a ``tap`` field) / ``("t",)`` (end of step) / ``("e",)`` (end of sample).
+    Returns ``(spikes, states, ovf, cycles, engine)`` with one entry per end-of-step
+    token: ``spikes[k]`` the list of emitted ``(c, y, x)`` in order, ``states[k]`` the
+    flat stored states read from the RAM when the token left (``currents[k]`` the
+    currents of a current-based layer), ``ovf[k]`` the step's overflow flag.
+    ``sweep``: the core's sweep (``"dense"`` or ``"sparse"``).
     """
     from hw.layer import LayerEngine
-    dut = LayerEngine(layer, lanes, fire=fire)
+    dut = LayerEngine(layer, lanes, fire=fire, sweep=sweep)
     prng = random.Random(seed)
     in_layout = dut.inp.payload.shape()
     out_layout = dut.out.payload.shape()
     words = []
     for it in items:
         if it[0] == "s":
-            words.append(pack(in_layout, kind=SPIKE, c=it[1], y=it[2], x=it[3]))
+            tap = {"tap": it[4]} if len(it) > 4 else {}
+            words.append(pack(in_layout, kind=SPIKE, c=it[1], y=it[2], x=it[3], **tap))
         else:
             words.append(pack(in_layout, kind=END_STEP if it[0] == "t" else END_SAMPLE))
-    res = {"spikes": [], "states": [], "ovf": [], "token_cycles": [], "sample_cycles": []}
+    res = {"spikes": [], "states": [], "currents": [], "ovf": [], "token_cycles": [],
+           "sample_cycles": []}
     core = dut.core
 
     async def bench(ctx):
@@ -118,12 +130,15 @@ def run_layer(layer, lanes, items, *, seed=0, gap=0.3, ready=0.7, fire=True,
                         res["spikes"].append(cur)
                         res["ovf"].append(bool(ovf))
                         res["token_cycles"].append(cycle)
-                        res["states"].append(words_to_states(mem_words(ctx, core), core))
+                        words_now = mem_words(ctx, core)
+                        res["states"].append(words_to_states(words_now, core))
+                        if core.current is not None:
+                            res["currents"].append(words_to_states(words_now, core, True))
                     else:
                         assert smd
                         assert not cur, "spikes after the last end-of-step"
                         res["sample_cycles"].append(cycle)
-                        assert not words_to_states(mem_words(ctx, core), core).any(), \
+                        assert not any(mem_words(ctx, core)), \
                             "end of sample must clear every state"
                     cur = []
             assert cycle < max_cycles, "timeout"
@@ -164,8 +179,47 @@ def mem_words(ctx, core):
     return out
 
 
+@contextlib.contextmanager
+def stalled_forks():
+    """While active, :class:`hw.network.Network` builds its forks as
+    :class:`StalledFork`: every fork output (to a FIFO, or to the readout) gets a
+    ``stall`` input that the testbench drives; yields the list of those signals (filled
+    as forks are built)."""
+    import hw.network
+    from amaranth.hdl import Module, Signal
+    from hw.fork import Fork
+    stalls = []
+
+    class StalledFork(Fork):
+        """A :class:`hw.fork.Fork` whose output ``i`` is held back while ``stall[i]``:
+        ``out[i].valid`` and the inner fork's ``out[i].ready`` are forced low (the
+        consumer is not ready, as seen by the fork)."""
+        def __init__(self, n, shape):
+            super().__init__(n, shape)
+            self.stall = [Signal(name=f"stall{i}") for i in range(n)]
+            stalls.extend(self.stall)
+
+        def elaborate(self, platform):
+            m = Module()
+            inner = m.submodules.inner = Fork(self.n, self.shape)
+            m.d.comb += [inner.inp.valid.eq(self.inp.valid),
+                         inner.inp.payload.eq(self.inp.payload),
+                         self.inp.ready.eq(inner.inp.ready)]
+            for o, io, st in zip(self.out, inner.out, self.stall):
+                m.d.comb += [o.valid.eq(io.valid & ~st), o.payload.eq(io.payload),
+                             io.ready.eq(o.ready & ~st)]
+            return m
+
+    old = hw.network.Fork
+    hw.network.Fork = StalledFork
+    try:
+        yield stalls
+    finally:
+        hw.network.Fork = old
+
+
 def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, readback=False,
-                bad_events=0, samples=1, burst=False, max_cycles=400000):
+                bad_events=0, samples=1, burst=False, max_cycles=400000, stall=0.0):
     """Drive :class:`hw.network.Network` with ``binned`` (``samples`` times) and record
     per layer and step: spikes (list of flat indices in emission order), stored states
     (flat), overflow flags, finish cycles; plus scores/prediction per sample and status.
@@ -174,8 +228,14 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     ``rb_*`` port (otherwise the RAM is read directly at each layer's step strobe).
     ``bad_events``: out-of-range events mixed into each step (must be dropped).
     ``burst``: no gaps at the source for the first half of every step.
+    ``stall``: probability that a fork output (to a synapse's FIFO or to the readout) is
+    held back in a cycle (:func:`stalled_forks`), drawn per output and cycle.
+    ``max_cycles``: a run that has not finished by then fails with the progress of every
+    layer (a hang is reported, never waited for).
     """
     from hw.network import Network
+    patch = contextlib.ExitStack()
+    stall_sigs = patch.enter_context(stalled_forks()) if stall else []
     dut = Network(model, lanes=lanes, fifo_depth=fifo_depth)
     prng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -215,7 +275,9 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     mon = []
     for l in layers:
         mon += [l.out.valid, l.out.ready, l.out.payload.as_value(), l.step_done, l.ovf_step]
-    sim = Simulator(dut)            # elaborates: the FIFOs exist from here on
+    with patch:                     # the forks are built at elaboration
+        sim = Simulator(dut)        # elaborates: the FIFOs exist from here on
+    assert stall_sigs or not stall, "stall: no fork was built through stalled_forks()"
     fifo_rdy = [f.w_rdy for f in dut.fifos]
     rec["fifo_full"] = [False] * len(fifo_rdy)
     out_layouts = [l.out.payload.shape() for l in layers]
@@ -224,10 +286,16 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
 
     async def tick(ctx):
         """One clock edge; records every handshake, strobe and result of the cycle."""
+        for st in stall_sigs:
+            ctx.set(st, prng.random() < stall)
         vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle,
                                        *fifo_rdy, *mon)
         state["cycle"] += 1
-        assert state["cycle"] < max_cycles, "timeout"
+        if state["cycle"] >= max_cycles:
+            raise AssertionError(
+                f"network did not finish within {max_cycles} cycles (a hang?): steps "
+                f"finished per layer {[len(s) for s in rec['spikes']]} of "
+                f"{T * samples}, samples done {state['samples']} of {samples}")
         iv, ir, done, cyc = vals[2:6]
         for fi, r in enumerate(vals[6:6 + len(fifo_rdy)]):
             if not r:
@@ -286,7 +354,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                         await tick(ctx)
                         words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
                     rec["states"][li].append(words_to_states(words, l.core))
-        while state["samples"] < samples:
+        # a layer whose spikes nobody reads may finish after the readout's done
+        while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
         for _ in range(3):
             await tick(ctx)

@@ -5,7 +5,8 @@ several samples in a row, and the status counters."""
 import numpy as np
 import pytest
 
-from sim.randmodel import model_from_spec, random_binned, random_model
+from sim.randmodel import (model_from_spec, random_binned, random_graph, random_model,
+                           same_step_graph)
 
 from .harness import check_network, run_network
 
@@ -116,18 +117,118 @@ def test_event_camera_topology_small_input():
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:-1])
 
 
-def test_graphs_are_refused_in_one_line(tmp_path):
-    """Hardware for v2 graphs is a later issue: the generator names the first feature it
-    cannot build and the model file."""
+def _engine_kinds():
+    """The synapse kinds that have a hardware engine (attached on import of hw)."""
+    import hw.network  # noqa: F401
+    from sim.registry import KINDS
+    return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
+
+
+def dag_case(seed, n_layers=None):
+    """A random same-step graph (forks, residual joins) of the kinds with an engine
+    and version-1 neurons, and a sample; ``None`` when the draw has no such graph."""
+    rng = np.random.default_rng(seed)
+    model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
+                            kinds=_engine_kinds())
+    if model is None:
+        return None
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)
+
+
+#: seeds whose draw is a same-step graph with a join (some layer has several synapses)
+#: and a fork (some source read by several synapses)
+DAG_SEEDS = [3, 5, 9, 11, 14, 20, 23, 25]
+
+
+@pytest.mark.parametrize("seed", DAG_SEEDS)
+def test_random_dags(seed):
+    """Forks and joins against the reference: every spike, state and flag of every
+    layer at every step, random input gaps, random stalls on every fork output (every
+    synapse's FIFO and the readout: back-pressure into the joins, cores and forks),
+    2-4 deep FIFOs, random lanes, 2 samples; a hang fails at the cycle bound."""
+    model, binned = dag_case(seed)
+    lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
+                         fifo_depth=2 + seed % 3, samples=2, stall=0.1 + 0.1 * (seed % 4),
+                         max_cycles=100000)
+    check_network(model, binned, rec, samples=2)
+    assert rec["status"]["idle"] == 1 and rec["status"]["samples"] == 2
+    assert rec["log"] == [c[-model.input.timesteps:] for c in rec["cycles"]]
+
+
+def test_dag_seeds_have_forks_and_joins():
+    """The DAG cases are not chains: together they have joins of 2 and 3 synapses,
+    forks of the input and of layers, and a layer whose spikes nobody reads."""
+    from collections import Counter
+    joins, forks, dead = Counter(), set(), False
+    for seed in DAG_SEEDS:
+        model, _ = dag_case(seed)
+        srcs = Counter(model.source_of(i, s) for i, l in enumerate(model.layers)
+                       for s in l.synapses)
+        joins.update(len(l.synapses) for l in model.layers)
+        forks |= {"input" if s == "input" else "layer" for s, n in srcs.items() if n > 1}
+        dead |= any(l.name not in srcs for l in model.layers[:-1])
+    assert joins[2] and joins[3] and forks == {"input", "layer"}, (joins, forks)
+
+
+def test_a_hang_is_reported():
+    """A readout that never takes anything (every fork output stalled for good): the
+    run fails at the cycle bound with the progress of every layer, never hangs."""
+    model, binned = dag_case(DAG_SEEDS[0])
+    with pytest.raises(AssertionError, match=r"^network did not finish within 3000 cycles "
+                                             r"\(a hang\?\): steps finished per layer "):
+        run_network(model, binned, seed=1, stall=1.0, max_cycles=3000)
+
+
+def test_residual_block():
+    """A hand-made residual block: conv -> conv, plus the block input added again
+    (a second conv synapse from the first layer), then a linear readout."""
+    from sim.model import Layer, Synapse, validate_model
+    rng = np.random.default_rng(80)
+    base = model_from_spec([("conv2d", 3, 3, 1, 1), ("conv2d", 3, 3, 1, 1), ("linear", 4)],
+                           rng, input_shape=(2, 6, 6), timesteps=3, thresholds=[6, 8, 10])
+    c1, c2, fc = base.layers
+    skip = Synapse(source=c1.name, type="conv2d", kernel=1, stride=1, padding=0,
+                   weights=np.abs(rng.integers(-3, 4, size=(3, 3, 1, 1))), weight_bits=3)
+    c2.synapses.append(skip)
+    c2.acc_bits = 62
+    model = validate_model(base)
+    for i, layer in enumerate(model.layers):
+        layer.acc_bits = model.required_acc_bits(i)
+    model = validate_model(model)
+    assert isinstance(model.layers[1], Layer) and len(model.layers[1].synapses) == 2
+    binned = random_binned(rng, (2, 6, 6), 3, density=0.3)
+    rec, _ = run_network(model, binned, seed=80, gap=0.2, fifo_depth=2)
+    r = check_network(model, binned, rec)
+    # the same under random stalls of every fork output and the readout
+    stalled, _ = run_network(model, binned, seed=81, gap=0.2, fifo_depth=2, stall=0.4)
+    check_network(model, binned, stalled)
+    assert stalled["cycles"][-1][-1] > rec["cycles"][-1][-1]
+    assert all(r.spike_count[l.name] > 0 for l in model.layers[:2])
+
+
+def test_unbuilt_graphs_are_refused_in_one_line(tmp_path):
+    """Delays and recurrence wait for the delay lines: the generator names the model
+    file, the layer and the synapse."""
     from hw.network import Network
     from sim.model import ModelError, save_model
-    from sim.randmodel import random_graph
     rng = np.random.default_rng(3)
     model = next(m for m in (random_graph(rng, n_layers=3) for _ in range(50))
-                 if len(m.layers[-1].synapses) > 1)
+                 if any(s.delay for l in m.layers for s in l.synapses))
     path = save_model(model, tmp_path / "g")
     with pytest.raises(ModelError) as info:
         Network(path)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}/model.json: layer ")
-    assert msg.endswith("the hardware generator supports chains only (issue 13)")
+    assert " synapse " in msg and "delay lines" in msg and msg.endswith("(issue 13)")
+
+
+def test_unbuilt_neurons_are_refused_in_one_line():
+    from hw.network import Network
+    from sim.model import ModelError
+    model, _ = dag_case(DAG_SEEDS[0])
+    model.layers[1].spike_limit = 2
+    with pytest.raises(ModelError, match=r"^model: layer 'g1' is multi-spike "
+                                         r"\(spike_limit 2\): not built yet \(issue 13\)$"):
+        Network(model)

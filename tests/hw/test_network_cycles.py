@@ -29,7 +29,7 @@ from .harness import mem_words
 #: seeds of the random cases; each case is a small model, 2-3 steps, 1-2 samples
 SEEDS = range(24)
 #: no case runs this long (a broken cycle rule fails instead of hanging)
-MAX_CYCLES = 20_000
+MAX_CYCLES = 60_000
 
 
 def _case(seed):
@@ -40,7 +40,9 @@ def _case(seed):
     binned = random_binned(rng, model.input.shape, model.input.timesteps,
                            model.input.count_clip)
     lanes = [int(rng.integers(1, 4)) if rng.random() < 0.6 else None for _ in model.layers]
-    params = HwParams(lanes=lanes, fifo_depth=int(rng.integers(2, 5)))
+    # seeds 1, 5, 9, ...: the dense sweep of every layer (the design before issue 15)
+    params = HwParams(lanes=lanes, fifo_depth=int(rng.integers(2, 5)),
+                      sweep="dense" if seed % 4 == 1 else "sparse")
     nm = NetworkModel(model, binned, params, samples=1 + seed % 2, order_seed=seed,
                       bad_per_step=seed % 3)
     # a burst (gap 0) or a stall of 1..4 cycles before every word
@@ -64,7 +66,7 @@ def simulate(nm, gaps, *, max_cycles=MAX_CYCLES):
     the scores and prediction there, and ``idle`` at the end."""
     from hw.network import Network
     dut = Network(nm.model, lanes=nm.params.lanes, fifo_depth=nm.params.fifo_depth,
-                  coord_bits=nm.coord_bits)
+                  coord_bits=nm.coord_bits, sweep=nm.params.sweep)
     words = nm.packed_words()
     n = len(dut.layers)
     rec = {"offered": [], "accepted": [], "step_done": [[] for _ in range(n)], "done": [],
@@ -152,6 +154,54 @@ def test_cycle_model_matches_amaranth_sim(seed):
     nm, gaps = _case(seed)
     rec = simulate(nm, gaps)
     compare(nm, rec, cycles(nm, gaps))
+
+
+def _sparse_case(seed):
+    """A bias-free model (every layer sparse but a membrane readout's last), 4-6 steps,
+    2 samples, 2 output channels or more: the live lists grow, drain and re-list."""
+    rng = np.random.default_rng(1000 + seed)
+    shape = (2, int(rng.integers(4, 8)), int(rng.integers(4, 8)))
+    membrane = seed % 3 == 0
+    model = random_model(rng, input_shape=shape, timesteps=int(rng.integers(4, 7)),
+                         n_layers=int(rng.integers(2 if membrane else 1, 4)),
+                         readout="membrane" if membrane else "spike_count")
+    for layer in model.layers:
+        layer.bias = None
+    binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                           model.input.count_clip, density=0.15)
+    lanes = [int(rng.integers(1, 4)) for _ in model.layers]
+    params = HwParams(lanes=lanes, fifo_depth=int(rng.integers(2, 5)), sweep="sparse")
+    nm = NetworkModel(model, binned, params, samples=2, order_seed=seed,
+                      bad_per_step=seed % 2)
+    grng = random.Random(seed)
+    gaps = [0 if grng.random() < 0.6 else grng.randint(1, 4) for _ in nm.words]
+    return nm, gaps
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_sparse_cycle_model_matches_amaranth_sim(seed):
+    """Sparse cores on every layer that allows one: every spike, state, flag and score as
+    the reference's, every cycle as the cycle model's."""
+    nm, gaps = _sparse_case(seed)
+    rep = cycles(nm, gaps)
+    assert any(rep.sparse)
+    compare(nm, simulate(nm, gaps), rep)
+
+
+def test_sparse_sweeps_read_fewer_words():
+    """On the sparse cases: a sparse core reads each word at most once a step, a dense
+    one every word; together the sparse sweeps read fewer words than the dense ones."""
+    total = {"sparse": 0, "dense": 0}
+    for seed in range(10):
+        nm, gaps = _sparse_case(seed)
+        rep = cycles(nm, gaps)
+        nm.params.sweep = "dense"
+        dense = cycles(nm, gaps)
+        for i, sparse in enumerate(rep.sparse):
+            assert rep.swept[i] <= dense.swept[i] if sparse else rep.swept[i] == dense.swept[i]
+        total["sparse"] += sum(rep.swept)
+        total["dense"] += sum(dense.swept)
+    assert total["sparse"] < total["dense"]
 
 
 def test_stalls_move_the_cycles():

@@ -301,8 +301,8 @@ def test_float_mode_when_weights_are_not_integers():
 @pytest.mark.parametrize("layers, match", [
     (lambda: [nn.Flatten(), nn.Linear(8, 4), nn.BatchNorm1d(4), _leaky(1.0)],
      r"layer batchnorm1d2 \(BatchNorm1d\): BatchNorm is not supported"),
-    (lambda: [nn.Flatten(), nn.Linear(8, 4), snn.Synaptic(alpha=0.5, beta=0.5, init_hidden=True)],
-     r"Synaptic\): only snntorch.Leaky"),
+    (lambda: [nn.Flatten(), nn.Linear(8, 4), snn.Alpha(alpha=0.9, beta=0.8, init_hidden=True)],
+     r"Alpha\): only snntorch.Leaky, RLeaky, Synaptic and RSynaptic"),
     (lambda: [nn.Flatten(), nn.Linear(8, 4), _leaky(1.0, graded_spikes_factor=2.0)],
      r"lif2 \(Leaky\): graded spikes"),
     (lambda: [nn.Flatten(), nn.Linear(8, 4), _leaky(torch.tensor([0.5, 0.5, 0.25, 0.5]))],

@@ -60,4 +60,8 @@ def test_the_importers_register_their_rejected_types():
     assert "Leaky" in supported_types("snntorch", rejected=False)
     assert "CubaLIF" not in supported_types("nir", rejected=False)
     assert {"LIF", "IF", "Conv2d"} <= set(supported_types("nir", rejected=False))
-    assert importers.REJECTED[("nir", "Delay")] == "synaptic delays are not supported"
+    assert importers.REJECTED[("nir", "Threshold")] == "a bare Threshold is not supported; use IF/LIF"
+    import quant.importers.nir_graph as g
+    assert {"CubaLIF", "LI", "IF", "LIF"} <= set(supported_types(g.FW_NEURON, rejected=False))
+    assert {"Delay", "Scale", "Conv2d"} <= set(supported_types(g.FW_SYNAPSE, rejected=False))
+    assert "Conv1d" not in supported_types(g.FW_SYNAPSE, rejected=False)

@@ -30,13 +30,31 @@ def test_hand_timeline():
     empty in 14, token transfers in 15. End of sample: core takes it in 16, clears (D = 1)
     in 17, token in 18; the arg-max over 2 classes strobes ``done`` in 20."""
     model, binned = _one_linear()
-    r = predict(model, binned, HwParams(fifo_depth=4), backend="numpy")
+    r = predict(model, binned, HwParams(fifo_depth=4, sweep="dense"), backend="numpy")
     assert r.accepted == [0, 1, 2]
     assert r.sweep_start == [[6]]
     assert r.step_done == [[15]]
     assert r.sample_done == [20]
     assert r.latency_cycles() == 20
     assert r.latency_s(100e6) == 20 / 100e6
+    assert r.swept == [1] and r.sparse == [False]
+
+
+def test_hand_timeline_sparse():
+    """The same case with the sparse sweep (hw.livelist): the spike's update (taken in
+    cycle 5) lists word 0 in its stage C (7); the core takes the token in 6 (cycle 0 of
+    the sweep); the ring is read in 8 (R: the entry is there from 8 on, and the list is
+    read ahead, so it need not wait for the length taken in 8), Q1 9, Q2 10, P0 11,
+    P1 12, P2 13, P3 14, P4 15, P5 16-17 (two spikes), empty in 18, token transfers in
+    19; the end of sample follows 5 cycles later, as in the dense case (clear, token,
+    arg-max): done in 24."""
+    model, binned = _one_linear()
+    r = predict(model, binned, HwParams(fifo_depth=4, sweep="sparse"), backend="numpy")
+    assert r.sparse == [True]
+    assert r.sweep_start == [[6]]
+    assert r.step_done == [[19]]
+    assert r.sample_done == [24]
+    assert r.swept == [1]
 
 
 def test_gaps_only_delay():
