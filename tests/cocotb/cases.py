@@ -94,3 +94,47 @@ def small_case(seed, **kw):
     binned = random_binned(rng, model.input.shape, model.input.timesteps,
                            model.input.count_clip)
     return model, binned
+
+
+#: thresholds of :func:`residual_case`'s layers at its default shape: every layer fires
+#: on some steps, none saturates (sim.reference on seed 0: 71, 187, 267, 284, 268, 33
+#: spikes of at most 108-432)
+RESIDUAL_THRESHOLDS = (290, 270, 120, 360, 330, 5, 10)
+
+
+def residual_case(seed=0, *, input_shape=(2, 12, 12), channels=4, blocks=2, timesteps=3,
+                  classes=5, thresholds=RESIDUAL_THRESHOLDS, readout="membrane"):
+    """A scaled-down :func:`bench.v2_models.sts_resnet`: a strided conv stem, ``blocks``
+    residual blocks (conv 3x3, conv 3x3 plus a shortcut from the block input), a 2x2
+    sum pool and a linear classifier (``readout``); ``thresholds`` one per layer
+    (``None``: from the fan-in, :func:`sim.randmodel.model_from_spec`). The shortcut is the ``identity`` kind when it has a hardware
+    engine, otherwise a 1x1 conv with a diagonal weight matrix (the same sums).
+    Returns ``(model, binned)``."""
+    from bench.v2_models import sample
+    from sim.model import Synapse, validate_model
+    from sim.randmodel import model_from_spec
+    from sim.registry import KINDS
+    rng = np.random.default_rng(seed)
+    spec = [("conv2d", channels, 3, 2, 1)]
+    spec += [("conv2d", channels, 3, 1, 1)] * (2 * blocks)
+    spec += [("sumpool2d", 2), ("linear", classes)]
+    model = model_from_spec(spec, rng, input_shape=input_shape, timesteps=timesteps,
+                            readout=readout, thresholds=thresholds)
+    identity = "identity" in KINDS.names() and KINDS["identity"].has_part("hw.engine")
+    for b in range(blocks):
+        block_in = model.layers[2 * b]
+        if identity:
+            skip = Synapse(source=block_in.name, type="identity",
+                           weights=rng.integers(1, 8, size=channels), weight_bits=4)
+        else:
+            w = np.zeros((channels, channels, 1, 1), dtype=np.int64)
+            w[np.arange(channels), np.arange(channels), 0, 0] = rng.integers(1, 8, size=channels)
+            skip = Synapse(source=block_in.name, type="conv2d", kernel=1, stride=1,
+                           padding=0, weights=w, weight_bits=4)
+        model.layers[2 * b + 2].synapses.append(skip)
+    for layer in model.layers:
+        layer.acc_bits = 62
+    model = validate_model(model)
+    for i, layer in enumerate(model.layers):
+        layer.acc_bits = model.required_acc_bits(i)
+    return validate_model(model), sample(model, rng, activity=0.15)
