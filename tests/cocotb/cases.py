@@ -138,3 +138,70 @@ def residual_case(seed=0, *, input_shape=(2, 12, 12), channels=4, blocks=2, time
     for i, layer in enumerate(model.layers):
         layer.acc_bits = model.required_acc_bits(i)
     return validate_model(model), sample(model, rng, activity=0.15)
+
+
+def _synapse(rng, source, kind, src_shape, out_channels=None, *, delay=0, taps=1, **geometry):
+    """A synapse of ``kind`` (geometry through the registry) with random 6-bit weights,
+    mostly excitatory, and its output shape."""
+    from sim.model import Synapse
+    from sim.registry import KINDS
+    k = KINDS[kind]
+    in_shape = k.input_shape(src_shape)
+    syn = Synapse(source=source, type=kind, delay=delay, taps=taps, in_shape=in_shape,
+                  **geometry)
+    out_shape = tuple(k.out_shape(syn, in_shape, out_channels or src_shape[0]))
+    base = k.weight_shape(syn, in_shape, out_shape)
+    if base is not None:
+        shape = (taps, *base) if taps > 1 else base
+        w = rng.integers(-31, 32, size=shape)
+        syn.weights = np.where(rng.random(shape) < 0.7, np.abs(w), w).astype(np.int64)
+        syn.weight_bits = 6
+    return syn, out_shape
+
+
+def _graph_model(layers, thresholds, *, input_shape, timesteps, readout):
+    from sim.model import InputSpec, Layer, Model, validate_model
+    built = []
+    for (name, out_shape, synapses, extra), thr in zip(layers, thresholds):
+        built.append(Layer(name=name, out_shape=tuple(out_shape), synapses=synapses,
+                           bias=None, state_bits=16, acc_bits=62, beta_num=15,
+                           beta_frac_bits=4,
+                           threshold=np.full(out_shape[0], thr, dtype=np.int64),
+                           threshold_per_channel=False, reset="subtract", **extra))
+    model = Model(input=InputSpec(shape=tuple(input_shape), dt_us=1000, timesteps=timesteps,
+                                  count_clip=1), layers=built, readout=readout)
+    for i, layer in enumerate(model.layers):
+        layer.acc_bits = model.required_acc_bits(i)
+    return validate_model(model)
+
+
+def delay_case(seed=0, *, taps=4, timesteps=6, thresholds=(150, 40)):
+    """A scaled-down :func:`bench.v2_models.delay_net`: 2x8x8 input, one conv synapse
+    (2->4, 3x3, stride 2) with ``taps`` taps (delays 0..taps-1), a linear readout to 5
+    classes. Returns ``(model, binned)``."""
+    from bench.v2_models import sample
+    rng = np.random.default_rng(seed)
+    sc, shc = _synapse(rng, "input", "conv2d", (2, 8, 8), 4, kernel=3, stride=2, padding=1,
+                       taps=taps)
+    sl, shl = _synapse(rng, "conv", "linear", shc, 5)
+    model = _graph_model([("conv", shc, [sc], {}), ("fc", shl, [sl], {})], thresholds,
+                         input_shape=(2, 8, 8), timesteps=timesteps, readout="spike_count")
+    return model, sample(model, rng, activity=0.15)
+
+
+def recurrent_case(seed=0, *, current=False, timesteps=6, thresholds=(40, 1)):
+    """A scaled-down :func:`bench.v2_models.recurrent_net`: 4 input channels, 8 recurrent
+    neurons (a linear input synapse and a linear recurrent synapse with delay 1; with
+    ``current`` current-based), a linear readout to 3 outputs (membrane readout).
+    Returns ``(model, binned)``."""
+    from bench.v2_models import sample
+    from sim.model import Current
+    rng = np.random.default_rng(seed)
+    si, sh = _synapse(rng, "input", "linear", (4, 1, 1), 8)
+    sr, _ = _synapse(rng, "rec", "linear", sh, 8, delay=1)
+    so, sho = _synapse(rng, "rec", "linear", sh, 3)
+    extra = {"current": Current(beta_num=12, beta_frac_bits=4, state_bits=16)} if current \
+        else {}
+    model = _graph_model([("rec", sh, [si, sr], extra), ("out", sho, [so], {})], thresholds,
+                         input_shape=(4, 1, 1), timesteps=timesteps, readout="membrane")
+    return model, sample(model, rng, activity=0.5)

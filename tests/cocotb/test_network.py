@@ -14,7 +14,7 @@ import pytest
 
 from sim.model import load_model, save_model
 
-from .cases import WANTED, coverage_cases, residual_case, small_case
+from .cases import WANTED, coverage_cases, delay_case, recurrent_case, residual_case, small_case
 from .runner import build_dir, layer_out_ports, run_bench, save_binned
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +103,38 @@ def test_v2_residual(tmp_path):
     assert any(len(layer.synapses) == 2 for layer in model.layers)
     _run(tmp_path, "v2_residual", model, binned, fifo_depth=3, readback=True, gap=0.2,
          seed=11, samples=2, order_seed=5, cycles=False)
+
+
+def _buildable(model):
+    """Skip (with the generator's own reason) a model that hw.network cannot build yet."""
+    from hw.network import hw_problem
+    problem = hw_problem(model)
+    if problem is not None:
+        pytest.skip(f"not built yet: {problem}")
+
+
+@pytest.mark.parametrize("current", [False, True], ids=["plain", "current"])
+def test_v2_recurrent(tmp_path, current):
+    """A version-2 recurrent model (8 neurons with a delay-1 linear self synapse, plain
+    or current-based, membrane readout of 3 outputs): every spike, flag, state and
+    score against sim.reference, random gaps, readback after every step, two samples
+    (the recurrence restarts with the sample). Skipped, naming the reason, while the
+    generator refuses it."""
+    model, binned = recurrent_case(0, current=current)
+    _buildable(model)
+    _run(tmp_path, f"v2_recurrent_{int(current)}", model, binned, fifo_depth=2,
+         readback=True, gap=0.3, seed=12, samples=2, order_seed=6, cycles=False)
+
+
+def test_v2_delay(tmp_path):
+    """A version-2 delay model (a conv synapse with 4 taps, delays 0..3, then a linear
+    readout): every spike, flag, state and score against sim.reference, random gaps,
+    two samples (the delay lines restart with the sample). Skipped, naming the
+    reason, while the generator refuses it."""
+    model, binned = delay_case(0)
+    _buildable(model)
+    _run(tmp_path, "v2_delay", model, binned, fifo_depth=4, gap=0.2, seed=13, samples=2,
+         order_seed=7, cycles=False)
 
 
 def test_scoreboard_names_first_mismatch(tmp_path):
