@@ -103,24 +103,27 @@ RESIDUAL_THRESHOLDS = (290, 270, 120, 360, 330, 5, 10)
 
 
 def residual_case(seed=0, *, input_shape=(2, 12, 12), channels=4, blocks=2, timesteps=3,
-                  classes=5, thresholds=RESIDUAL_THRESHOLDS, readout="membrane"):
+                  classes=5, thresholds=RESIDUAL_THRESHOLDS, readout="membrane",
+                  shortcut="identity"):
     """A scaled-down :func:`bench.v2_models.sts_resnet`: a strided conv stem, ``blocks``
     residual blocks (conv 3x3, conv 3x3 plus a shortcut from the block input), a 2x2
     sum pool and a linear classifier (``readout``); ``thresholds`` one per layer
-    (``None``: from the fan-in, :func:`sim.randmodel.model_from_spec`). The shortcut is the ``identity`` kind when it has a hardware
-    engine, otherwise a 1x1 conv with a diagonal weight matrix (the same sums).
+    (``None``: from the fan-in, :func:`sim.randmodel.model_from_spec`). The shortcut
+    is the ``identity`` kind, or with ``shortcut="conv1x1"`` a 1x1 conv with the same
+    weights on its diagonal (the same sums).
     Returns ``(model, binned)``."""
     from bench.v2_models import sample
     from sim.model import Synapse, validate_model
     from sim.randmodel import model_from_spec
-    from sim.registry import KINDS
     rng = np.random.default_rng(seed)
     spec = [("conv2d", channels, 3, 2, 1)]
     spec += [("conv2d", channels, 3, 1, 1)] * (2 * blocks)
     spec += [("sumpool2d", 2), ("linear", classes)]
     model = model_from_spec(spec, rng, input_shape=input_shape, timesteps=timesteps,
                             readout=readout, thresholds=thresholds)
-    identity = "identity" in KINDS.names() and KINDS["identity"].has_part("hw.engine")
+    if shortcut not in ("identity", "conv1x1"):
+        raise ValueError(f"shortcut: {shortcut!r} is not 'identity' or 'conv1x1'")
+    identity = shortcut == "identity"
     for b in range(blocks):
         block_in = model.layers[2 * b]
         if identity:

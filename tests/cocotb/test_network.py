@@ -94,13 +94,14 @@ def test_default_digits_model(tmp_path, image):
 
 def test_v2_residual(tmp_path):
     """A version-2 residual graph (a scaled-down STS-ResNet: strided conv stem, two
-    residual blocks whose second conv also adds the block input, sum pool, linear,
-    membrane readout): forks of a layer into two synapses, joins of two synapses,
+    residual blocks whose second conv also adds the block input through an identity
+    synapse, sum pool, linear, membrane readout): forks of a layer into two synapses,
+    joins of two synapses,
     random valid gaps, states read back after every step, two samples; every spike,
     flag, state and score against sim.reference. Cycles are not compared: the cycle
     model does not predict graphs yet."""
     model, binned = residual_case(0)
-    assert any(len(layer.synapses) == 2 for layer in model.layers)
+    assert [s.type for s in model.layers[2].synapses] == ["conv2d", "identity"]
     _run(tmp_path, "v2_residual", model, binned, fifo_depth=3, readback=True, gap=0.2,
          seed=11, samples=2, order_seed=5, cycles=False)
 
