@@ -39,6 +39,17 @@ async def _reset(dut):
     dut.rst.value = 0
 
 
+def _child(handle, name):
+    """The signal ``name`` under ``handle``; an escaped Verilog name (``out__valid$24``)
+    is ``\\out__valid$24 `` (backslash, trailing blank) under Verilator's VPI."""
+    try:
+        return getattr(handle, name)
+    except AttributeError:
+        if not name.isidentifier():
+            return getattr(handle, f"\\{name} ")
+        raise
+
+
 def _signed(v, bits):
     return v - (1 << bits) if v >> (bits - 1) else v
 
@@ -66,8 +77,8 @@ async def network(dut):
         # name can take the plain name, see runner.layer_out_ports)
         names = case["out_ports"][i] if "out_ports" in case else \
             {f: f"out__{f}" for f in ("valid", "ready", "payload")}
-        mon = StreamMonitor(dut.clk, getattr(h, names["valid"]), getattr(h, names["ready"]),
-                            getattr(h, names["payload"]),
+        mon = StreamMonitor(dut.clk, _child(h, names["valid"]), _child(h, names["ready"]),
+                            _child(h, names["payload"]),
                             (lambda w, c, i=i: sb.layer_word(i, w)), name=f"layer{i}.out")
         mons.append(mon)
         cocotb.start_soon(mon.run())
