@@ -208,3 +208,20 @@ def recurrent_case(seed=0, *, current=False, timesteps=6, thresholds=(40, 1)):
     model = _graph_model([("rec", sh, [si, sr], extra), ("out", sho, [so], {})], thresholds,
                          input_shape=(4, 1, 1), timesteps=timesteps, readout="membrane")
     return model, sample(model, rng, activity=0.5)
+
+
+def graph_case(seed):
+    """A random same-step v2 graph (:func:`sim.randmodel.random_graph` cut down by
+    :func:`sim.randmodel.same_step_graph` to the kinds with a hardware engine) and a
+    sample, drawn as ``tests/hw/test_network.py: dag_case`` draws them; ``None`` when the
+    draw has no such graph."""
+    import hw.network  # noqa: F401  (attaches the engines to the registry)
+    from sim.randmodel import random_graph, same_step_graph
+    from sim.registry import KINDS
+    rng = np.random.default_rng(seed)
+    kinds = {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
+    model = same_step_graph(random_graph(rng, n_layers=int(rng.integers(2, 5))), kinds=kinds)
+    if model is None:
+        return None
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)

@@ -14,7 +14,8 @@ import pytest
 
 from sim.model import load_model, save_model
 
-from .cases import WANTED, coverage_cases, delay_case, recurrent_case, residual_case, small_case
+from .cases import (WANTED, coverage_cases, delay_case, graph_case, recurrent_case,
+                    residual_case, small_case)
 from .runner import build_dir, layer_out_ports, run_bench, save_binned
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,23 @@ def test_v2_residual(tmp_path):
     assert [s.type for s in model.layers[2].synapses] == ["conv2d", "identity"]
     _run(tmp_path, "v2_residual", model, binned, fifo_depth=3, readback=True, gap=0.2,
          seed=11, samples=2, order_seed=5, cycles=False)
+
+
+def test_v2_random_graph(tmp_path):
+    """A random same-step v2 graph (seed 5: four layers; the input forked to five
+    synapses; a layer of three synapses whose spikes two synapses read): every spike,
+    flag, state and score against sim.reference, random gaps, fewer lanes than
+    channels, 2-deep FIFOs, readback after every step, two samples."""
+    from collections import Counter
+    from sim.reference import run
+    model, binned = graph_case(5)
+    srcs = Counter(model.source_of(i, s) for i, l in enumerate(model.layers)
+                   for s in l.synapses)
+    join3 = next(l for l in model.layers if len(l.synapses) == 3)
+    assert srcs["input"] >= 3 and srcs[join3.name] == 2
+    assert run(model, binned).spikes[join3.name].sum() > 0
+    _run(tmp_path, "v2_graph5", model, binned, lanes=[1, 2, 1, 3], fifo_depth=2,
+         readback=True, gap=0.3, seed=5, samples=2, order_seed=5, cycles=False)
 
 
 def _buildable(model):
