@@ -116,15 +116,15 @@ def neuron_fields(rng, state_bits, out_channels, *, spike_limit=1, v_min=None, c
                 spike_limit=spike_limit, v_min=v_min, current=current)
 
 
-def tap_items(binned, shape, taps, rng):
-    """Per step ``k``: the input events of step ``k - j`` tagged with tap ``j`` (what a
-    delay line replays for a synapse with delay 0), shuffled, then the end of step."""
+def tap_items(binned, shape, taps, rng, delay=0):
+    """Per step ``k``: the input events of step ``k - delay - j`` tagged with tap ``j``
+    (what a delay line replays), shuffled, then the end of step."""
     items = []
     for k in range(binned.timesteps):
         evs = []
         for j in range(taps):
-            if k - j >= 0:
-                evs += [(*e, j) for e in events_of_step(binned, k - j, rng, shape)]
+            if k - delay - j >= 0:
+                evs += [(*e, j) for e in events_of_step(binned, k - delay - j, rng, shape)]
         rng.shuffle(evs)
         items += [("s", *e) for e in evs] + [("t",)]
     return items + [("e",)]
@@ -154,10 +154,13 @@ def test_identity_layer(seed):
     assert any(res["spikes"]), "the case must fire"
 
 
-@pytest.mark.parametrize("kind,taps", [("conv2d", 2), ("linear", 3), ("sumpool2d", 2)])
-def test_multi_tap_layer(kind, taps):
-    """A dense synapse with 2-3 taps (tap-major ROM), fed with tap-tagged events."""
-    seed = taps * 7 + len(kind)
+@pytest.mark.parametrize("kind,taps,delay", [("conv2d", 2, 0), ("linear", 3, 0),
+                                             ("sumpool2d", 2, 1), ("conv2d", 1, 2)])
+def test_multi_tap_layer(kind, taps, delay):
+    """A dense synapse with 1-3 taps (tap-major ROM) and a delay, fed with tap-tagged
+    events as its delay line replays them (a delayed single-tap synapse has the field
+    too, always 0)."""
+    seed = taps * 7 + len(kind) + delay
     rng = np.random.default_rng(700 + seed)
     shape = (2, 5, 4) if kind != "linear" else (10,)
     kw = dict(kernel=3, out_channels=3, padding=1, stride=1) if kind == "conv2d" else \
@@ -165,15 +168,15 @@ def test_multi_tap_layer(kind, taps):
     base = random_layer(rng, "v2", kind, shape, fire_scale=0.5, state_bits=10,
                         weight_bits=None if kind == "sumpool2d" else 5, **kw)
     syn = base.synapse
-    syn.taps = taps
-    if syn.weights is not None:
+    syn.taps, syn.delay = taps, delay
+    if syn.weights is not None and taps > 1:
         syn.weights = np.stack([syn.weights] + [
             rng.integers(-15, 16, size=syn.weights.shape) for _ in range(taps - 1)])
     base.spike_limit = 2
     base.acc_bits = base.required_acc_bits(1)
     binned = random_binned(rng, shape3(shape), 5, density=0.5)
     items = tap_items(binned, shape3(shape) if kind != "linear" else (10, 1, 1), taps,
-                      random.Random(seed))
+                      random.Random(seed), delay)
     lanes = max(1, shape3(base.out_shape)[0] - 1)
     _, res, dut = check_v2(base, binned, lanes, seed=seed, items=items)
     assert "tap" in dut.inp.payload.shape().members
