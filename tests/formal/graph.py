@@ -24,6 +24,8 @@ Join (:func:`join_harness`), ``n_live`` live and ``n_replay`` replay inputs
     tokens of one step are all of one kind, and a live input offers ``END_SAMPLE`` only
     as the first item of a step (a sample ends between steps).
     * stream rules on ``out`` and no combinational path from ``out.ready`` (two copies);
+    * weights: one cycle after a spike of input ``i`` is taken, ``wdata`` is that
+      input's ``rom_data`` sign-extended to the widest input (inputs of 2 and 3 bits);
     * spikes: every spike taken from an input is the spike the core takes in the same
       cycle, same ``sa`` (nothing lost, duplicated or changed); no spike reaches the core
       otherwise;
@@ -211,17 +213,21 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
     n = n_live + n_replay
     m = Module()
 
+    wbits = [2 + i % 2 for i in range(n)]      # different widths: sign extension
+
     def make():
-        return cls(n_live, n_replay, depth=depth, wbits=[2] * n, lanes=1)
+        return cls(n_live, n_replay, depth=depth, wbits=wbits, lanes=1)
     a = m.submodules.a = make()
     b = m.submodules.b = make()
     width = len(a.inp[0].payload.as_value())
     iv = [Signal(name=f"iv{i}") for i in range(n)]
     ip = [Signal(width, name=f"ip{i}") for i in range(n)]
     ra, rb = Signal(), Signal()
+    rom = [Signal(max(wbits), name=f"rom{i}") for i in range(n)]
     for j in (a, b):
         for i in range(n):
-            m.d.comb += [j.inp[i].valid.eq(iv[i]), j.inp[i].payload.as_value().eq(ip[i])]
+            m.d.comb += [j.inp[i].valid.eq(iv[i]), j.inp[i].payload.as_value().eq(ip[i]),
+                         j.rom_data[i].eq(rom[i])]
         m.d.comb += j.out.ready.eq(ra if j is a else rb)
     inp, out = a.inp, a.out
     kind = [p.payload.kind for p in inp]
@@ -282,6 +288,15 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
     n_fire = sum(fire[i] & (kind[i] == SPIKE) for i in range(n))
     m.d.comb += Assert(~(fire_out & (out.payload.kind == SPIKE)) | (n_fire == 1),
                        "join: a spike no input delivered")
+    # the weight word: one cycle after a spike of input i, wdata is rom_data[i]
+    # sign-extended to the widest input
+    for i in range(n):
+        took = Signal(name=f"took{i}")
+        m.d.sync += took.eq(fire[i] & (kind[i] == SPIKE))
+        w = wbits[i]
+        want = Cat(rom[i][:w], rom[i][w - 1].replicate(max(wbits) - w))
+        m.d.comb += Assert(~took | (a.wdata == want),
+                           f"join: wdata is not input {i}'s weight word, sign-extended")
     # tokens
     all_live = Cat(*tok[:n_live]).all()
     all_rep = Cat(*tok[n_live:]).all() if n_replay else 1
@@ -314,7 +329,7 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
             Cover(stepped & fire_out & (out.payload.kind == END_SAMPLE)),
             Cover(fire_out & (wait == fair - 1)),
         ]
-    return m, [*iv, *ip, ra, rb]
+    return m, [*iv, *ip, *rom, ra, rb]
 
 
 # ----------------------------------------------------------------------------- diamond
