@@ -24,6 +24,8 @@ Join (:func:`join_harness`), ``n_live`` live and ``n_replay`` replay inputs
     tokens of one step are all of one kind, and a live input offers ``END_SAMPLE`` only
     as the first item of a step (a sample ends between steps).
     * stream rules on ``out`` and no combinational path from ``out.ready`` (two copies);
+    * weights: one cycle after a spike of input ``i`` is taken, ``wdata`` is that
+      input's ``rom_data`` sign-extended to the widest input (inputs of 2 and 3 bits);
     * spikes: every spike taken from an input is the spike the core takes in the same
       cycle, same ``sa`` (nothing lost, duplicated or changed); no spike reaches the core
       otherwise;
@@ -37,6 +39,10 @@ Join (:func:`join_harness`), ``n_live`` live and ``n_replay`` replay inputs
       cycles, the join never waits longer than ``N`` cycles without a transfer while it
       offers something or some input offers an item it may take (one whose token it
       does not hold yet): it never waits for ever while every input offers.
+
+Diamond (:func:`diamond_harness`): ``Fork(2)`` -> two FIFOs -> ``Join(2, 0)`` -> a fair
+core, the shape in which a fork and a join could wait on each other: the fork's input
+and the core both progress within a bound (the tight one, :data:`DIAMOND_BOUND`).
 """
 
 from amaranth.hdl import Assert, Assume, Cat, Cover, Module, Mux, Signal
@@ -207,17 +213,21 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
     n = n_live + n_replay
     m = Module()
 
+    wbits = [2 + i % 2 for i in range(n)]      # different widths: sign extension
+
     def make():
-        return cls(n_live, n_replay, depth=depth, wbits=[2] * n, lanes=1)
+        return cls(n_live, n_replay, depth=depth, wbits=wbits, lanes=1)
     a = m.submodules.a = make()
     b = m.submodules.b = make()
     width = len(a.inp[0].payload.as_value())
     iv = [Signal(name=f"iv{i}") for i in range(n)]
     ip = [Signal(width, name=f"ip{i}") for i in range(n)]
     ra, rb = Signal(), Signal()
+    rom = [Signal(max(wbits), name=f"rom{i}") for i in range(n)]
     for j in (a, b):
         for i in range(n):
-            m.d.comb += [j.inp[i].valid.eq(iv[i]), j.inp[i].payload.as_value().eq(ip[i])]
+            m.d.comb += [j.inp[i].valid.eq(iv[i]), j.inp[i].payload.as_value().eq(ip[i]),
+                         j.rom_data[i].eq(rom[i])]
         m.d.comb += j.out.ready.eq(ra if j is a else rb)
     inp, out = a.inp, a.out
     kind = [p.payload.kind for p in inp]
@@ -278,6 +288,15 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
     n_fire = sum(fire[i] & (kind[i] == SPIKE) for i in range(n))
     m.d.comb += Assert(~(fire_out & (out.payload.kind == SPIKE)) | (n_fire == 1),
                        "join: a spike no input delivered")
+    # the weight word: one cycle after a spike of input i, wdata is rom_data[i]
+    # sign-extended to the widest input
+    for i in range(n):
+        took = Signal(name=f"took{i}")
+        m.d.sync += took.eq(fire[i] & (kind[i] == SPIKE))
+        w = wbits[i]
+        want = Cat(rom[i][:w], rom[i][w - 1].replicate(max(wbits) - w))
+        m.d.comb += Assert(~took | (a.wdata == want),
+                           f"join: wdata is not input {i}'s weight word, sign-extended")
     # tokens
     all_live = Cat(*tok[:n_live]).all()
     all_rep = Cat(*tok[n_live:]).all() if n_replay else 1
@@ -310,4 +329,75 @@ def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False
             Cover(stepped & fire_out & (out.payload.kind == END_SAMPLE)),
             Cover(fire_out & (wait == fair - 1)),
         ]
-    return m, [*iv, *ip, ra, rb]
+    return m, [*iv, *ip, *rom, ra, rb]
+
+
+# ----------------------------------------------------------------------------- diamond
+
+#: the tight bound of :func:`diamond_harness` with 2-deep FIFOs and FAIR = 3: PDR proves
+#: 15 and refutes 14
+DIAMOND_BOUND = 15
+
+
+def diamond_harness(fifo_depth=2, fair=FAIR, bound=DIAMOND_BOUND, bug=None, cover=False):
+    """The reconvergent graph ``Fork(2) -> two FIFOs -> Join(2, 0) -> core`` (a residual
+    block with the synapse units abstracted as wires: an event's ``x`` is the update's
+    ``sa``), the shape in which a fork and a join could wait on each other.
+
+    The environment sends a well-formed stream into the fork (the stream rules, known
+    kinds, tokens with coordinates 0, ``END_SAMPLE`` only as a step's first item); the
+    core's ``ready`` is fair (high at least once in every ``fair`` cycles).
+    Asserted: a word offered to the fork is accepted within ``bound`` cycles, and the
+    join's ``out`` never waits ``bound`` cycles while anything is inside (no deadlock of
+    the composition, whatever the FIFOs hold); the stream rules on the join's ``out``.
+    ``bug``: the join mutant ``JOIN_BUGS[bug]``. ``cover=True``: covers of both FIFOs
+    full at once and of the longest wait of the fork's input.
+    """
+    from amaranth.lib.fifo import SyncFIFOBuffered
+    from hw.fork import Fork
+    from hw.join import Join
+    from sim.geometry import END_SAMPLE, SPIKE
+    shape = (1, 1, 4)
+    m = Module()
+    fork = m.submodules.fork = Fork(2, shape)
+    cls = Join if bug is None else broken_join_class(bug)
+    join = m.submodules.join = cls(2, 0, depth=4, wbits=[2, 2], lanes=1)
+    iv, ip = Signal(), Signal(len(fork.inp.payload.as_value()))
+    ready = Signal()
+    m.d.comb += [fork.inp.valid.eq(iv), fork.inp.payload.as_value().eq(ip),
+                 join.out.ready.eq(ready)]
+    fifos = []
+    for i in range(2):
+        f = SyncFIFOBuffered(width=len(ip), depth=fifo_depth)
+        m.submodules[f"fifo{i}"] = f
+        fifos.append(f)
+        o = fork.out[i]
+        m.d.comb += [f.w_en.eq(o.valid), f.w_data.eq(o.payload.as_value()),
+                     o.ready.eq(f.w_rdy)]
+        ev = Signal(fork.inp.payload.shape(), name=f"ev{i}")
+        m.d.comb += [ev.eq(f.r_data),
+                     join.inp[i].valid.eq(f.r_rdy),
+                     join.inp[i].payload.kind.eq(ev.kind),
+                     join.inp[i].payload.sa.eq(ev.x),
+                     f.r_en.eq(join.inp[i].ready)]
+    # the environment
+    p = fork.inp.payload
+    assume_source(m, iv, fork.inp.ready, ip, "inp")
+    m.d.comb += Assume(~iv | (p.kind <= END_SAMPLE))
+    m.d.comb += Assume(~iv | (p.kind == SPIKE) | (p.x == 0))
+    after_tok = Signal(init=1)          # the last word accepted was a token (or none yet)
+    with m.If(iv & fork.inp.ready):
+        m.d.sync += after_tok.eq(p.kind != SPIKE)
+    m.d.comb += Assume(~iv | (p.kind != END_SAMPLE) | after_tok)
+    _fair(m, ready, fair, "core")
+    # the join's out keeps the stream rules; nothing waits for ever
+    assert_sink_rules(m, join.out.valid, ready, join.out.payload.as_value(), "out")
+    wait = _bounded_wait(m, iv & ~fork.inp.ready, 0, bound,
+                         "diamond: the fork's input waits for ever", "inp")
+    inside = join.out.valid | fifos[0].r_rdy | fifos[1].r_rdy
+    _bounded_wait(m, inside, join.out.valid & ready, bound,
+                  "diamond: the core gets nothing while words are inside", "core")
+    if cover:
+        m.d.comb += [Cover(~fifos[0].w_rdy & ~fifos[1].w_rdy),
+                     Cover(iv & (wait == bound - 2))]
+    return m, [iv, ip, ready]

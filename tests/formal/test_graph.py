@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from . import graph
-from .graph import JOIN_BUGS, fork_harness, join_harness
+from .graph import DIAMOND_BOUND, JOIN_BUGS, diamond_harness, fork_harness, join_harness
 from .harness import prove
 from .test_formal import DEPTH, METHODS
 
@@ -48,12 +48,40 @@ def test_join(tmp_path, n_live, n_replay, method):
     _run(m, ports, tmp_path / f"join{n_live}{n_replay}", method)
 
 
-@pytest.mark.parametrize("which", ["fork", "join"])
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_diamond(tmp_path, method):
+    """Fork(2) -> two 2-deep FIFOs -> Join(2, 0) -> a fair core (a residual block): a
+    word offered to the fork is accepted, and the core gets a word while any is inside,
+    within DIAMOND_BOUND cycles: the fork and the join never wait on each other."""
+    m, ports = diamond_harness()
+    _run(m, ports, tmp_path / "diamond", method)
+
+
+def test_diamond_bound_is_tight(tmp_path):
+    """One cycle less than DIAMOND_BOUND is refuted: the bound is the real worst case."""
+    m, ports = diamond_harness(bound=DIAMOND_BOUND - 1)
+    with pytest.raises(AssertionError, match="proof failed") as err:
+        _run(m, ports, tmp_path / "tight", "pdr")
+    _assert_at(err, [LIVENESS])
+
+
+def test_proof_catches_a_deadlocked_diamond(tmp_path):
+    """The diamond with the ``block`` join (a token-done input keeps the priority)
+    deadlocks: the liveness assertion fails."""
+    m, ports = diamond_harness(bug="block")
+    with pytest.raises(AssertionError, match="proof failed") as err:
+        _run(m, ports, tmp_path / "block", "pdr")
+    _assert_at(err, [LIVENESS])
+
+
+@pytest.mark.parametrize("which", ["fork", "join", "diamond"])
 def test_graph_covers(tmp_path, which):
     """Reachable within DEPTH cycles: a fork's outputs taking one word in different
     cycles and the longest fair wait; a join's replay spike, END_STEP, a whole sample
-    (END_STEP then END_SAMPLE) and the longest fair wait."""
-    m, ports = (fork_harness if which == "fork" else join_harness)(cover=True)
+    (END_STEP then END_SAMPLE) and the longest fair wait; in the diamond both FIFOs full
+    at once and a wait of the fork's input one cycle short of the bound."""
+    m, ports = {"fork": fork_harness, "join": join_harness,
+                "diamond": diamond_harness}[which](cover=True)
     log = prove(m, ports, tmp_path / which, depth=DEPTH, name=which, mode="cover",
                 engine="smtbmc boolector")
     assert "Reached cover statement" in log, log[-2000:]

@@ -168,15 +168,22 @@ def test_dag_seeds_have_forks_and_joins():
     """The DAG cases are not chains: together they have joins of 2 and 3 synapses,
     forks of the input and of layers, and a layer whose spikes nobody reads."""
     from collections import Counter
+    from sim.reference import run
     joins, forks, dead = Counter(), set(), False
+    firing_join = firing_fork = False
     for seed in DAG_SEEDS:
-        model, _ = dag_case(seed)
+        model, binned = dag_case(seed)
         srcs = Counter(model.source_of(i, s) for i, l in enumerate(model.layers)
                        for s in l.synapses)
         joins.update(len(l.synapses) for l in model.layers)
         forks |= {"input" if s == "input" else "layer" for s, n in srcs.items() if n > 1}
         dead |= any(l.name not in srcs for l in model.layers[:-1])
+        spikes = run(model, binned).spikes
+        firing_join |= any(len(l.synapses) > 1 and spikes[l.name].any() for l in model.layers)
+        firing_fork |= any(srcs[l.name] > 1 and spikes[l.name].any() for l in model.layers)
     assert joins[2] and joins[3] and forks == {"input", "layer"}, (joins, forks)
+    # spikes do go through a join and out of a forked layer (not only tokens)
+    assert firing_join and firing_fork
 
 
 def test_a_hang_is_reported():
