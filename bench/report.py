@@ -138,8 +138,9 @@ def latency(samples=8):
     (stream duration / processing time) of each."""
     from sim.cycles import HwParams, lanes_of, predict
     out = {"clock_hz": CLOCK_HZ, "method": "sim.cycles.predict on the first test samples, "
-           "input words back to back, default lanes and fifo_depth 16 (the RTL matches the "
-           "cycle model exactly: see e2e.json)", "models": {}}
+           "input words back to back, default lanes and fifo_depth 16, the sparse sweep "
+           "(the RTL matches the cycle model exactly: see e2e.json; dense against sparse: "
+           "sparse_sweep.json)", "models": {}}
     for name, (d, model) in _shipped_models().items():
         data = _test_data(d, model, samples)
         lat = []
@@ -161,17 +162,26 @@ def latency(samples=8):
 
 
 def energy(samples=32):
-    """:func:`boards.energy.compare` for the shipped models, mean over test samples."""
-    from boards.energy import compare
+    """:func:`boards.energy.compare` for the shipped models, mean over test samples, with
+    the sweep work the hardware does (default lanes; the sparse sweep, and the dense one
+    beside it)."""
+    from boards.energy import compare, mean_sweep_counts
     from sim.reference import run
     out = {"model": "Lemaire et al. 2022 analytical estimate (boards/energy.py), 45 nm "
-                    "constants; SNN from the reference's counts on test samples, FNN = the "
-                    "same layers as one dense MAC pass", "models": {}}
+                    "constants; SNN from the reference's counts on test samples with the "
+                    "neuron updates the sweeps do (sparse sweep; dense sweep beside it), "
+                    "FNN = the same layers as one dense MAC pass", "models": {}}
     for name, (d, model) in _shipped_models().items():
         data = _test_data(d, model, samples)
-        res = [run(model, data.binned(i), record=False) for i in range(len(data))]
-        c = compare(model, res)
+        binned = [data.binned(i) for i in range(len(data))]
+        res = [run(model, b, record=True) for b in binned]
+        swept = mean_sweep_counts(model, binned, res, sweep="sparse")
+        c = compare(model, res, swept=swept)
+        cd = compare(model, res, swept=mean_sweep_counts(model, binned, res, sweep="dense"))
+        upd = sum(s["neurons"] for s in swept)
         out["models"][name] = {"samples": len(res), "snn_nj": c["snn_pj"] / 1e3,
+                               "snn_dense_sweep_nj": cd["snn_pj"] / 1e3,
+                               "dense_over_swept": sum(s["dense_neurons"] for s in swept) / upd,
                                "fnn_nj": c["fnn_pj"] / 1e3, "fnn_over_snn": c["fnn_over_snn"],
                                "synops_per_sample": float(np.mean(
                                    [sum(int(v) for v in r.synops.values()) for r in res])),
@@ -621,22 +631,27 @@ def build(rerun_all=False, log=print, samples=8):
 
     # energy
     md += ["## Energy per inference", "", f"{en['model']} — {en['date']} (`energy.json`).", "",
-           "| model | samples | synops/sample | SNN (nJ) | dense MAC network (nJ) | "
-           "dense / SNN |", "|---|---|---|---|---|---|"]
+           "| model | samples | synops/sample | SNN, sparse sweep (nJ) | SNN, dense sweep "
+           "(nJ) | sweep work: dense-equivalent ratio | dense MAC network (nJ) | "
+           "dense / SNN |", "|---|---|---|---|---|---|---|---|"]
     for name, m in en["models"].items():
         md.append(f"| models/{name} | {m['samples']} | {_f(m['synops_per_sample'], 0)} | "
-                  f"{_f(m['snn_nj'], 2)} | {_f(m['fnn_nj'], 2)} | {_f(m['fnn_over_snn'], 2)} |")
+                  f"{_f(m['snn_nj'], 2)} | {_f(m.get('snn_dense_sweep_nj'), 2)} | "
+                  f"{_f(m.get('dense_over_swept'), 2)} | {_f(m['fnn_nj'], 2)} | "
+                  f"{_f(m['fnn_over_snn'], 2)} |")
         summary[f"{name}_energy_ratio"] = m["fnn_over_snn"]
     _plot_bars(list(en["models"]), {"SNN": [m["snn_nj"] for m in en["models"].values()],
                                     "dense": [m["fnn_nj"] for m in en["models"].values()]},
                "nJ per inference", "Energy estimate (45 nm constants)", RESULTS / "energy.png",
                log=True)
     md += ["", "![energy](energy.png)", "",
-           "The spiking network pays per step (T steps of leak multiplies and state "
-           "writes for every neuron) and wins only where activity is sparse relative to "
-           "the dense work: the 27.7k-neuron event-camera net (dense pass 1.87 M MACs) "
-           "costs about a quarter of its dense equivalent, the tiny digits net (a dense "
-           "pass of 11.8 k MACs, T = 16) costs more as an SNN.", ""]
+           "The spiking network pays per neuron update of its sweeps (leak multiply, "
+           "compare, state write): the dense sweep updates every neuron every step, the "
+           "sparse sweep (issue 15) only the listed ones (the dense-equivalent ratio is "
+           "T x N over the updates done) and pays a list read and write per swept word. "
+           "The tiny digits net (a dense pass of 11.8 k MACs, T = 16) still costs more "
+           "as an SNN.", ""]
+    md += sparse_sweep_section(_load("sparse_sweep.json"), summary)
 
     # NeuroBench
     md += neurobench_section(_load("neurobench.json"), summary)
@@ -756,6 +771,34 @@ def v2_section(hwres, v2lat, boards, summary):
     else:
         md += ["ECP5 board build of sts_resnet: not run yet (`python bench/board_build.py "
                "--only sts_resnet`).", ""]
+    return md
+
+
+def sparse_sweep_section(doc, summary):
+    """The dense against the sparse sweep (``sparse_sweep.json`` of
+    :mod:`bench.sparse_sweep`) as report lines."""
+    md = ["## Activity-proportional sweep (issue 15)", ""]
+    if not doc:
+        return md + ["missing: run `python -m bench.sparse_sweep`", ""]
+    md += [f"`{doc['command']}` — {_date_of('sparse_sweep.json', doc)} "
+           f"(`sparse_sweep.json`; {doc['method']}).", "",
+           "| model | samples | latency, dense sweep (µs) | latency, sparse sweep (µs) | "
+           "speed-up | energy dense / sparse (nJ) | sweep work: dense-equivalent ratio |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in doc["shipped"].items():
+        d, s = r["dense"], r["sparse"]
+        md.append(f"| {name} (test split) | {s['samples']} | {_f(d['latency_us_mean'])} | "
+                  f"{_f(s['latency_us_mean'])} | {_f(r['speedup'], 2)} | "
+                  f"{_f(d['energy_nj_mean'], 0)} / {_f(s['energy_nj_mean'], 0)} | "
+                  f"{_f(s['dense_over_swept'], 2)} |")
+        summary[f"{name}_sparse_latency_us"] = s["latency_us_mean"]
+    for r in doc["camera"]:
+        d, s = r["dense"], r["sparse"]
+        md.append(f"| camera net, {r['activity']:.0%} activity | 1 | {_f(d['latency_us'])} | "
+                  f"{_f(s['latency_us'])} | {_f(r['speedup'], 2)} | "
+                  f"{_f(d['energy_nj'], 0)} / {_f(s['energy_nj'], 0)} | "
+                  f"{_f(d['neuron_updates'] / s['neuron_updates'], 2)} |")
+    md += ["", "![dense against sparse sweep](sparse_sweep.png)", ""]
     return md
 
 

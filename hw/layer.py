@@ -29,7 +29,7 @@ from sim.geometry import default_lanes
 
 from .join import Join
 from .neuron import NeuronCore
-from .stream import event_signature
+from .stream import event_signature, synapse_input_signature
 from .synapse_unit import SynapseUnit, engine_class
 
 __all__ = ["LayerEngine", "lane_rom"]
@@ -79,7 +79,9 @@ class LayerEngine(wiring.Component):
     ----------
     inp : In(event stream of synapse 0's source shape)
     inp1, inp2, ... : In(event stream of synapse ``j``'s source shape)
-        One input per further synapse (:attr:`inputs` lists them all in order).
+        One input per further synapse (:attr:`inputs` lists them all in order). The input
+        of a synapse with taps or a delay has a ``tap`` field
+        (:func:`hw.stream.synapse_input_signature`).
     out : Out(event stream of ``out_shape``)
     busy : Out(1)
         Something is in an engine, the join holds a token, or the core is not in its
@@ -118,8 +120,8 @@ class LayerEngine(wiring.Component):
         self.G, self.D = self.core.G, self.core.D
         self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
         super().__init__({
-            **{self.input_name(j): In(event_signature(shape))
-               for j, shape in enumerate(self.in_shapes)},
+            **{self.input_name(j): In(synapse_input_signature(shape, syn.taps, syn.delay))
+               for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through

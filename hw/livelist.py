@@ -12,16 +12,23 @@ entries.
 ``x``, ``y``, ``cbase``) plus ``push`` / ``push_addr`` (append a word), ``clear`` (empty
 the list) and ``busy`` (the sweep has words left to offer).
 
-Cycle behaviour (``start`` in cycle 0, the cycle the end-of-step token is accepted):
-appends of updates still in flight land in cycles 0 and 1; cycle 2 takes the number of
-entries ``N`` (``left``); from cycle 3 on the ring is read, one entry per cycle while the
-read stage can move (``R``), and each entry passes a read register (``Q1``), an address
-register (``Q2``) and the split of the address into ``g``, ``x``, ``y`` (``P0``). Each
-stage moves when the next is empty or moves (``ready = ~valid | ready_next``, with
-``P0`` moving on ``step``), so the first entry is offered from cycle 6 and then one per
-cycle while the pipeline behind takes one per cycle: entry ``i`` is offered from cycle
-``6 + i + stalls``. Entries appended during the sweep (the words the sweep keeps
-listed) are not read in this sweep.
+Cycle behaviour
+    Every entry in the list belongs to the next sweep (a sweep takes all entries present
+    when its end-of-step token arrives; the words it keeps listed are appended behind
+    them), so the sequencer reads ahead: outside a sweep, and in its first cycles, it
+    reads the ring whenever an entry is there and the read stages have room. An entry
+    passes the ring read (``R``), the read register (``Q1``), an address register
+    (``Q2``) and the split of the address into ``g``, ``x``, ``y`` (``P0``, where it is
+    offered); each stage moves when the next is empty or moves (``ready = ~valid |
+    ready_next``, ``P0`` moving on ``step``), so up to three words wait ready in
+    ``Q1 .. P0`` when the sweep starts. With the token accepted in cycle 0 (``start``):
+    the appends of updates still in flight land in cycles 0 and 1; in cycle 2 the
+    number of entries not yet read becomes ``left``, and from cycle 3 to the end of the
+    sweep (``end``) the ring is read only while ``left != 0``. An entry appended in
+    cycle ``t`` can be read from ``t + 1``. When the list was read ahead the first word
+    is taken by P1 in cycle 1 and the words follow one per cycle as in the dense sweep
+    (``1 + i + extra(i)`` for the ``i``-th word of the list); a word appended just before
+    the token, or a ring that runs dry, leaves bubbles.
 """
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
@@ -30,12 +37,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["ListSequencer", "div_const", "LIST_FIRST_READ", "LIST_LATENCY"]
+__all__ = ["ListSequencer", "div_const", "DISTRIBUTED_MAX_BITS"]
 
-#: cycles from the accepted end-of-step token (cycle 0) to the first ring read (``R``)
-LIST_FIRST_READ = 3
-#: cycles from the ring read of an entry to its offer in ``P0`` (``R`` -> ``Q1`` -> ``Q2`` -> ``P0``)
-LIST_LATENCY = 3
+#: a ring of at most this many bits asks for LUT RAM (``ram_style``): a small list would
+#: otherwise take a whole block RAM of its own (the camera net's 1024-word conv2 list)
+DISTRIBUTED_MAX_BITS = 16384
 
 
 def div_const(n_max, d):
@@ -75,11 +81,14 @@ class ListSequencer(wiring.Component):
         ``listed`` bits).
     clear : In(1)
         Empty the list (the end-of-sample clear); wins over ``push``.
+    end : In(1)
+        The sweep is over (the core leaves its sweep phase): reading ahead resumes.
     valid : Out(1)
         A word is offered; ``addr``, ``g``, ``x``, ``y``, ``cbase`` as in
         :class:`hw.neuron.SweepSequencer`.
     busy : Out(1)
-        Words of this sweep are still to be read or offered (``valid`` included).
+        (During a sweep) words of this sweep are still to be read or offered (``valid``
+        included).
     count : Out
         Entries in the list.
     """
@@ -92,6 +101,7 @@ class ListSequencer(wiring.Component):
             "push": In(1),
             "push_addr": In(range(max(2, depth))),
             "clear": In(1),
+            "end": In(1),
             "valid": Out(1),
             "addr": Out(range(max(2, depth))),
             "g": Out(range(max(2, groups))),
@@ -106,13 +116,15 @@ class ListSequencer(wiring.Component):
         m = Module()
         D, G, Wo = self.depth, self.groups, self.wo
         abits = bits_for(max(1, D - 1))
-        ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[])
+        attrs = {"ram_style": "distributed"} if D * abits <= DISTRIBUTED_MAX_BITS else None
+        ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[], attrs=attrs)
         wp_port = ring.write_port()
         rd = ring.read_port()
 
         wp = Signal(range(max(2, D)))
         rp = Signal(range(max(2, D)))
         left = Signal(range(D + 1))
+        counting = Signal()
         w1 = Signal()
         w2 = Signal()
         q1_valid = Signal()
@@ -125,7 +137,7 @@ class ListSequencer(wiring.Component):
         q2_ready = ~q2_valid | p0_ready
         q1_ready = ~q1_valid | q2_ready
         pop = Signal()
-        m.d.comb += pop.eq((left != 0) & q1_ready)
+        m.d.comb += pop.eq(Mux(counting, left != 0, self.count != 0) & q1_ready)
 
         # appends
         push = self.push & ~self.clear
@@ -149,10 +161,11 @@ class ListSequencer(wiring.Component):
                          self.cbase.eq(g * self.lanes)]
 
         m.d.sync += [w1.eq(self.start), w2.eq(w1)]
-        m.d.comb += self.busy.eq(w1 | w2 | (left != 0) | q1_valid | q2_valid | self.valid)
+        m.d.comb += self.busy.eq(w1 | w2 | (counting & (left != 0)) | q1_valid | q2_valid
+                                 | self.valid)
 
         with m.If(self.clear):
-            m.d.sync += [wp.eq(0), rp.eq(0), self.count.eq(0), left.eq(0),
+            m.d.sync += [wp.eq(0), rp.eq(0), self.count.eq(0), left.eq(0), counting.eq(0),
                          q1_valid.eq(0), q2_valid.eq(0), self.valid.eq(0)]
         with m.Else():
             with m.If(push):
@@ -160,8 +173,10 @@ class ListSequencer(wiring.Component):
             with m.If(pop):
                 m.d.sync += rp.eq(Mux(rp == D - 1, 0, rp + 1))
             m.d.sync += self.count.eq(self.count + push - pop)
-            with m.If(w2):
-                m.d.sync += left.eq(self.count)
-            with m.Elif(pop):
+            with m.If(self.end):
+                m.d.sync += counting.eq(0)
+            with m.Elif(w2):
+                m.d.sync += [counting.eq(1), left.eq(self.count - pop)]
+            with m.Elif(counting & pop):
                 m.d.sync += left.eq(left - 1)
         return m

@@ -25,10 +25,11 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   (always ready), the 6-stage sweep over the ``D`` state words (dense) or over the
   listed words (sparse: the live list of ``hw.livelist``, with its read pipeline in
   front of the sweep) that stalls while a word with several spikes emits them one per
-  cycle or the output is not ready, the clear of an end-of-sample token (``D`` cycles),
-  and the token hand-over. Which words a sparse core lists comes from the updates it
-  takes (their state addresses, :func:`layer_words`) and from the reference's states
-  and spikes (:func:`sim.liveness.quiet_words`), not from the RTL;
+  cycle or the output is not ready (a neuron with spike count ``s`` is ``s`` events),
+  the clear of an end-of-sample token (``D`` cycles), and the token hand-over. Which
+  words a sparse core lists comes from the updates it takes (their state addresses,
+  :func:`layer_words`) and from the reference's states and spikes
+  (:func:`sim.liveness.quiet_words`), not from the RTL;
 * :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
   (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
   the end-of-step token;
@@ -67,7 +68,8 @@ from .reference import run as reference_run
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
            "input_words", "layer_work", "layer_words", "predict", "InputWord", "Event",
            "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
-           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel"]
+           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel",
+           "fired_words"]
 
 
 class InputWord(NamedTuple):
@@ -528,8 +530,11 @@ class CoreModel:
     out_shape : tuple
     lanes : int
     fired : list of dict
-        Per step ``{state word address: mask of the lanes that fire}`` (from the
-        reference); empty for a core that never fires.
+        Per step ``{state word address: spikes}`` (from the reference; empty for a core
+        that never fires), the spikes of a word either a mask of the lanes that fire
+        once each, or a sequence of ``L`` per-lane spike counts (``spike_limit > 1``:
+        lane ``j`` with count ``s`` is emitted ``s`` times in a row, lowest lane first;
+        :func:`fired_words`).
     loud : list of set, optional
         A sparse core (``hw.livelist``): per step the words that are not quiet after it
         (:func:`sim.liveness.quiet_words`); ``None``: a dense core.
@@ -555,7 +560,7 @@ class CoreModel:
         self.sweeping = False               # words left to read (P0)
         self.next_word = 0                  # the next word P0 reads
         self.pipe = [None] * self.STAGES    # word address in P1..P5 (None: bubble)
-        self.to_emit = 0                    # fired lanes of P5 not yet emitted
+        self.to_emit = []                   # lanes of P5's spikes not yet emitted, in order
         self.cleared = 0                    # words cleared so far
         self.step = 0                       # step of the sample being swept
         self.sweep_start, self.step_done = [], []
@@ -566,8 +571,10 @@ class CoreModel:
         self.ring = deque()                 # the list, head first
         self.w1 = self.w2 = False           # cycles 1 and 2 after the token
         self.left = 0                       # entries of this sweep still to read (R)
+        self.counting = False               # reading only the ``left`` entries
         self.q1 = self.q2 = None            # the entry in Q1, Q2 (None: empty)
         self.p0 = None                      # the word offered in P0
+        self.landing = deque()              # (cycle, address): appends of stage C
         self.swept = 0                      # words read by sweeps (energy)
 
     @property
@@ -581,16 +588,15 @@ class CoreModel:
     @property
     def out_valid(self):
         if self.phase == Phase.SWEEP:
-            return self.pipe[-1] is not None and self.to_emit != 0
+            return self.pipe[-1] is not None and bool(self.to_emit)
         return self.phase == Phase.TOKEN
 
     def out_event(self):
         """The :class:`Event` on ``out`` (only while :attr:`out_valid`): the token, or
-        the lowest fired lane of the word in P5."""
+        the lowest lane of the word in P5 with a spike left."""
         if self.phase == Phase.TOKEN:
             return Event(self.token, 0, 0, 0)
-        m = self.to_emit
-        lane = (m & -m).bit_length() - 1
+        lane = self.to_emit[0]
         pos, g = divmod(self.pipe[-1], self.G)
         y, x = divmod(pos, self.Wo)
         return Event(SPIKE, g * self.L + lane, y, x)
@@ -598,28 +604,21 @@ class CoreModel:
     def clock(self, t, upd_kind, out_ready, upd_sa=None):
         """Edge ending cycle ``t``; ``upd_kind``: the kind of the update taken in this
         cycle (None: none), ``upd_sa`` its state address (a sparse core lists it)."""
-        if self.phase == Phase.ACCUM:
+        phase = self.phase
+        if self.sparse:
+            self._list_clock(t, upd_kind, out_ready, upd_sa)
+        if phase == Phase.ACCUM:
             if upd_kind == END_STEP:
                 self.phase, self.token = Phase.SWEEP, END_STEP
                 self.sweeping, self.next_word = not self.sparse, 0
-                self.w1 = self.sparse
                 self.sweep_start.append(t)
             elif upd_kind == END_SAMPLE:
                 self.phase, self.token = Phase.CLEAR, END_SAMPLE
                 self.cleared = 0
-                self.listed[:] = False
-                self.ring.clear()
-            elif upd_kind == SPIKE and self.sparse and not self.listed[upd_sa]:
-                # (the hardware appends in stage C, two cycles later: before the sweep
-                # reads the list, as the sweep waits for it)
-                self.listed[upd_sa] = True
-                self.ring.append(upd_sa)
-        elif self.phase == Phase.SWEEP:
-            if self.sparse:
-                self._sweep_sparse(out_ready)
-            else:
+        elif phase == Phase.SWEEP:
+            if not self.sparse:
                 self._sweep(out_ready)
-        elif self.phase == Phase.CLEAR:
+        elif phase == Phase.CLEAR:
             if self.cleared == self.D - 1:
                 self.phase = Phase.TOKEN
             self.cleared += 1
@@ -631,57 +630,87 @@ class CoreModel:
             else:
                 self.step = 0
 
-    def _sweep_sparse(self, out_ready):
-        """One edge of a sparse sweep: ``ListSequencer`` (R, Q1, Q2, P0) and P1 .. P5;
-        a word leaving P5 stays listed when it is loud."""
-        emitting = self.out_valid
-        m = self.to_emit
-        advance = self.pipe[-1] is None or (m & (m - 1) == 0 and (m == 0 or out_ready))
-        busy = (self.w1 or self.w2 or self.left or self.q1 is not None
-                or self.q2 is not None or self.p0 is not None
-                or any(a is not None for a in self.pipe))
-        if not busy:
-            self.phase = Phase.TOKEN
+    def _spikes(self, word):
+        """The lanes word ``word`` emits this step, in emission order."""
+        f = self.fired[self.step].get(word, 0) if word is not None else 0
+        if isinstance(f, (int, np.integer)):
+            return [j for j in range(self.L) if (int(f) >> j) & 1]
+        return [j for j, n in enumerate(f) for _ in range(int(n))]
+
+    def _list_clock(self, t, upd_kind, out_ready, upd_sa):
+        """One edge of a sparse core's list (``hw.livelist.ListSequencer``: the ring, its
+        read-ahead stages R, Q1, Q2, P0, the counts) and, in a sweep, of P1 .. P5 (a word
+        leaving P5 stays listed when it is loud). Sets :attr:`phase` to ``TOKEN`` when
+        the sweep ends; the caller does the rest of the phase sequence."""
+        if self.phase == Phase.CLEAR:
+            # the clear empties the list; stage-C appends landing now are dropped
+            self.ring.clear()
+            self.landing.clear()
+            self.listed[:] = False
+            self.q1 = self.q2 = self.p0 = None
+            self.left, self.counting, self.w1, self.w2 = 0, False, False, False
+            return
+        sweep = self.phase == Phase.SWEEP
+        advance = end = False
+        push = None
+        if sweep:
+            m = self.to_emit
+            emitting = self.out_valid
+            advance = self.pipe[-1] is None or (len(m) <= 1 and (not m or out_ready))
+            busy = (self.w1 or self.w2 or (self.counting and self.left)
+                    or self.q1 is not None or self.q2 is not None or self.p0 is not None
+                    or any(a is not None for a in self.pipe))
+            if not busy:
+                self.phase, end = Phase.TOKEN, True
+            if advance:
+                p4, p5 = self.pipe[-2], self.pipe[-1]
+                if p5 is not None:
+                    if p5 in self.loud[self.step]:
+                        push = p5
+                    else:
+                        self.listed[p5] = False
+                self.to_emit = self._spikes(p4)
+                self.pipe = [self.p0] + self.pipe[:-1]
+                if self.p0 is not None:
+                    self.swept += 1
+            elif emitting and out_ready:
+                self.to_emit = m[1:]            # the lowest spike is out
+        # an update taken now is appended in its stage C (cycle t + 2) when its word is
+        # not listed yet
+        if self.phase == Phase.ACCUM and upd_kind == SPIKE and not self.listed[upd_sa]:
+            self.listed[upd_sa] = True
+            self.landing.append((t + 2, upd_sa))
+        if self.landing and self.landing[0][0] == t:
+            push = self.landing.popleft()[1]
         p0_ready = self.p0 is None or advance
         q2_ready = self.q2 is None or p0_ready
         q1_ready = self.q1 is None or q2_ready
-        pop = self.left != 0 and q1_ready
-        if advance:
-            p4, p5 = self.pipe[-2], self.pipe[-1]
-            if p5 is not None:
-                if p5 in self.loud[self.step]:
-                    self.ring.append(p5)
-                else:
-                    self.listed[p5] = False
-            self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
-            self.pipe = [self.p0] + self.pipe[:-1]
-            if self.p0 is not None:
-                self.swept += 1
-        elif emitting and out_ready:
-            self.to_emit = m & (m - 1)      # the lowest lane is out
+        pop = q1_ready and bool(self.left if self.counting else self.ring)
         if p0_ready:
             self.p0 = self.q2
         if q2_ready:
             self.q2 = self.q1
         if q1_ready:
             self.q1 = self.ring.popleft() if pop else None
-        if self.w2:
-            self.left = len(self.ring)
-        elif pop:
+        if end:
+            self.counting = False
+        elif self.w2:
+            self.counting, self.left = True, len(self.ring)
+        elif self.counting and pop:
             self.left -= 1
-        self.w1, self.w2 = False, self.w1
+        if push is not None:
+            self.ring.append(push)
+        self.w1, self.w2 = self.phase == Phase.ACCUM and upd_kind == END_STEP, self.w1
 
     def _sweep(self, out_ready):
         emitting = self.out_valid
-        m = self.to_emit
-        at_most_one = m & (m - 1) == 0
+        left = self.to_emit
         # the pipeline advances when P5 is empty, holds no spike, or emits its last one now
-        advance = self.pipe[-1] is None or (at_most_one and (m == 0 or out_ready))
+        advance = self.pipe[-1] is None or (len(left) <= 1 and (not left or out_ready))
         if not self.sweeping and all(a is None for a in self.pipe):
             self.phase = Phase.TOKEN
         if advance:
-            p4 = self.pipe[-2]
-            self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
+            self.to_emit = self._spikes(self.pipe[-2])
             self.pipe = [self.next_word if self.sweeping else None] + self.pipe[:-1]
             if self.sweeping:
                 self.swept += 1
@@ -689,7 +718,7 @@ class CoreModel:
                     self.sweeping = False
                 self.next_word += 1
         elif emitting and out_ready:
-            self.to_emit = m & (m - 1)      # the lowest lane is out
+            self.to_emit = left[1:]         # the lowest spike is out
 
 
 class DelayLineModel:
@@ -886,20 +915,24 @@ class SourceModel:
             self.offer_at = t + 1 + self._gap(self.next)
 
 
-def _fired_words(spikes, out_shape, lanes):
-    """Per step ``{state word address: mask of the lanes that fire}`` of the spikes
-    ``(T, *out_shape)`` of one layer."""
+def fired_words(spikes, out_shape, lanes):
+    """Per step ``{state word address: per-lane spike counts}`` (lists of ``L``) of the
+    spike counts ``(T, *out_shape)`` of one layer (the ``fired`` of :class:`CoreModel`)."""
     C, Ho, Wo = shape3(out_shape)
     G = lane_groups(C, lanes)
     out = []
     for step in spikes:
         m = {}
-        cs, pos = np.nonzero(step.reshape(C, Ho * Wo))
+        counts = step.reshape(C, Ho * Wo)
+        cs, pos = np.nonzero(counts)
         for c, p in zip(cs.tolist(), pos.tolist()):
             a = p * G + c // lanes
-            m[a] = m.get(a, 0) | (1 << (c % lanes))
+            m.setdefault(a, [0] * lanes)[c % lanes] = int(counts[c, p])
         out.append(m)
     return out
+
+
+_fired_words = fired_words          # the name before it was public
 
 
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
@@ -965,7 +998,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         if not fire:
             fired = [{} for _ in spikes]
         else:
-            fired = _fired_words(spikes, layer.out_shape, lanes[i])
+            fired = fired_words(spikes, layer.out_shape, lanes[i])
         loud = None
         if sparse:
             G = lane_groups(shape3(layer.out_shape)[0], lanes[i])

@@ -22,7 +22,10 @@ __all__ = ["NetworkModel", "LayerInfo"]
 class LayerInfo:
     """Geometry of one layer's state RAM as the hardware lays it out.
 
-    Word ``a = pos*G + g`` holds channels ``g*L .. g*L+L-1`` of position ``pos``.
+    Word ``a = pos*G + g`` holds channels ``g*L .. g*L+L-1`` of position ``pos``: ``L``
+    state lanes of ``v_bits`` (``acc_bits``; ``state_bits`` for a current-based layer),
+    then for a current-based layer ``L`` current lanes of ``acc_bits``; ``word_bits`` in
+    all (``hw.neuron.NeuronCore``'s word).
     """
 
     def __init__(self, layer, lanes):
@@ -33,6 +36,9 @@ class LayerInfo:
         self.G = lane_groups(self.C, lanes)
         self.D = self.Ho * self.Wo * self.G
         self.acc_bits = layer.acc_bits
+        self.current = layer.current is not None
+        self.v_bits = layer.state_bits if self.current else layer.acc_bits
+        self.word_bits = lanes * (self.v_bits + (self.acc_bits if self.current else 0))
         self.event = event_layout(layer.out_shape)
 
     def flat(self, c, y, x):
@@ -48,10 +54,19 @@ class LayerInfo:
     def states_from_words(self, words):
         """Flat int64 states from the ``D`` state words; raises ``ValueError`` when a
         padding lane (channel ``>= C``) is not zero."""
+        return self._lanes_from_words(words, 0, self.v_bits)
+
+    def currents_from_words(self, words):
+        """Flat int64 currents of a current-based layer from the ``D`` state words."""
+        if not self.current:
+            raise ValueError(f"{self.name}: not a current-based layer")
+        return self._lanes_from_words(words, self.L * self.v_bits, self.acc_bits)
+
+    def _lanes_from_words(self, words, offset, width):
         out = np.zeros(self.C * self.Ho * self.Wo, dtype=np.int64)
         for a, word in enumerate(words):
             pos, g = divmod(a, self.G)
-            for j, v in enumerate(split_lanes(word, self.L, self.acc_bits)):
+            for j, v in enumerate(split_lanes(int(word) >> offset, self.L, width)):
                 c = g * self.L + j
                 if c < self.C:
                     out[c * self.Ho * self.Wo + pos] = v

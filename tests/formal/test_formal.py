@@ -143,3 +143,51 @@ def test_proof_catches_a_broken_stream(tmp_path):
         assert_no_comb_ready(m, ra, rb, (va, cnt), (vb, cnt), "out")
         with pytest.raises(AssertionError, match="proof failed"):
             prove(m, [ra, rb], tmp_path / part, depth=6, name=part)
+
+
+def core_harness(sweep):
+    """A neuron core on a 4-word layer (conv 1->2 1x1, 1x2 map, one lane) with free
+    updates (any address, kind and weights; the stream rules assumed on ``upd``), from
+    any contents of its memories (the formal flow leaves them unconstrained): the stream
+    rules on ``out``; for the sparse core also a live list that never holds more than
+    ``D`` entries (``count``)."""
+    import numpy as np
+
+    from hw.neuron import NeuronCore
+    from sim.geometry import END_SAMPLE
+    from sim.randmodel import random_layer
+    rng = np.random.default_rng(5)
+    layer = random_layer(rng, "c", "conv2d", (1, 1, 2), kernel=1, stride=1, padding=0,
+                         out_channels=2, weight_bits=3, state_bits=4, bias=False,
+                         leak=True, reset="subtract")
+    layer.beta_num, layer.beta_frac_bits = 1, 1
+    layer.threshold[:] = 2
+    layer.acc_bits = layer.required_acc_bits(1)
+    m = Module()
+    core = m.submodules.core = NeuronCore(layer, 1, wbits=3, sweep=sweep)
+    assert core.sweep == sweep
+    valid, payload, wdata = Signal(), Signal(len(core.upd.payload.as_value())), Signal(3)
+    ready = Signal()
+    m.d.comb += [core.upd.valid.eq(valid), core.upd.payload.as_value().eq(payload),
+                 core.wdata.eq(wdata), core.out.ready.eq(ready)]
+    harness.assume_source(m, valid, core.upd.ready, payload, "upd")
+    m.d.comb += [harness.Assume(core.upd.payload.sa < core.D),
+                 harness.Assume(core.upd.payload.kind <= END_SAMPLE)]
+    assert_sink_rules(m, core.out.valid, ready, core.out.payload.as_value(), "out")
+    return m, [valid, payload, wdata, ready], core
+
+
+@pytest.mark.parametrize("sweep", ["dense", "sparse"])
+def test_core_stream_rules(tmp_path, sweep, monkeypatch):
+    """The neuron core's ``out`` keeps the stream rules with either sweep (bounded, 24
+    cycles from reset: several steps of a 4-word core, the list wrapping around)."""
+    from hw.livelist import ListSequencer
+    orig = ListSequencer.elaborate
+
+    def elaborate(self, platform):
+        mod = orig(self, platform)
+        mod.d.comb += harness.Assert(self.count <= self.depth, "list: more than D entries")
+        return mod
+    monkeypatch.setattr(ListSequencer, "elaborate", elaborate)
+    m, ports, _ = core_harness(sweep)
+    prove(m, ports, tmp_path / sweep, depth=24, name=f"core_{sweep}")

@@ -1,6 +1,7 @@
 """Simulation helpers shared by the hardware tests: packing stream words, random
 sources and sinks, reference runs of single layers, and state extraction."""
 
+import contextlib
 import random
 
 import numpy as np
@@ -178,8 +179,47 @@ def mem_words(ctx, core):
     return out
 
 
+@contextlib.contextmanager
+def stalled_forks():
+    """While active, :class:`hw.network.Network` builds its forks as
+    :class:`StalledFork`: every fork output (to a FIFO, or to the readout) gets a
+    ``stall`` input that the testbench drives; yields the list of those signals (filled
+    as forks are built)."""
+    import hw.network
+    from amaranth.hdl import Module, Signal
+    from hw.fork import Fork
+    stalls = []
+
+    class StalledFork(Fork):
+        """A :class:`hw.fork.Fork` whose output ``i`` is held back while ``stall[i]``:
+        ``out[i].valid`` and the inner fork's ``out[i].ready`` are forced low (the
+        consumer is not ready, as seen by the fork)."""
+        def __init__(self, n, shape):
+            super().__init__(n, shape)
+            self.stall = [Signal(name=f"stall{i}") for i in range(n)]
+            stalls.extend(self.stall)
+
+        def elaborate(self, platform):
+            m = Module()
+            inner = m.submodules.inner = Fork(self.n, self.shape)
+            m.d.comb += [inner.inp.valid.eq(self.inp.valid),
+                         inner.inp.payload.eq(self.inp.payload),
+                         self.inp.ready.eq(inner.inp.ready)]
+            for o, io, st in zip(self.out, inner.out, self.stall):
+                m.d.comb += [o.valid.eq(io.valid & ~st), o.payload.eq(io.payload),
+                             io.ready.eq(o.ready & ~st)]
+            return m
+
+    old = hw.network.Fork
+    hw.network.Fork = StalledFork
+    try:
+        yield stalls
+    finally:
+        hw.network.Fork = old
+
+
 def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, readback=False,
-                bad_events=0, samples=1, burst=False, max_cycles=400000):
+                bad_events=0, samples=1, burst=False, max_cycles=400000, stall=0.0):
     """Drive :class:`hw.network.Network` with ``binned`` (``samples`` times) and record
     per layer and step: spikes (list of flat indices in emission order), stored states
     (flat), overflow flags, finish cycles; plus scores/prediction per sample and status.
@@ -188,8 +228,14 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     ``rb_*`` port (otherwise the RAM is read directly at each layer's step strobe).
     ``bad_events``: out-of-range events mixed into each step (must be dropped).
     ``burst``: no gaps at the source for the first half of every step.
+    ``stall``: probability that a fork output (to a synapse's FIFO or to the readout) is
+    held back in a cycle (:func:`stalled_forks`), drawn per output and cycle.
+    ``max_cycles``: a run that has not finished by then fails with the progress of every
+    layer (a hang is reported, never waited for).
     """
     from hw.network import Network
+    patch = contextlib.ExitStack()
+    stall_sigs = patch.enter_context(stalled_forks()) if stall else []
     dut = Network(model, lanes=lanes, fifo_depth=fifo_depth)
     prng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -229,7 +275,9 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     mon = []
     for l in layers:
         mon += [l.out.valid, l.out.ready, l.out.payload.as_value(), l.step_done, l.ovf_step]
-    sim = Simulator(dut)            # elaborates: the FIFOs exist from here on
+    with patch:                     # the forks are built at elaboration
+        sim = Simulator(dut)        # elaborates: the FIFOs exist from here on
+    assert stall_sigs or not stall, "stall: no fork was built through stalled_forks()"
     fifo_rdy = [f.w_rdy for f in dut.fifos]
     rec["fifo_full"] = [False] * len(fifo_rdy)
     out_layouts = [l.out.payload.shape() for l in layers]
@@ -238,10 +286,16 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
 
     async def tick(ctx):
         """One clock edge; records every handshake, strobe and result of the cycle."""
+        for st in stall_sigs:
+            ctx.set(st, prng.random() < stall)
         vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle,
                                        *fifo_rdy, *mon)
         state["cycle"] += 1
-        assert state["cycle"] < max_cycles, "timeout"
+        if state["cycle"] >= max_cycles:
+            raise AssertionError(
+                f"network did not finish within {max_cycles} cycles (a hang?): steps "
+                f"finished per layer {[len(s) for s in rec['spikes']]} of "
+                f"{T * samples}, samples done {state['samples']} of {samples}")
         iv, ir, done, cyc = vals[2:6]
         for fi, r in enumerate(vals[6:6 + len(fifo_rdy)]):
             if not r:

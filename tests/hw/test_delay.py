@@ -227,6 +227,7 @@ def test_fast_replay_timing():
         go_next = 0
         lay = dut.inp.payload.shape()
         while step < 4:
+            assert cycle < 200, "timeout"
             ctx.set(dut.inp.valid, i < len(words))
             if i < len(words):
                 ctx.set(dut.inp.payload.as_value(),

@@ -144,11 +144,14 @@ DAG_SEEDS = [3, 5, 9, 11, 14, 20, 23, 25]
 @pytest.mark.parametrize("seed", DAG_SEEDS)
 def test_random_dags(seed):
     """Forks and joins against the reference: every spike, state and flag of every
-    layer at every step, random input gaps, 2-4 deep FIFOs, random lanes, 2 samples."""
+    layer at every step, random input gaps, random stalls on every fork output (every
+    synapse's FIFO and the readout: back-pressure into the joins, cores and forks),
+    2-4 deep FIFOs, random lanes, 2 samples; a hang fails at the cycle bound."""
     model, binned = dag_case(seed)
     lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
     rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
-                         fifo_depth=2 + seed % 3, samples=2)
+                         fifo_depth=2 + seed % 3, samples=2, stall=0.1 + 0.1 * (seed % 4),
+                         max_cycles=100000)
     check_network(model, binned, rec, samples=2)
     assert rec["status"]["idle"] == 1 and rec["status"]["samples"] == 2
     assert rec["log"] == [c[-model.input.timesteps:] for c in rec["cycles"]]
@@ -167,6 +170,15 @@ def test_dag_seeds_have_forks_and_joins():
         forks |= {"input" if s == "input" else "layer" for s, n in srcs.items() if n > 1}
         dead |= any(l.name not in srcs for l in model.layers[:-1])
     assert joins[2] and joins[3] and forks == {"input", "layer"}, (joins, forks)
+
+
+def test_a_hang_is_reported():
+    """A readout that never takes anything (every fork output stalled for good): the
+    run fails at the cycle bound with the progress of every layer, never hangs."""
+    model, binned = dag_case(DAG_SEEDS[0])
+    with pytest.raises(AssertionError, match=r"^network did not finish within 3000 cycles "
+                                             r"\(a hang\?\): steps finished per layer "):
+        run_network(model, binned, seed=1, stall=1.0, max_cycles=3000)
 
 
 def test_residual_block():
@@ -189,6 +201,10 @@ def test_residual_block():
     binned = random_binned(rng, (2, 6, 6), 3, density=0.3)
     rec, _ = run_network(model, binned, seed=80, gap=0.2, fifo_depth=2)
     r = check_network(model, binned, rec)
+    # the same under random stalls of every fork output and the readout
+    stalled, _ = run_network(model, binned, seed=81, gap=0.2, fifo_depth=2, stall=0.4)
+    check_network(model, binned, stalled)
+    assert stalled["cycles"][-1][-1] > rec["cycles"][-1][-1]
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:2])
 
 

@@ -7,11 +7,13 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.layer import LayerEngine
 from hw.neuron import NeuronCore
 from hw.stream import END_SAMPLE, END_STEP, SPIKE
+from sim.cycles import CoreModel, fired_words
 from sim.events import BinnedEvents
 from sim.geometry import shape3
 from sim.model import RESETS, Current
@@ -375,6 +377,105 @@ def test_v2_membrane_core():
     _, res, _ = check_v2(layer, binned, 2, fire=False)
     assert not any(res["spikes"])
 
+
+@pytest.mark.parametrize("limit,lanes,ready", [(3, 2, 1.0), (4, 3, 0.6), (2, 1, 0.8)])
+def test_core_model_counts(limit, lanes, ready):
+    """sim.cycles.CoreModel against the RTL, cycle for cycle, on a multi-spike layer with
+    random output stalls: every offered event (a neuron with count ``s`` is ``s``
+    identical events back to back) and token in the same cycle, so a word with ``p``
+    spikes in total holds P5 ``max(1, p)`` cycles while ``out.ready`` stays high."""
+    seed = limit * 10 + lanes
+    rng = np.random.default_rng(800 + seed)
+    layer = v2_layer(rng, "conv2d", (2, 4, 4), kernel=3, stride=1, padding=1, out_channels=4,
+                     spike_limit=limit, fire_scale=0.1, count_clip=2, weight_bits=6,
+                     state_bits=10, bias=False)
+    T = 3
+    binned = random_binned(rng, (2, 4, 4), T, count_clip=2, density=0.6)
+    items = items_from_binned(binned, (2, 4, 4), random.Random(seed))
+    dut = LayerEngine(layer, lanes)
+    lay, olay = dut.inp.payload.shape(), dut.out.payload.shape()
+    words = [pack(lay, kind=SPIKE, c=it[1], y=it[2], x=it[3]) if it[0] == "s" else
+             pack(lay, kind=END_STEP if it[0] == "t" else END_SAMPLE) for it in items]
+    prng = random.Random(seed)
+    log = []                                # per cycle: (upd kind taken, ready, offer)
+
+    async def bench(ctx):
+        i, tokens = 0, 0
+        for cycle in range(5000):
+            ctx.set(dut.inp.valid, i < len(words))
+            if i < len(words):
+                ctx.set(dut.inp.payload.as_value(), words[i])
+            r = prng.random() < ready
+            ctx.set(dut.out.ready, r)
+            _, _, iv, ir, uv, ur, uk, ov, op = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.core.upd.valid, dut.core.upd.ready,
+                dut.core.upd.payload.kind, dut.out.valid, dut.out.payload.as_value())
+            i += iv and ir
+            offer = unpack(olay, op, "kind", "c", "y", "x") if ov else None
+            log.append((uk if uv and ur else None, r, offer))
+            if ov and r and offer[0] != SPIKE:
+                tokens += 1
+                if tokens == T + 1:
+                    break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    r = ref_run(single_layer_model(layer, T, 2), binned, backend="numpy")
+    counts = r.spikes["v2"]
+    assert (counts > 1).any(), "the case must emit counts"
+    core = CoreModel(layer.out_shape, lanes, fired_words(counts, layer.out_shape, lanes))
+    for t, (upd_kind, rdy, offer) in enumerate(log):
+        want = tuple(core.out_event()) if core.out_valid else None
+        assert offer == want, f"cycle {t}"
+        core.clock(t, upd_kind, rdy)
+    assert len(core.step_done) == T
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_spike_limit_high_threshold(per_channel):
+    """Thresholds above half the state maximum: ``2*threshold`` lies outside the state
+    range, so no count reaches 2 although the accumulator does (it clamps)."""
+    rng = np.random.default_rng(900 + per_channel)
+    layer = v2_layer(rng, "linear", (8,), n_out=5, spike_limit=3, weight_bits=7, state_bits=6,
+                     reset="none", fire_scale=1.0, bias=False, per_channel=per_channel)
+    smax = layer.state_max
+    layer.threshold = np.asarray([smax - 2 * c for c in range(5)] if per_channel
+                                 else [smax // 2 + 1] * 5, dtype=np.int64)
+    layer.weights = np.abs(layer.weights)
+    layer.acc_bits = layer.required_acc_bits(1)
+    binned = random_binned(rng, (8, 1, 1), 3, density=0.9)
+    r, _, _ = check_v2(layer, binned, 2)
+    assert r.overflow["v2"].any() and r.spikes["v2"].max() == 1
+
+
+def test_layer_info_reads_the_core_word():
+    """sim.tb.model.LayerInfo (the cocotb benches' plain copy of the word layout) reads a
+    current-based core's words as NeuronCore.split_word does."""
+    from sim.tb.model import LayerInfo
+    rng = np.random.default_rng(95)
+    layer = v2_layer(rng, "conv2d", (1, 3, 3), kernel=1, out_channels=5, state_bits=7,
+                     current=Current(beta_num=1, beta_frac_bits=1, state_bits=5))
+    core = NeuronCore(layer, 2, wbits=layer.weight_bits)
+    Fragment.get(core, None)                        # elaborates (the word layout is real)
+    info = LayerInfo(layer, 2)
+    assert info.word_bits == core.word.size
+    words = [int(rng.integers(0, 1 << 62)) & ((1 << info.word_bits) - 1) for _ in range(core.D)]
+    # padding lanes (channel 5 of group 2) must be zero for both readers
+    for a in range(2, core.D, 3):
+        v, i = core.split_word(words[a])
+        v[1], i[1] = 0, 0
+        words[a] = sum((x & ((1 << core.v_bits) - 1)) << (j * core.v_bits)
+                       for j, x in enumerate(v)) + \
+            sum((x & ((1 << layer.acc_bits) - 1)) << (2 * core.v_bits + j * layer.acc_bits)
+                for j, x in enumerate(i))
+    from .harness import words_to_states
+    np.testing.assert_array_equal(info.states_from_words(words), words_to_states(words, core))
+    np.testing.assert_array_equal(info.currents_from_words(words),
+                                  words_to_states(words, core, current=True))
+
+
 # ---------------------------------------------------------------- sparse sweep (issue 15)
 @pytest.mark.parametrize("seed", range(8))
 def test_sparse_sweep_matches_reference(seed):
@@ -392,3 +493,67 @@ def test_sparse_sweep_matches_reference(seed):
     res, _, _ = check(layer, binned, 1 + seed % 3, seed=seed, sweep="sparse",
                       ready=0.6)
     assert res is not None
+
+
+@pytest.mark.parametrize("lanes", [1, 3])
+def test_sparse_sweep_cycle_counts(lanes):
+    """The documented sparse timing (hw.neuron, hw.livelist): a list read ahead (the
+    token comes long after the previous sweep) gives the dense rule over the ``N``
+    listed words (token offered ``N + 7`` cycles after the core takes the end-of-step
+    token, no spikes here); an empty list offers it after 4."""
+    rng = np.random.default_rng(21)
+    layer = random_layer(rng, "c", "conv2d", (1, 4, 5), kernel=3, stride=1, padding=1,
+                         out_channels=4, fire_scale=100.0, bias=False, leak=True,
+                         reset="subtract")
+    layer.beta_num, layer.beta_frac_bits = 1, 1              # quiet: -1 .. 0
+    wmax = (1 << (layer.weight_bits - 1)) - 1
+    layer.weights = np.minimum(np.abs(layer.weights) + 1, wmax)   # positive states: loud
+    layer.threshold[:] = layer.state_max
+    layer.acc_bits = layer.required_acc_bits(1)
+    dut = LayerEngine(layer, lanes, sweep="sparse")
+    assert dut.core.sweep == "sparse"
+    lay = dut.inp.payload.shape()
+    step1 = [pack(lay, kind=SPIKE, c=0, y=1, x=1), pack(lay, kind=SPIKE, c=0, y=3, x=4)]
+    items = step1 + [pack(lay, kind=END_STEP)] * 12 + [pack(lay, kind=END_SAMPLE)]
+    log = []
+
+    async def bench(ctx):
+        ctx.set(dut.out.ready, 1)
+        i, offer_at = 0, 0
+        for cycle in range(3000):
+            offering = i < len(items) and cycle >= offer_at
+            ctx.set(dut.inp.valid, offering)
+            if offering:
+                ctx.set(dut.inp.payload.as_value(), items[i])
+            _, _, iv, ir, uv, ur, uk, ov, ok = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.core.upd.valid, dut.core.upd.ready,
+                dut.core.upd.payload.kind, dut.out.valid, dut.out.payload.kind)
+            if iv and ir:
+                i += 1
+                # a token long after the previous sweep: the list is read ahead by then
+                offer_at = cycle + (120 if i > len(step1) else 0)
+            if uv and ur and uk == END_STEP:
+                log.append(["in", cycle, None])
+            if ov and ok == END_STEP and log[-1][2] is None:
+                log[-1][2] = cycle
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    # the listed words after each step: the reference's states (positive ones are loud)
+    from sim.liveness import quiet_words
+    from sim.reference import run
+
+    from .harness import single_layer_model
+    sizes = []
+    frames = np.zeros((12, 1, 4, 5), dtype=np.int64)
+    frames[0, 0, 1, 1] = frames[0, 0, 3, 4] = 1
+    res = run(single_layer_model(layer, 12), BinnedEvents.from_frames(frames))
+    loud = quiet_words(layer, res.spikes["c"], res.states["c"], dut.G, lanes)
+    assert len(log) == 12
+    for k in range(1, 12):
+        n = len(loud[k - 1])
+        sizes.append(n)
+        assert log[k][2] - log[k][1] == (n + 7 if n else 4), f"step {k}: {n} listed"
+    assert sizes[0] > 0 and sizes[-1] == 0, "the case must list words and then none"

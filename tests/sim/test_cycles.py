@@ -43,16 +43,17 @@ def test_hand_timeline():
 def test_hand_timeline_sparse():
     """The same case with the sparse sweep (hw.livelist): the spike's update (taken in
     cycle 5) lists word 0 in its stage C (7); the core takes the token in 6 (cycle 0 of
-    the sweep), lets appends in flight land (7, 8), takes the list length in 8,
-    reads the ring in 9 (R), Q1 10, Q2 11, P0 12, P1 13, P2 14, P3 15, P4 16, P5 17-18,
-    empty in 19, token transfers in 20; the end of sample follows 5 cycles later, as in
-    the dense case (clear, token, arg-max): done in 25."""
+    the sweep); the ring is read in 8 (R: the entry is there from 8 on, and the list is
+    read ahead, so it need not wait for the length taken in 8), Q1 9, Q2 10, P0 11,
+    P1 12, P2 13, P3 14, P4 15, P5 16-17 (two spikes), empty in 18, token transfers in
+    19; the end of sample follows 5 cycles later, as in the dense case (clear, token,
+    arg-max): done in 24."""
     model, binned = _one_linear()
     r = predict(model, binned, HwParams(fifo_depth=4, sweep="sparse"), backend="numpy")
     assert r.sparse == [True]
     assert r.sweep_start == [[6]]
-    assert r.step_done == [[20]]
-    assert r.sample_done == [25]
+    assert r.step_done == [[19]]
+    assert r.sample_done == [24]
     assert r.swept == [1]
 
 

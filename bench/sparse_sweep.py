@@ -1,0 +1,225 @@
+"""Activity-proportional sweep (issue 15): the dense sweep against the sparse one.
+
+Run with ``python -m bench.sparse_sweep [--gesture-limit N] [--digits-limit N]
+[--quick]``. Prints a table and writes ``bench/results/sparse_sweep.json`` and
+``bench/results/sparse_sweep.png`` (``--out`` elsewhere).
+
+Both designs are measured in one run: :class:`hw.network.Network` with ``sweep="dense"``
+(every state word every step, the design before issue 15) and ``sweep="sparse"`` (the
+listed words only, :mod:`hw.livelist`), with default lanes and FIFO depth 16, through
+the cycle model :func:`sim.cycles.predict` (equal to the RTL cycle for cycle:
+tests/hw/test_network_cycles.py), input words back to back, at 100 MHz.
+
+What is measured
+----------------
+- ``shipped``: ``gesture_synth`` and ``digits``, every sample of their test splits
+  (``--*-limit`` for fewer): latency per sample (first input word offered to ``done``),
+  mean/min/max; the state words the sweeps read; energy per inference
+  (:mod:`boards.energy` with the sweep work done, :func:`boards.energy.mean_sweep_counts`)
+  and the dense-equivalent ratio of the sweep work (``T*N`` neuron updates over those
+  done).
+- ``camera``: the event-camera seed network (conv 2->4 5x5 s2 p2, conv 4->8 5x5 s2 p2,
+  conv 8->8 3x3 s2 p1, conv 8->16 3x3 s2 p1, linear 1024->11; random 8-bit weights,
+  16-bit states, leak 15/16, subtract reset, no bias; 27,659 neurons) on a synthetic
+  DVS-like stream (:func:`bench.reference_speed.dvs_like_events`) of ``T = 16`` steps
+  of 10 ms, at three activities ``a`` = 3 %, 8 %, 20 %: the stream has about
+  ``a x 2 x 128 x 128`` events per step, and every layer's threshold is set by
+  bisection (:func:`bench.reference_speed.calibrate`) so that about ``a`` of its
+  neurons fire per step. Per activity: latency and energy of one sample, both designs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sim.cli import ArgumentParser, CliError, atomic_path, run_main
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "bench" / "results" / "sparse_sweep.json"
+CLOCK_HZ = 100e6
+SWEEPS = ("dense", "sparse")
+ACTIVITIES = (0.03, 0.08, 0.20)
+CAMERA_T = 16
+CAMERA_DT_US = 10_000
+CAMERA_SHAPE = (2, 128, 128)
+#: targets of the issue (cycle model = RTL, 100 MHz)
+TARGET_GESTURE_US = 205.0
+TARGET_DIGITS_US = 39.4
+
+__all__ = ["measure", "shipped", "camera", "main"]
+
+
+def measure(model, binned, sweep, res=None, fifo_depth=16):
+    """Latency (cycles), words swept per layer, and the energy of one sample with
+    ``sweep``; ``res``: the reference run of the sample (``record=True``) when known."""
+    from boards.energy import compare, mean_sweep_counts
+    from sim.cycles import HwParams, predict
+    from sim.reference import run
+    rep = predict(model, binned, HwParams(fifo_depth=fifo_depth, sweep=sweep))
+    res = res if res is not None else run(model, binned, record=True)
+    swept = mean_sweep_counts(model, [binned], [res], sweep=sweep)
+    assert [s["words"] for s in swept] == rep.swept, "sweep_counts != cycle model"
+    c = compare(model, res, swept=swept)
+    upd = sum(s["neurons"] for s in swept)
+    dense_upd = sum(s["dense_neurons"] for s in swept)
+    return {"latency_cycles": rep.latency_cycles(0), "swept_words": rep.swept,
+            "sparse_layers": rep.sparse, "energy_nj": c["snn_pj"] / 1e3,
+            "fnn_nj": c["fnn_pj"] / 1e3, "neuron_updates": upd,
+            "dense_neuron_updates": dense_upd, "prediction": int(res.prediction)}
+
+
+def _summary(rows, model):
+    lat = np.array([r["latency_cycles"] for r in rows], dtype=float)
+    en = np.array([r["energy_nj"] for r in rows])
+    upd = sum(r["neuron_updates"] for r in rows)
+    dense = sum(r["dense_neuron_updates"] for r in rows)
+    return {"samples": len(rows), "latency_cycles_mean": float(lat.mean()),
+            "latency_cycles_min": float(lat.min()), "latency_cycles_max": float(lat.max()),
+            "latency_us_mean": float(lat.mean() / CLOCK_HZ * 1e6),
+            "energy_nj_mean": float(en.mean()), "fnn_nj": rows[0]["fnn_nj"],
+            "fnn_over_snn": rows[0]["fnn_nj"] / float(en.mean()),
+            "neuron_updates_per_sample": upd / len(rows),
+            "dense_over_swept": dense / upd if upd else None,
+            "swept_words_per_sample": [float(np.mean([r["swept_words"][i] for r in rows]))
+                                       for i in range(len(model.layers))],
+            "sparse_layers": rows[0]["sparse_layers"]}
+
+
+def shipped(name, limit=None, log=print):
+    """Both designs on the test split of a shipped model."""
+    from bench.e2e import load_data
+    from sim.model import load_model
+    d = ROOT / "models" / name
+    model = load_model(d)
+    data, _ = load_data(d, model, limit)
+    rows = {s: [] for s in SWEEPS}
+    for i in range(len(data)):
+        from sim.reference import run
+        b = data.binned(i)
+        res = run(model, b, record=True)
+        for s in SWEEPS:
+            rows[s].append(measure(model, b, s, res))
+        if (i + 1) % 20 == 0:
+            log(f"  {name}: {i + 1}/{len(data)} samples")
+    out = {s: _summary(rows[s], model) for s in SWEEPS}
+    out["same_predictions"] = all(a["prediction"] == b["prediction"]
+                                  for a, b in zip(rows["dense"], rows["sparse"]))
+    out["speedup"] = out["dense"]["latency_cycles_mean"] / out["sparse"]["latency_cycles_mean"]
+    out["latency_cycles"] = {s: [r["latency_cycles"] for r in rows[s]] for s in SWEEPS}
+    return out
+
+
+def camera_case(activity, seed=2024):
+    """The camera seed network and one sample at ``activity`` (see the module docstring)."""
+    from bench.reference_speed import BETA, SPEC, calibrate, dvs_like_events
+    from sim.events import bin_events
+    from sim.randmodel import model_from_spec
+    rng = np.random.default_rng(seed)
+    model = model_from_spec(SPEC, rng, input_shape=CAMERA_SHAPE, timesteps=CAMERA_T,
+                            dt_us=CAMERA_DT_US, count_clip=1, beta=BETA)
+    for layer in model.layers:
+        layer.bias = None
+    n = int(activity * np.prod(CAMERA_SHAPE) * CAMERA_T)
+    ev = dvs_like_events(CAMERA_SHAPE, n, CAMERA_T * CAMERA_DT_US, rng)
+    binned = bin_events(ev, CAMERA_SHAPE, CAMERA_T, CAMERA_DT_US, count_clip=1)
+    rates = calibrate(model, binned, activity)
+    return model, binned, rates
+
+
+def camera(activities=ACTIVITIES, log=print):
+    out = []
+    for a in activities:
+        model, binned, rates = camera_case(a)
+        row = {"activity": a, "input_spikes": binned.n_spikes,
+               "input_density": binned.n_spikes / (np.prod(CAMERA_SHAPE) * CAMERA_T),
+               "firing_rates": rates}
+        from sim.reference import run
+        res = run(model, binned, record=True)
+        for s in SWEEPS:
+            row[s] = measure(model, binned, s, res)
+            row[s]["latency_us"] = row[s]["latency_cycles"] / CLOCK_HZ * 1e6
+        row["speedup"] = row["dense"]["latency_cycles"] / row["sparse"]["latency_cycles"]
+        row["energy_ratio"] = row["dense"]["energy_nj"] / row["sparse"]["energy_nj"]
+        log(f"  camera {a:.0%}: dense {row['dense']['latency_us']:.1f} us "
+            f"{row['dense']['energy_nj']:.0f} nJ, sparse {row['sparse']['latency_us']:.1f} us "
+            f"{row['sparse']['energy_nj']:.0f} nJ")
+        out.append(row)
+    return out
+
+
+def plot(doc, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = doc["camera"]
+    x = [100 * r["activity"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
+    for s, mark in zip(SWEEPS, ("o--", "s-")):
+        ax[0].plot(x, [r[s]["latency_us"] for r in rows], mark, label=f"{s} sweep")
+        ax[1].plot(x, [r[s]["energy_nj"] for r in rows], mark, label=f"{s} sweep")
+    ax[0].set_ylabel("latency per sample (µs, 100 MHz)")
+    ax[1].set_ylabel("energy per sample (nJ, boards.energy)")
+    for a in ax:
+        a.set_xlabel("activity (% of neurons / input pixels per step)")
+        a.set_xticks(x)
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.suptitle(f"event-camera seed net, T = {CAMERA_T} steps: dense vs sparse sweep")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = ArgumentParser(prog="python -m bench.sparse_sweep", description=__doc__.split("\n")[0])
+    ap.add_argument("--gesture-limit", type=int, default=None,
+                    help="first N gesture_synth test samples (default: all)")
+    ap.add_argument("--digits-limit", type=int, default=None,
+                    help="first N digits test samples (default: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help="4 samples of each model and the 3 %% camera case only")
+    ap.add_argument("--out", default=str(RESULT))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CliError(f"--out: the directory {out.parent} does not exist")
+    for opt in ("gesture_limit", "digits_limit"):
+        v = getattr(args, opt)
+        if v is not None and v < 1:
+            raise CliError(f"--{opt.replace('_', '-')}: {v} must be at least 1")
+    g_lim = 4 if args.quick else args.gesture_limit
+    d_lim = 4 if args.quick else args.digits_limit
+    t0 = time.time()
+    doc = {"benchmark": "sparse_sweep", "clock_hz": CLOCK_HZ,
+           "method": "sim.cycles.predict (= RTL), default lanes, fifo_depth 16, input words "
+                     "back to back; energy boards.energy with the sweep work done",
+           "targets": {"gesture_synth_latency_us": TARGET_GESTURE_US,
+                       "digits_latency_us": TARGET_DIGITS_US}}
+    doc["shipped"] = {}
+    for name, lim in (("digits", d_lim), ("gesture_synth", g_lim)):
+        print(f"{name} ...", flush=True)
+        doc["shipped"][name] = r = shipped(name, lim, log=lambda m: print(m, flush=True))
+        print(f"  dense {r['dense']['latency_us_mean']:.1f} us, sparse "
+              f"{r['sparse']['latency_us_mean']:.1f} us ({r['speedup']:.2f}x); energy "
+              f"{r['dense']['energy_nj_mean']:.0f} -> {r['sparse']['energy_nj_mean']:.0f} nJ; "
+              f"dense-equivalent {r['sparse']['dense_over_swept']:.2f}", flush=True)
+    print("camera ...", flush=True)
+    doc["camera"] = camera(ACTIVITIES[:1] if args.quick else ACTIVITIES,
+                           log=lambda m: print(m, flush=True))
+    doc["seconds"] = round(time.time() - t0, 1)
+    doc["date"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    doc["command"] = "python -m bench.sparse_sweep" + (" --quick" if args.quick else "")
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
+    plot(doc, out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main, prog="python -m bench.sparse_sweep")
