@@ -6,7 +6,8 @@ own command, and the synthesis sweep is redone),
 and writes ``bench/results/report.md`` with PNG plots (see :mod:`bench.report`). The
 other benchmarks keep their own commands (``python -m bench.e2e``,
 ``python -m bench.reference_speed``, ``python bench/hw_throughput.py``,
-``python bench/hw_resources.py``, ``python -m bench.sim_speed``,
+``python bench/hw_resources.py``, ``python -m bench.v2_latency``,
+``python bench/board_build.py``, ``python -m bench.sim_speed``,
 ``python -m bench.neurobench_metrics``); the report reads their JSONs and states their
 dates.
 """
