@@ -74,9 +74,8 @@ async def network(dut):
     for i in range(n):
         h = getattr(dut, f"layer{i}")
         # the layer's ``out`` port by its name in the Verilog (an inner wire of the same
-        # name can take the plain name, see runner.layer_out_ports)
-        names = case["out_ports"][i] if "out_ports" in case else \
-            {f: f"out__{f}" for f in ("valid", "ready", "payload")}
+        # name can take the plain name, see runner.layer_out_ports): required
+        names = case["out_ports"][i]
         mon = StreamMonitor(dut.clk, _child(h, names["valid"]), _child(h, names["ready"]),
                             _child(h, names["payload"]),
                             (lambda w, c, i=i: sb.layer_word(i, w)), name=f"layer{i}.out")
