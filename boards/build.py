@@ -315,14 +315,17 @@ def _write_roms(model, top, outdir):
     roms = outdir / "roms"
     roms.mkdir()
     for layer, eng in zip(model.layers, top.network.layers):
-        if layer.weights is not None:
-            words, width = rom_words(layer)
-            write_readmemh(roms / f"{layer.name}.weights.hex", words, width)
-        lane_words, wbits = lane_rom(layer, eng.L)
-        mask = (1 << wbits) - 1
-        packed = [sum((w & mask) << (j * wbits) for j, w in enumerate(word))
-                  for word in lane_words]
-        write_readmemh(roms / f"{layer.name}.lanes{eng.L}.hex", packed, wbits * eng.L)
+        for k, (syn, shape) in enumerate(zip(layer.synapses, eng.in_shapes)):
+            # synapse 0 keeps the version-1 names, synapse k the model's "<layer>.syn<k>"
+            stem = layer.name if k == 0 else f"{layer.name}.syn{k}"
+            if syn.weights is not None and syn.kind.rom_layout is not None:
+                words, width = rom_words(syn)
+                write_readmemh(roms / f"{stem}.weights.hex", words, width)
+            lane_words, wbits = lane_rom(layer, eng.L, syn)
+            mask = (1 << wbits) - 1
+            packed = [sum((w & mask) << (j * wbits) for j, w in enumerate(word))
+                      for word in lane_words]
+            write_readmemh(roms / f"{stem}.lanes{eng.L}.hex", packed, wbits * eng.L)
 
 
 def _open_flow(board, workdir, fmax_target, progress, note):

@@ -499,20 +499,29 @@ def decode_answer(frame):
 
 
 def model_id(model):
-    """A 32-bit fingerprint of a model's integer content (input, layers, readout).
+    """A 32-bit fingerprint of a model's integer content (input, layers with every
+    synapse and neuron field of contract version 2, readout).
 
     The board reports it in ``VERSION_ANSWER`` so that the host can check that the
     board runs the model it was given.
     """
+    def array(arr):
+        h.update(b"-" if arr is None else np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+
     h = hashlib.sha256()
     inp = model.input
     h.update(repr((tuple(inp.shape), inp.dt_us, inp.timesteps, inp.count_clip,
                    model.readout)).encode())
-    for layer in model.layers:
-        h.update(repr((layer.name, layer.type, tuple(layer.in_shape), tuple(layer.out_shape),
-                       layer.kernel, layer.stride, layer.padding, layer.weight_bits,
-                       layer.state_bits, layer.acc_bits, layer.beta_num,
-                       layer.beta_frac_bits, layer.reset)).encode())
-        for arr in (layer.weights, layer.bias, layer.threshold):
-            h.update(b"-" if arr is None else np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+    for i, layer in enumerate(model.layers):
+        cur = layer.current
+        h.update(repr((layer.name, tuple(layer.out_shape), layer.state_bits, layer.acc_bits,
+                       layer.beta_num, layer.beta_frac_bits, layer.reset, layer.spike_limit,
+                       layer.v_min, None if cur is None else
+                       (cur.beta_num, cur.beta_frac_bits, cur.state_bits))).encode())
+        array(layer.bias)
+        array(layer.threshold)
+        for syn in layer.synapses:
+            h.update(repr((model.source_of(i, syn), syn.type, syn.kernel, syn.stride,
+                           syn.padding, syn.weight_bits, syn.delay, syn.taps)).encode())
+            array(syn.weights)
     return int.from_bytes(h.digest()[:4], "little")

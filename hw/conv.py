@@ -65,6 +65,9 @@ class ConvEngine(SynapseEngine):
     kernel, stride, padding : int
     groups : int
         ``G = ceil(C_out / lanes)``.
+    taps, tap_field
+        Taps of the synapse; the input has a ``tap`` field (default: ``taps > 1``;
+        :class:`~hw.synapse.SynapseEngine`).
 
     Attributes
     ----------
@@ -75,13 +78,15 @@ class ConvEngine(SynapseEngine):
         ``a_xn`` (stage A) and the iterator ``iter`` (stage B is its ``job`` port), for
         the invariants of the formal proofs (``tests/formal``); not an interface.
     """
-    def __init__(self, in_shape, out_shape, kernel, stride, padding, groups):
+    def __init__(self, in_shape, out_shape, kernel, stride, padding, groups, taps=1,
+                 tap_field=None):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.K, self.S, self.P, self.G = kernel, stride, padding, groups
         C, H, W = self.in_shape
         Co, Ho, Wo = self.out_shape
         self.n_max = -(-kernel // stride)
-        super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups)
+        super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups, taps,
+                         tap_field)
         K, S, P, G = kernel, stride, padding, groups
         self._ytab = axis_table(H, Ho, K, S, P)
         self._xtab = axis_table(W, Wo, K, S, P)
@@ -99,8 +104,9 @@ class ConvEngine(SynapseEngine):
             a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups):
-        return cls(src_shape, out_shape, syn.kernel, syn.stride, syn.padding, groups)
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        return cls(src_shape, out_shape, syn.kernel, syn.stride, syn.padding, groups,
+                   **cls.tap_kw(syn))
 
     def stage_a(self, p):
         """Table lookups and the first adds: ``sa0``, the ``c``/``ky`` part of ``wa0``,

@@ -94,13 +94,15 @@ Deadlock freedom
     evaluation order only). See docs/architecture.md.
 """
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from types import SimpleNamespace
+
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
 
 from sim.geometry import END_STEP, SPIKE, delay_capacity, delay_slots, shape3
+
 from .stream import EventLayout, event_signature, tap_event_signature
 
 __all__ = ["DelayLine", "CoordLayout", "memory_bits", "model_memory"]
@@ -187,6 +189,10 @@ class DelayLine(wiring.Component):
         The replay runs or ``out`` holds a word.
     slots, capacity, depth : int
         ``S``, ``cap`` and the RAM depth ``S * cap``.
+    regs : SimpleNamespace
+        The registers that decide the handshakes (``lag1``, ``count`` (list of ``S``),
+        ``wslot``, ``wcnt``, ``run``, ``head``, ``k``, ``j``, ``rslot``, ``idx``), for the
+        invariants of the formal proofs (``tests/formal``); not an interface.
     """
     def __new__(cls, shape, delay, taps, m_src=1, *, src_loc_at=0, **kwargs):
         # checked before the object exists, so that a refused line is not left behind for
@@ -201,6 +207,19 @@ class DelayLine(wiring.Component):
         self.delay, self.taps, self.m_src = int(delay), int(taps), int(m_src)
         self.depth = self.slots * self.capacity
         self.coord_layout = CoordLayout(self.shape)
+        S, cap, d, D = self.slots, self.capacity, self.delay, self.taps
+        # made here rather than in elaborate() so that a formal harness can name them
+        self.regs = SimpleNamespace(
+            lag1=Signal(range(d + 2), init=1, name="lag1"),       # c - w + 1
+            count=[Signal(range(cap + 1), name=f"count{s}") for s in range(S)],
+            wslot=Signal(range(S), name="wslot"),
+            wcnt=Signal(range(cap + 1), name="wcnt"),
+            run=Signal(name="run"),
+            head=Signal(range(S), init=(S - d) % S, name="head"),  # slot of step c - d
+            k=Signal(range(S), name="k"),                # min(c - start, S - 1)
+            j=Signal(range(D + 1), name="j"),            # tap being replayed
+            rslot=Signal(range(S), name="rslot"),        # slot of step c - d - j
+            idx=Signal(range(cap + 1), name="idx"))      # next event of the tap
         super().__init__({
             "inp": In(event_signature(self.shape)),
             "out": Out(tap_event_signature(self.shape, self.taps)),
@@ -228,14 +247,12 @@ class DelayLine(wiring.Component):
             last = slot == S - 1
             return [slot.eq(Mux(last, 0, slot + 1)), base.eq(Mux(last, 0, base + cap))]
 
-        # -- shared: lag1 = c - w + 1, in 0 .. d + 1
-        lag1 = Signal(range(d + 2), init=1)
-        count = Array(Signal(range(cap + 1), name=f"count{s}") for s in range(S))
+        r = self.regs
+        lag1, wslot, wcnt = r.lag1, r.wslot, r.wcnt
+        count = Array(r.count)
 
         # -- write side
-        wslot = Signal(range(S))
-        wbase = Signal(range(depth))
-        wcnt = Signal(range(cap + 1))
+        wbase = Signal(range(depth))            # wslot * cap
         w_take = Signal()
         w_step = Signal()
         ip = self.inp.payload
@@ -250,14 +267,9 @@ class DelayLine(wiring.Component):
             m.d.sync += [count[wslot].eq(wcnt), wcnt.eq(0), *next_slot(wslot, wbase)]
 
         # -- read side
-        run = Signal()
-        head = Signal(range(S), init=(S - d) % S)       # slot of step c - d
-        hbase = Signal(range(depth), init=((S - d) % S) * cap)
-        k = Signal(range(S))                            # min(c - start, S - 1)
-        j = Signal(range(D + 1))                        # tap being replayed
-        rslot = Signal(range(S))                        # slot of step c - d - j
-        rbase = Signal(range(depth))
-        idx = Signal(range(cap + 1))                    # next event of the tap
+        run, head, k, j, rslot, idx = r.run, r.head, r.k, r.j, r.rslot, r.idx
+        hbase = Signal(range(depth), init=((S - d) % S) * cap)     # head * cap
+        rbase = Signal(range(depth))                                # rslot * cap
         ov = Signal()
         okind = Signal(self.out.payload.kind.shape())
         otap = Signal(self.out.payload.tap.shape())

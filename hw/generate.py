@@ -4,7 +4,8 @@ The output is deterministic (same model and parameters give byte-identical text)
 carries no source locations. It passes ``verilator --lint-only`` without errors (see
 tests/hw/test_generate.py).
 
-The command line is :mod:`hw.build` (``python -m hw.build MODEL_DIR -o top.v``).
+The command line is :mod:`hw.build` (``python -m hw.build --model DIR --board BOARD``
+writes the board top's Verilog, build files and report).
 """
 
 from amaranth.back import verilog

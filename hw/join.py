@@ -18,7 +18,8 @@ Handshake, in one cycle::
     pick      = lock ? lock_idx : lowest i with elig[i]      (has = lock | OR elig)
     tok_valid = AND_{i live} got[i] & (is_sample | AND_{i replay} got[i])
     out.valid = tok_valid | (has & inp[pick].kind == SPIKE)
-    out.kind  = tok_valid ? (is_sample ? END_SAMPLE : END_STEP) : SPIKE,  out.sa = inp[pick].sa
+    out.kind  = tok_valid ? (is_sample ? END_SAMPLE : END_STEP) : SPIKE
+    out.sa    = tok_valid ? 0 : inp[pick].sa
     inp[i].ready = ~tok_valid & has & pick == i & (inp[i].kind != SPIKE | out.ready)
     go        = ~go_done & OR_{i live} (inp[i].valid & ~got[i] & inp[i].kind != END_SAMPLE)
     sample_end = tok_valid & is_sample & out.ready
@@ -171,7 +172,8 @@ class Join(wiring.Component):
             self.out.valid.eq(tok_valid | spike),
             self.out.payload.kind.eq(Mux(tok_valid, Mux(is_sample, END_SAMPLE, END_STEP),
                                          SPIKE)),
-            self.out.payload.sa.eq(sas[pick]),
+            # a token's sa is 0 (hw.stream: held until the transfer, 0 for tokens)
+            self.out.payload.sa.eq(Mux(tok_valid, 0, sas[pick])),
             self.busy.eq(Cat(*got).any()),
         ]
         take_tok = ~tok_valid & has & (pick_kind != SPIKE)

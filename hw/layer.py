@@ -29,10 +29,16 @@ from sim.geometry import default_lanes
 
 from .join import Join
 from .neuron import NeuronCore
-from .stream import event_signature
+from .stream import event_signature, synapse_input_signature
 from .synapse_unit import SynapseUnit, engine_class
 
-__all__ = ["LayerEngine", "lane_rom"]
+__all__ = ["LayerEngine", "lane_rom", "is_replayed"]
+
+
+def is_replayed(syn):
+    """A synapse whose events come from a delay line (delay ``d > 0`` or ``D > 1``
+    taps): a replay input of its layer's join."""
+    return syn.delay != 0 or syn.taps != 1
 
 
 def lane_rom(layer, lanes, syn=None, src_shape=None):
@@ -43,13 +49,14 @@ def lane_rom(layer, lanes, syn=None, src_shape=None):
     -------
     words : list of list of int
         ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes), with
-        ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear).
+        ``base = (c*K + ky)*K + kx`` (conv, pool) or the input index (linear); a
+        synapse with ``D`` taps: the ``D`` images one after another (tap-major).
     wbits : int
         Lane width.
     """
     syn = layer.synapse if syn is None else syn
     src_shape = syn.in_shape if src_shape is None else src_shape
-    if lanes < 1:
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes: {lanes!r} must be a positive integer")
     return engine_class(syn).lane_rom(syn, tuple(src_shape), tuple(layer.out_shape), lanes)
 
@@ -74,13 +81,29 @@ class LayerEngine(wiring.Component):
     in_shapes : sequence of tuple, optional
         The same for every synapse (in the layer's synapse order); default: each
         synapse's ``in_shape``.
+    replayed : sequence of int
+        The synapses fed by a delay line (in a network: those for which
+        :func:`is_replayed` holds): replay inputs of the join, their streams carry
+        spikes and ``END_STEP`` only, on ``go``. The others (default: all) are live: their
+        streams carry every token.
+    token_shape : tuple, optional
+        For a layer whose synapses are all replayed: the shape of the event stream its
+        token feed comes from (the network input's); its spikes are ignored, its tokens
+        are the layer's live input.
 
     Attributes
     ----------
     inp : In(event stream of synapse 0's source shape)
     inp1, inp2, ... : In(event stream of synapse ``j``'s source shape)
-        One input per further synapse (:attr:`inputs` lists them all in order).
+        One input per further synapse (:attr:`inputs` lists them all in order). The input
+        of a synapse with taps or a delay has a ``tap`` field
+        (:func:`hw.stream.synapse_input_signature`).
+    tokens : In(event stream of ``token_shape``)
+        Only on a layer without a live synapse: its token feed (spikes are not written
+        there; see :mod:`hw.network`).
     out : Out(event stream of ``out_shape``)
+    go, sample_end : Out(1)
+        The join's strobes to the delay lines of the replayed synapses.
     busy : Out(1)
         Something is in an engine, the join holds a token, or the core is not in its
         accumulate phase.
@@ -94,7 +117,7 @@ class LayerEngine(wiring.Component):
     core : NeuronCore
     """
     def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
-                 sweep="dense"):
+                 token_shape=None, replayed=(), sweep="dense"):
         self.layer = layer
         syns = layer.synapses
         if in_shapes is None:
@@ -116,10 +139,23 @@ class LayerEngine(wiring.Component):
         self.rom_words = self.units[0].rom_words
         self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
         self.G, self.D = self.core.G, self.core.D
-        self.join = Join(len(syns), 0, depth=self.D, wbits=wbits, lanes=self.L)
+        # the join's inputs: the token feed, the live synapses, then the replayed ones
+        self.replayed = sorted(set(replayed))
+        live = [j for j in range(len(syns)) if j not in self.replayed]
+        self.token_feed = not live
+        if self.token_feed and token_shape is None:
+            raise ValueError(f"layer {layer.name!r}: every synapse is delayed; the layer "
+                             f"needs a token feed (token_shape)")
+        self.join_order = ([None] if self.token_feed else []) + live + self.replayed
+        self.join = Join(len(self.join_order) - len(self.replayed), len(self.replayed),
+                         depth=self.D, lanes=self.L,
+                         wbits=[1 if j is None else wbits[j] for j in self.join_order])
         super().__init__({
-            **{self.input_name(j): In(event_signature(shape))
-               for j, shape in enumerate(self.in_shapes)},
+            **{self.input_name(j): In(synapse_input_signature(shape, syn.taps, syn.delay))
+               for j, (syn, shape) in enumerate(zip(syns, self.in_shapes))},
+            **({"tokens": In(event_signature(token_shape))} if self.token_feed else {}),
+            "go": Out(1),
+            "sample_end": Out(1),
             "out": Out(event_signature(layer.out_shape)),
             "busy": Out(1),
             # status, readback and membrane tap: the core's own ports, passed through
@@ -143,14 +179,22 @@ class LayerEngine(wiring.Component):
         for j, (unit, inp) in enumerate(zip(self.units, self.inputs)):
             m.submodules[f"unit{j}"] = unit
             wiring.connect(m, wiring.flipped(inp), unit.inp)
-            m.d.comb += [
-                join.inp[j].valid.eq(unit.out.valid),
-                join.inp[j].payload.kind.eq(unit.out.payload.kind),
-                join.inp[j].payload.sa.eq(unit.out.payload.sa),
-                unit.out.ready.eq(join.inp[j].ready),
-                join.rom_data[j].eq(unit.rom_data),
-            ]
             busy = busy | unit.busy
+        for k, j in enumerate(self.join_order):
+            if j is None:                    # the token feed: tokens only, no weights
+                m.d.comb += [join.inp[k].valid.eq(self.tokens.valid),
+                             join.inp[k].payload.kind.eq(self.tokens.payload.kind),
+                             self.tokens.ready.eq(join.inp[k].ready)]
+                continue
+            unit = self.units[j]
+            m.d.comb += [
+                join.inp[k].valid.eq(unit.out.valid),
+                join.inp[k].payload.kind.eq(unit.out.payload.kind),
+                join.inp[k].payload.sa.eq(unit.out.payload.sa),
+                unit.out.ready.eq(join.inp[k].ready),
+                join.rom_data[k].eq(unit.rom_data),
+            ]
+        m.d.comb += [self.go.eq(join.go), self.sample_end.eq(join.sample_end)]
         m.submodules.join = join
         m.submodules.core = core
         wiring.connect(m, join.out, core.upd)

@@ -34,6 +34,8 @@ class LinearEngine(SynapseEngine):
         Shape of the input tensor (``(C, H, W)`` or ``(N,)``).
     groups : int
         ``G = ceil(N_out / lanes)``.
+    taps, tap_field
+        Taps of the synapse; the input has a ``tap`` field (default: ``taps > 1``).
 
     Attributes
     ----------
@@ -44,12 +46,12 @@ class LinearEngine(SynapseEngine):
         iterator ``iter`` (stage B is its ``job`` port), for the invariants of the formal
         proofs (``tests/formal``); not an interface.
     """
-    def __init__(self, in_shape, groups):
+    def __init__(self, in_shape, groups, taps=1, tap_field=None):
         self.in_shape = shape3(in_shape)
         self.G = groups
         C, H, W = self.in_shape
         self.n_in = C * H * W
-        super().__init__(in_shape, groups, self.n_in * groups)
+        super().__init__(in_shape, groups, self.n_in * groups, taps, tap_field)
         # made here rather than in elaborate() so that a formal harness can name them
         waw = bits_for(self.wa_depth - 1)
         self.regs = SimpleNamespace(
@@ -59,8 +61,8 @@ class LinearEngine(SynapseEngine):
             a_t=Signal(waw + 1, name="a_t"), a_x=Signal(waw + 1, name="a_x"))
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups):
-        return cls(src_shape, groups)
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        return cls(src_shape, groups, **cls.tap_kw(syn))
 
     def stage_a(self, p):
         """``c*H*W*G + y*W*G`` and ``x*G``: constant multiplies and one add."""

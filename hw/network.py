@@ -1,17 +1,24 @@
-"""Network top: input checker, the graph of layer engines joined by forks and FIFOs,
-readout and status.
+"""Network top: input checker, the graph of layer engines joined by forks, FIFOs and
+delay lines, readout and status.
 
-Data flow (any version-2 model whose synapses all have delay 0 and one tap; a chain is
-the case with one synapse per layer, from the layer before)::
+Data flow (any version-2 model; a chain is the case with one synapse per layer, from
+the layer before)::
 
     inp (kind, p, y, x) -> range check (drop + sticky error + counter)
-        -> Fork(input) -> FIFO -> layer a, synapse j  (one output per synapse reading "input")
-    layer a -> Fork(a) -> FIFO -> layer b, synapse j  (one output per synapse reading a)
-                       -> readout                     (the last layer's fork only)
+        -> Fork(input) -> FIFO -> layer a, synapse j        (a same-step synapse)
+                       -> DelayLine -> layer a, synapse j   (delay d > 0 or D > 1 taps)
+                       -> FIFO (tokens only) -> layer a     (token feed, below)
+    layer a -> Fork(a) -> FIFO / DelayLine -> layer b, synapse j   (b > a, or any b
+                                                                    through a delay line)
+                       -> readout                                  (the last layer's fork)
 
-Every synapse of a layer has its own FIFO in front of its synapse unit
-(:mod:`hw.layer`: units, join, core). A fork (:mod:`hw.fork`) with one output is a wire,
-so a chain is input -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> readout as before
+Every synapse has its own FIFO (same step: delay 0, one tap) or :class:`~hw.delay.DelayLine`
+(delay, taps, and so every recurrent synapse) in front of its synapse unit
+(:mod:`hw.layer`: units, join, core); a delay line takes ``go`` and ``sample_end`` from
+its layer's join. A layer without a same-step synapse gets its step tokens from the
+input: a FIFO that the input fork writes with tokens only (spikes are taken and
+dropped) is its join's live input. A fork (:mod:`hw.fork`) with one output is a wire, so
+a chain is input -> FIFO -> layer 0 -> FIFO -> layer 1 -> ... -> readout as before
 graphs. A layer whose spikes nobody reads (not the last) has its ``out.ready`` tied high.
 
 Input
@@ -39,7 +46,8 @@ Status (all registered unless noted)
     ``cycle`` at the last strobe: "the cycle at which layer i finished step k"),
     ``ovf_step[i]`` (overflow flag of the last finished step, valid from its strobe
     on), ``ovf_sticky[i]``. ``clear`` resets the sticky flags and ``dropped``.
-    ``idle``: nothing is in flight anywhere.
+    ``idle``: nothing is in flight anywhere (no FIFO, engine, join, core or delay line
+    busy; a delay line's stored history does not count).
 
 Step log
     Per layer a small RAM of ``T`` words records ``cycle`` at each ``step_done`` strobe at
@@ -71,7 +79,8 @@ from sim.model import INPUT, Model, ModelError, load_model
 from sim.registry import KINDS
 
 from .fork import Fork
-from .layer import LayerEngine
+from .delay import DelayLine
+from .layer import LayerEngine, is_replayed
 from .stream import input_signature
 
 __all__ = ["Network", "hw_problem"]
@@ -81,10 +90,10 @@ def hw_problem(model):
     """What the generator cannot build in ``model`` yet (``None``: it can build it),
     naming the layer and synapse.
 
-    Built: any graph of synapses with delay 0 and one tap (forks, residual joins) of
-    the kinds that have a hardware engine, with version-1 neurons. Not yet: delays and
-    taps (delay lines, hence recurrence), multi-spike, ``v_min`` and current-based
-    layers, kinds without an engine.
+    Built: any graph (forks, residual joins, delays, taps, recurrence) of the synapse
+    kinds that have a hardware engine, with any neurons (multi-spike, ``v_min``,
+    current-based). Not: a kind without an engine, a model in which no synapse reads
+    the input.
     """
     if not any(model.source_of(i, syn) == INPUT
                for i, layer in enumerate(model.layers) for syn in layer.synapses):
@@ -93,17 +102,8 @@ def hw_problem(model):
         name = layer.name
         for j, syn in enumerate(layer.synapses):
             at = f"layer {name!r} synapse {j} (from {model.source_of(i, syn)!r})"
-            if syn.delay != 0 or syn.taps != 1:
-                return (f"{at} has delay {syn.delay} and {syn.taps} taps: delay lines "
-                        f"(delays, taps, recurrence) are not built yet")
             if not KINDS[syn.type].has_part("hw.engine"):
                 return f"{at} is {syn.type}: no hardware engine for that kind yet"
-        if layer.spike_limit != 1:
-            return f"layer {name!r} is multi-spike (spike_limit {layer.spike_limit}): not built yet"
-        if layer.v_min is not None:
-            return f"layer {name!r} has v_min: not built yet"
-        if layer.current is not None:
-            return f"layer {name!r} is current-based: not built yet"
     return None
 
 
@@ -186,20 +186,33 @@ class Network(wiring.Component):
         self.consumers = {INPUT: []}
         for layer in model.layers:
             self.consumers[layer.name] = []
+        #: per replayed synapse ``(layer, synapse)``: its delay line
+        self.delay_lines = {}
         for i, layer in enumerate(model.layers):
             shapes = []
             for j, syn in enumerate(layer.synapses):
                 src = model.source_of(i, syn)
                 self.consumers[src].append((i, j))
                 shapes.append(model.source_shape(src))
-            self.layers.append(LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
-                                           in_shapes=shapes, sweep=sweep))
+                if is_replayed(syn):
+                    self.delay_lines[i, j] = DelayLine(model.source_shape(src), syn.delay,
+                                                       syn.taps, model.source_limit(src))
+            engine = LayerEngine(layer, lanes[i], fire=not (membrane and i == n - 1),
+                                 in_shapes=shapes, token_shape=tuple(model.input.shape),
+                                 replayed=[j for j, syn in enumerate(layer.synapses)
+                                           if is_replayed(syn)],
+                                 sweep=sweep)
+            if engine.token_feed:            # its tokens come from the input
+                self.consumers[INPUT].append((i, None))
+            self.layers.append(engine)
         last = model.layers[-1]
         self.n_classes = last.n_out
         if membrane:
             self.score_shape = signed(last.state_bits)
         else:
-            self.score_shape = unsigned(bits_for(max(1, model.input.timesteps)) + 1)
+            # a neuron emits up to spike_limit spikes a step
+            self.score_shape = unsigned(
+                bits_for(max(1, model.input.timesteps * last.spike_limit)) + 1)
         rb_width = max(len(l.rb_data.as_value()) for l in self.layers)
         rb_depth = max(l.D for l in self.layers)
         super().__init__({
@@ -239,16 +252,29 @@ class Network(wiring.Component):
         m.d.sync += self.cycle.eq(self.cycle + 1)
 
         # ------------------------------------------------------------- forks and FIFOs
-        # one FIFO in front of every synapse unit, written by its source's fork
+        # in front of every synapse unit a FIFO (live synapse) or a delay line (replayed
+        # synapse), written by its source's fork; a layer without a live synapse has a
+        # FIFO of the input's tokens (its token feed)
         fifos = []
-        fifo_of = {}
+        sink_of = {}                         # (layer, synapse or None) -> FIFO or delay line
         for i, l in enumerate(self.layers):
-            for j, inp in enumerate(l.inputs):
+            ports = list(enumerate(l.inputs)) + ([(None, l.tokens)] if l.token_feed else [])
+            for j, inp in ports:
+                if (i, j) in self.delay_lines:
+                    dl = sink_of[i, j] = self.delay_lines[i, j]
+                    m.submodules[f"delay{i}_{j}"] = dl
+                    m.d.comb += [inp.valid.eq(dl.out.valid), dl.out.ready.eq(inp.ready),
+                                 dl.go.eq(l.go), dl.sample_end.eq(l.sample_end)]
+                    m.d.comb += [getattr(inp.payload, name).eq(getattr(dl.out.payload, name))
+                                 for name in ("kind", "c", "y", "x")]
+                    if l.layer.synapses[j].taps > 1:
+                        m.d.comb += inp.payload.tap.eq(dl.out.payload.tap)
+                    continue
                 width = len(inp.payload.as_value())
-                f = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
-                m.submodules[f"fifo{i}" if j == 0 else f"fifo{i}_{j}"] = f
+                f = sink_of[i, j] = SyncFIFOBuffered(width=width, depth=self.fifo_depth)
+                name = f"fifo{i}" if j == 0 else f"fifo{i}_{'tokens' if j is None else j}"
+                m.submodules[name] = f
                 fifos.append(f)
-                fifo_of[i, j] = f
                 m.d.comb += [
                     inp.payload.as_value().eq(f.r_data),
                     inp.valid.eq(f.r_rdy),
@@ -265,10 +291,18 @@ class Network(wiring.Component):
             fork = forks[src] = Fork(n_out, model.source_shape(src))
             m.submodules["fork_input" if src == INPUT else f"fork{model.index(src)}"] = fork
             for k, (i, j) in enumerate(users):
-                f = fifo_of[i, j]
-                m.d.comb += [f.w_data.eq(fork.out[k].payload.as_value()),
-                             f.w_en.eq(fork.out[k].valid),
-                             fork.out[k].ready.eq(f.w_rdy)]
+                o, sink = fork.out[k], sink_of[i, j]
+                if (i, j) in self.delay_lines:
+                    wiring.connect(m, o, sink.inp)
+                elif j is None:              # token feed: spikes are taken and dropped
+                    spike = o.payload.kind == SPIKE
+                    m.d.comb += [sink.w_data.eq(o.payload.as_value()),
+                                 sink.w_en.eq(o.valid & ~spike),
+                                 o.ready.eq(sink.w_rdy | spike)]
+                else:
+                    m.d.comb += [sink.w_data.eq(o.payload.as_value()),
+                                 sink.w_en.eq(o.valid),
+                                 o.ready.eq(sink.w_rdy)]
             if last:
                 readout_port = fork.out[n_out - 1]
         for i, l in enumerate(self.layers):
@@ -332,6 +366,8 @@ class Network(wiring.Component):
         idle = 1
         for l in self.layers:
             idle = idle & ~l.busy
+        for dl in self.delay_lines.values():
+            idle = idle & ~dl.busy
         for f in fifos:
             idle = idle & (f.level == 0)
         m.d.comb += self.idle.eq(idle)

@@ -1,5 +1,6 @@
 """LIF neuron core array: the state RAM of one layer, its read-modify-write
-accumulator and the end-of-step sweep (steps 1-5 of the contract).
+accumulator and the end-of-step sweep (steps 1-5 of the contract, versions 1 and 2:
+spike counts up to ``spike_limit``, the ``v_min`` bound, current-based neurons).
 
 State RAM
     ``D = positions x G`` words of ``L`` lanes, each lane an ``acc_bits`` two's-complement
@@ -10,31 +11,57 @@ State RAM
     stored state ``v``; during a step it accumulates exactly (no wrap: ``acc_bits`` is the
     contract's worst case).
 
+    A current-based layer keeps both states of a neuron in the same word: ``L`` state
+    lanes ``v`` of ``state_bits`` (bits ``j*state_bits ..``), then ``L`` current lanes
+    ``i`` of ``acc_bits`` (from bit ``L*state_bits`` on; :meth:`NeuronCore.split_word`).
+    The updates of a step accumulate into the current lanes; the stored ``v`` always
+    lies in the state range, so its lanes need no accumulator width. One RAM rather than
+    a second one for the currents: the read-modify-write and the sweep already move one
+    word per address with one read and one write port, forwarding included, so the wider
+    word costs nothing but its bits, while a second RAM would need its own ports,
+    forwarding and clear, and would read ``v`` and ``i`` of a neuron in different
+    cycles.
+
 Accumulate phase (``ACCUM``)
     ``upd`` (valid/ready, ``ready = 1`` in this phase) carries state addresses; the weight
     word of an update arrives on ``wdata`` one cycle after its transfer (the layer's ROM
     has a registered output). Cycle ``n``: read the state word; cycle ``n+1``: register
     the RAM output (and the weights); cycle ``n+2``: add the ``L`` sign-extended weights
-    lane by lane and write back. The RAM output never feeds the adder directly (it is
-    the slowest signal of the design). Updates of one address in consecutive cycles, or
-    one cycle apart, are exact: the word written in the previous cycle is forwarded
-    (compare and mux) over the stale RAM output when it is registered, and again over the
-    register when it is added. Throughput: one update (``L`` synaptic operations) per
-    cycle, never a stall.
+    lane by lane (to the current lanes of a current-based layer) and write back. The RAM
+    output never feeds the adder directly (it is the slowest signal of the design).
+    Updates of one address in consecutive cycles, or one cycle apart, are exact: the word
+    written in the previous cycle is forwarded (compare and mux) over the stale RAM
+    output when it is registered, and again over the register when it is added.
+    Throughput: one update (``L`` synaptic operations) per cycle, never a stall.
 
 Sweep (``SWEEP``, on an end-of-step token)
     Reads every word once (dense) or every listed word once (sparse, below), ``L``
     neurons per cycle, through a
     6-stage pipeline: P0 read; P1 register the RAM output (forwarding the word the last
-    update wrote in the previous cycle); P2 ``acc + bias``; P3 clamp to ``state_bits``
-    (overflow flag) and ``s = acc >= threshold`` (the same as ``u >= threshold``, as
-    ``1 <= threshold <= state max``); P4 the leak product ``u * num`` (shifts and adds,
-    :mod:`hw.arith`); P5 ``v = (u*num >> frac)`` with the reset rule, write back, and
-    emission. The fired
-    lanes of a word are emitted one per cycle, lowest lane first, as events
-    ``(c = g*L + lane, y, x)``. The pipeline advances when P5 is empty, holds no spike,
-    or emits its last spike in this cycle (``out.ready``), so a word with ``p`` spikes
-    occupies P5 for ``max(1, p)`` cycles when ``out.ready`` stays high.
+    update wrote in the previous cycle); P2 ``acc + bias`` (current-based: ``a = i +
+    bias``); P3 (current-based: ``i' = clamp(a)`` to the current's width and ``acc = v +
+    i'``) clamp to ``state_bits`` (overflow flag; either clamp sets it), then ``u =
+    max(u, v_min)`` when the layer has a bound (not a flag), and ``s > 0`` as ``acc >=
+    threshold`` (the same as ``u >= threshold``, as ``1 <= threshold <= state max`` and
+    ``v_min <= 0``); P4 the leak product ``u * num`` (shifts and adds, :mod:`hw.arith`),
+    the current's leak product, and with ``spike_limit`` ``M > 1`` the spike count ``s =
+    min(M, u // threshold)``; P5 ``v = (u*num >> frac)`` with the reset rule (subtract
+    ``s * threshold``, or zero when ``s > 0``), the stored current ``leak_c(i')`` beside
+    it, write back, and emission.
+
+    ``u // threshold`` (``M > 1``) is a restoring division in P4: ``bits_for(M)``
+    compare-and-add steps in series, each against the running ``q * threshold`` (no
+    divider, exact for any threshold, also one that varies by lane group), plus one
+    parallel compare ``u >= M * threshold`` that saturates the count when ``M + 1`` is
+    not a power of two (see :meth:`NeuronCore._spike_count`). A core with ``M = 1`` has
+    none of it.
+
+    The spikes of a word are emitted one per cycle, lowest lane first, as events
+    ``(c = g*L + lane, y, x)``; a lane with count ``s`` is emitted ``s`` times in a row
+    (identical events). The pipeline advances when P5 is empty, holds no spike, or emits
+    its last spike in this cycle (``out.ready``), so a word with ``p`` spikes in total
+    (counts summed over its lanes) occupies P5 for ``max(1, p)`` cycles when
+    ``out.ready`` stays high.
 
 Sparse sweep (``sweep="sparse"``, issue 15)
     A word that no update reached in a step and whose lanes all sit at a fixed point of
@@ -62,8 +89,17 @@ Token (``TOKEN``)
 Exact cycle counts (no back-pressure on ``out``), counted from the cycle in which the
 token is accepted on ``upd`` (cycle 0): the sweep issues word ``a`` in cycle ``1 + a +
 extra(a)``, where ``extra(a)`` is the sum of ``max(0, p_b - 1)`` over the words ``b < a``
-(``p_b`` = spikes of word ``b``); the token is offered in cycle ``D + 7 + extra(D)`` and
-transfers in that cycle when ``out.ready``. A clear: token offered in cycle ``D + 1``.
+(``p_b`` = spikes of word ``b``, counts summed); the token is offered in cycle
+``D + 7 + extra(D)`` and transfers in that cycle when ``out.ready``. A clear: token
+offered in cycle ``D + 1``. The same for every kind of layer (plain, multi-spike,
+``v_min``, current-based): the stages are the same six.
+
+Timing paths added by the version-2 options (none in a plain core): a current-based P3
+clamps ``a``, adds ``v`` and clamps again in one stage; a multi-spike P4 has
+``bits_for(M)`` compare-and-add steps in series. A build that needs a faster clock with
+such a layer would split those stages; the cycle rule above would then grow by one
+cycle per added stage.
+
 Sparse: the list sequencer reads the list ahead (:mod:`hw.livelist`): an entry is read
 from the ring in the first cycle in which it is there (appended in cycle ``t``: from
 ``t + 1``) and ``Q1`` can move, outside a sweep or in the sweep's cycles 0-2, and
@@ -251,7 +287,10 @@ class NeuronCore(wiring.Component):
     wdata : In(wbits * L), lane ``j`` (signed) in bits ``j*wbits .. j*wbits+wbits-1``
     out : Out(event stream of the layer's output shape)
     idle, step_done, sample_done, ovf_step : Out(1)
-    rb_addr : In, rb_data : Out(ArrayLayout(signed(acc_bits), L))
+    rb_addr : In, rb_data : Out(word)
+        ``word``: ``ArrayLayout(signed(acc_bits), L)``; for a current-based layer a
+        ``StructLayout`` of ``v`` (``ArrayLayout(signed(state_bits), L)``) and ``i``
+        (``ArrayLayout(signed(acc_bits), L)``); :meth:`split_word` reads either.
     tap_valid : Out(1), tap_addr : Out, tap_u : Out(ArrayLayout(signed(state_bits), L))
     """
     #: The ports a layer passes through from its core as they are: the status strobes,

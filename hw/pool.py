@@ -34,19 +34,23 @@ class SumPoolEngine(ConvEngine):
     in_shape, out_shape : tuple
     kernel : int
     groups : int
+    taps, tap_field
+        As :class:`~hw.conv.ConvEngine`.
     """
     #: lane width of the ROM of ones (1 needs a sign bit)
     WBITS = 2
 
-    def __init__(self, in_shape, out_shape, kernel, groups):
-        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups)
+    def __init__(self, in_shape, out_shape, kernel, groups, taps=1, tap_field=None):
+        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps, tap_field)
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups):
-        return cls(src_shape, out_shape, syn.kernel, groups)
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+        return cls(src_shape, out_shape, syn.kernel, groups, **cls.tap_kw(syn))
 
     @classmethod
-    def rom_weights(cls, syn, src_shape):
+    def rom_weights(cls, syn, src_shape, tap=0):
+        """The ones of :func:`pool_weights` (the kind has no weights; every tap the
+        same), :attr:`WBITS` wide."""
         return pool_weights(src_shape[0], syn.kernel), cls.WBITS
 
 

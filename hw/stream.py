@@ -24,7 +24,9 @@ Stream rules, kept by every block:
   step and the end-of-sample token follows the last end-of-step token of a sample.
 
 A delay line (:mod:`hw.delay`) replays events with :class:`TapEventLayout`: the fields
-above plus ``tap`` (``j`` of the synapse tap whose weights the event uses).
+above plus ``tap`` (``j`` of the synapse tap whose weights the event uses). The input of
+a synapse (:func:`synapse_input_signature`) has that layout when the synapse has several
+taps or a delay (it reads a delay line), else :class:`EventLayout`.
 
 The network input uses :class:`InputLayout` (``kind``, ``p``, ``y``, ``x`` with
 ``coord_bits`` wide coordinates, so that out-of-range events can be expressed and
@@ -44,7 +46,7 @@ from sim.geometry import END_SAMPLE, END_STEP, KIND_BITS, SPIKE, shape3
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "KIND_BITS", "EventLayout", "TapEventLayout",
            "InputLayout", "event_signature", "tap_event_signature", "input_signature",
-           "shape3"]
+           "synapse_input_signature", "shape3"]
 
 
 class EventLayout(data.StructLayout):
@@ -99,6 +101,15 @@ def event_signature(shape):
 def tap_event_signature(shape, taps):
     """Stream signature carrying :class:`TapEventLayout` words of ``shape``, ``taps``."""
     return stream.Signature(TapEventLayout(shape, taps))
+
+
+def synapse_input_signature(shape, taps=1, delay=0):
+    """The input of a synapse engine reading events of ``shape``: :func:`tap_event_signature`
+    when it has ``taps > 1`` or a ``delay > 0`` (its events come from a delay line), else
+    :func:`event_signature`."""
+    if taps > 1 or delay > 0:
+        return tap_event_signature(shape, taps)
+    return event_signature(shape)
 
 
 def input_signature(coord_bits=16):

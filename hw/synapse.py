@@ -25,22 +25,45 @@ Every engine is ``inp -> stage A -> stage B -> iterator -> out``
 stage B is the job register (it drops a spike that reaches no output position). The
 handshakes of the two stages are written once, in :class:`SynapseEngine`; an engine
 supplies only what its stages compute.
+
+Taps: the weight ROM of a synapse with ``D`` taps holds the ``D`` single-tap images one
+after another (tap-major: ``wa = tap*tap_depth + base_wa``, ``tap_depth`` the depth of
+one tap's image). Its engine takes events with a ``tap`` field; stage A looks up
+``tap*tap_depth`` and stage B adds it to the job's ``wa``. A single-tap engine has no
+add, and no ``tap`` field unless asked (``tap_field``: the input of a delayed synapse
+comes from a delay line, :func:`hw.stream.synapse_input_signature`; its ``tap`` is 0).
+
+Every kind's engine is found through the registry of synapse kinds:
+``KINDS[type].part("hw.engine")`` is the engine class (attached in its module), built
+with :meth:`SynapseEngine.for_synapse`; its :meth:`SynapseEngine.lane_rom` packs the
+synapse's weight ROM (:func:`lane_words` packs one weight matrix into lanes).
 """
 
 from types import SimpleNamespace
 
 import numpy as np
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from sim.geometry import KIND_BITS, SPIKE, lane_groups, shape3
 
-from .stream import event_signature
+from .stream import synapse_input_signature
 
-__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator", "SynapseEngine"]
+__all__ = ["UpdateLayout", "JobLayout", "SynapseIterator", "SynapseEngine", "lane_words"]
+
+
+def lane_words(cols, channels, lanes):
+    """ROM words of a weight matrix ``cols`` (``(base, C_out)``): word ``base*G + g``
+    holds ``cols[base, g*L + j]`` in lane ``j`` (0 for padding lanes), ``G =
+    ceil(C_out/L)``. A list of lists of int."""
+    cols = np.asarray(cols, dtype=np.int64)
+    G = lane_groups(channels, lanes)
+    pad = np.zeros((cols.shape[0], G * lanes), dtype=np.int64)
+    pad[:, :channels] = cols
+    return pad.reshape(cols.shape[0] * G, lanes).tolist()
 
 
 class UpdateLayout(data.StructLayout):
@@ -172,16 +195,26 @@ class SynapseEngine(wiring.Component):
     an event costs the iterator cycles of its window; an event without work occupies
     stages A and B for a cycle each, hidden while the iterator is busy.
 
-    A subclass calls ``super().__init__(in_shape, sa_depth, wa_depth)``, then sets
-    ``self.regs`` (a namespace holding at least ``iter``, a :class:`SynapseIterator`,
-    ``a_valid`` and ``a_kind``) and defines :meth:`stage_a` and :meth:`stage_b`.
+    A subclass calls ``super().__init__(in_shape, sa_depth, tap_depth, taps)``, then sets
+    ``self.regs`` (a namespace holding at least ``iter``, a :class:`SynapseIterator`
+    over ``self.wa_depth``, ``a_valid`` and ``a_kind``) and defines :meth:`stage_a` and
+    :meth:`stage_b` (whose ``wa`` is the address within one tap's image).
+
+    With ``taps > 1`` the input events carry a ``tap`` field: stage A loads
+    ``a_tap_wa = tap*tap_depth`` (a table of ``taps`` constants) and stage B adds it to
+    the job's ``wa`` (see the module docstring); no added cycle.
 
     Parameters
     ----------
     in_shape : tuple
         Shape of the input events.
     sa_depth, wa_depth : int
-        Depths of the state RAM and the weight ROM.
+        Depths of the state RAM and of one tap's weight ROM image.
+    taps : int
+        ``D >= 1``; the ROM depth is ``taps * wa_depth``.
+    tap_field : bool, optional
+        The input has a ``tap`` field (:class:`~hw.stream.TapEventLayout`); default
+        ``taps > 1``. Only ``taps > 1`` uses it.
 
     Attributes
     ----------
@@ -190,44 +223,59 @@ class SynapseEngine(wiring.Component):
     busy : Out(1)
         An event or token is inside the engine.
     """
-    def __init__(self, in_shape, sa_depth, wa_depth):
-        self.sa_depth, self.wa_depth = sa_depth, wa_depth
+    def __init__(self, in_shape, sa_depth, wa_depth, taps=1, tap_field=None):
+        if taps < 1:
+            raise ValueError(f"taps: {taps!r} must be at least 1")
+        self.taps, self.tap_depth = taps, wa_depth
+        self.sa_depth, self.wa_depth = sa_depth, wa_depth * taps
+        tap_field = taps > 1 if tap_field is None else tap_field
         super().__init__({
-            "inp": In(event_signature(in_shape)),
-            "out": Out(stream.Signature(UpdateLayout(sa_depth, wa_depth))),
+            "inp": In(synapse_input_signature(in_shape, taps, int(tap_field))),
+            "out": Out(stream.Signature(UpdateLayout(sa_depth, self.wa_depth))),
             "busy": Out(1),
         })
+        #: stage A's ``tap*tap_depth`` (``taps > 1`` only)
+        self.a_tap_wa = Signal(range(self.wa_depth), name="a_tap_wa") if taps > 1 else None
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups):
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
         """The engine of synapse ``syn`` (a :class:`sim.model.Synapse` of this engine's
         kind) reading events of ``src_shape`` (its source's ``out_shape``, or the input
-        shape) into a layer of ``out_shape`` with ``groups`` lane groups. The hardware
-        part of a kind is this class, attached to it in the engine's module
+        shape) into a layer of ``out_shape`` with ``groups`` lane groups of ``lanes``
+        (needed by the engines whose addresses depend on it). Its taps are the
+        synapse's; its input has a ``tap`` field when ``taps > 1`` or ``delay > 0``
+        (:func:`hw.stream.synapse_input_signature`). The hardware part of a kind is this
+        class, attached to it in the engine's module
         (``KINDS[kind].attach("hw.engine", cls)``)."""
         raise NotImplementedError
+
+    @staticmethod
+    def tap_kw(syn):
+        """The ``taps`` and ``tap_field`` arguments for synapse ``syn``."""
+        return {"taps": syn.taps, "tap_field": syn.taps > 1 or syn.delay > 0}
 
     @classmethod
     def lane_rom(cls, syn, src_shape, out_shape, lanes):
         """The weight ROM of ``syn`` for ``L = lanes``: ``(words, wbits)``.
 
+        Per tap ``t`` (tap-major: tap ``t`` at ``t*tap_depth``)
         ``words[base*G + g][j] = w[g*L + j, base]`` (0 for padding lanes) with ``w``,
         ``wbits`` from :meth:`rom_weights`; ``base`` is ``(c*K + ky)*K + kx`` for a conv
-        or pool, the input index for a linear synapse. An engine with another address
-        rule overrides this."""
-        w, wbits = cls.rom_weights(syn, src_shape)
+        or pool, the input index for a linear synapse (:func:`lane_words`). An engine
+        with another address rule overrides this."""
         C = shape3(out_shape)[0]
-        G = lane_groups(C, lanes)
-        cols = w.reshape(C, -1).T                       # (base, C_out)
-        pad = np.zeros((cols.shape[0], G * lanes), dtype=np.int64)
-        pad[:, :C] = cols
-        return pad.reshape(cols.shape[0] * G, lanes).tolist(), wbits
+        words, wbits = [], None
+        for t in range(syn.taps):
+            w, wbits = cls.rom_weights(syn, src_shape, t)
+            words += lane_words(w.reshape(C, -1).T, C, lanes)
+        return words, wbits
 
     @classmethod
-    def rom_weights(cls, syn, src_shape):
-        """``(w, wbits)``: the weights the ROM holds, ``(C_out, *base)`` int64 with
-        ``base`` in weight-address order (before the lane groups), and the lane width."""
-        return syn.weights.astype(np.int64), syn.weight_bits
+    def rom_weights(cls, syn, src_shape, tap=0):
+        """``(w, wbits)``: the weights of tap ``tap`` the ROM holds, ``(C_out, *base)``
+        int64 with ``base`` in weight-address order (before the lane groups), and the
+        lane width."""
+        return syn.tap_weights(tap).astype(np.int64), syn.weight_bits
 
     def stage_a(self, payload):
         """Statements (``sync``) that load the engine's stage A registers from the
@@ -253,10 +301,16 @@ class SynapseEngine(wiring.Component):
         with m.If(self.inp.valid & self.inp.ready):
             m.d.sync += [r.a_valid.eq(1), r.a_kind.eq(self.inp.payload.kind),
                          *self.stage_a(self.inp.payload)]
+            if self.taps > 1:
+                offsets = Array(Const(t * self.tap_depth, len(self.a_tap_wa))
+                                for t in range(self.taps))
+                m.d.sync += self.a_tap_wa.eq(offsets[self.inp.payload.tap])
         with m.Elif(b_ready):
             m.d.sync += r.a_valid.eq(0)
 
         keep, fields = self.stage_b()
+        if self.taps > 1:
+            fields = {**fields, "wa": fields["wa"] + self.a_tap_wa}
         with m.If(r.a_valid & b_ready):
             m.d.sync += [b_valid.eq(keep), job.payload.kind.eq(r.a_kind)]
             m.d.sync += [getattr(job.payload, name).eq(v) for name, v in fields.items()]

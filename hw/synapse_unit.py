@@ -7,11 +7,14 @@ Data flow::
 
 The engine is the hardware part of the synapse's kind, found through the registry:
 ``KINDS[syn.type].part("hw.engine")`` is a :class:`~hw.synapse.SynapseEngine` subclass
-(attached in the engine's module: :mod:`hw.conv`, :mod:`hw.linear`, :mod:`hw.pool`),
+(attached in the engine's module: :mod:`hw.conv`, :mod:`hw.linear`, :mod:`hw.pool`,
+:mod:`hw.identity`),
 built with its ``for_synapse`` class method. The ROM holds the engine's
 ``lane_rom`` image: one word of ``L`` lane weights per address (for conv, pool and
 linear ``words[base*G + g][j] = w[g*L + j, base]``), the ``L = C_out`` case of which is
-the exchange image ``<layer>.weights.hex`` of the model directory.
+the exchange image ``<layer>.weights.hex`` of the model directory. A synapse with ``D``
+taps has the ``D`` images one after another (tap-major, ``wa = tap*tap_depth +
+base_wa``) and its events carry a ``tap`` field.
 
 ``rom_data`` is the ROM word at the ``wa`` offered on ``out`` in the previous cycle
 (the ROM is read every cycle): the weights of an update arrive one cycle after its
@@ -29,8 +32,8 @@ from sim.geometry import lane_groups, shape3
 from sim.registry import KINDS
 
 # the built-in engines attach themselves to their kinds on import
-from . import conv, linear, pool  # noqa: F401
-from .stream import event_signature
+from . import conv, identity, linear, pool  # noqa: F401
+from .stream import synapse_input_signature
 
 __all__ = ["SynapseUnit", "engine_class"]
 
@@ -58,6 +61,8 @@ class SynapseUnit(wiring.Component):
     Attributes
     ----------
     inp : In(event stream of ``src_shape``)
+        With a ``tap`` field when the synapse has taps or a delay
+        (:func:`hw.stream.synapse_input_signature`).
     out : Out(stream of :class:`~hw.synapse.UpdateLayout`)
     rom_data : Out(wbits * L)
         Lane ``j`` (signed) in bits ``j*wbits ..``.
@@ -75,9 +80,9 @@ class SynapseUnit(wiring.Component):
         self.G = lane_groups(shape3(out_shape)[0], lanes)
         cls = engine_class(syn)
         self.rom_words, self.wbits = cls.lane_rom(syn, self.src_shape, self.out_shape, lanes)
-        self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G)
+        self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G, lanes)
         super().__init__({
-            "inp": In(event_signature(self.src_shape)),
+            "inp": In(synapse_input_signature(self.src_shape, syn.taps, syn.delay)),
             "out": Out(self.engine.out.signature),
             "rom_data": Out(self.wbits * lanes),
             "busy": Out(1),

@@ -51,7 +51,6 @@ current-based layer is in the same units as the state; its width is ``current_bi
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,9 +296,6 @@ def graph_layer_params(layer: FloatGraphLayer, *, weight_bits=8, state_bits=16,
                             and len(set(tq.tolist())) > 1)
     return {"weights": weights, "bias": bq, "threshold": tq,
             "threshold_per_channel": bool(per_ch_out), "v_min": v_min, "scale": scale}
-
-
-_BAD_CHARS = re.compile(r"\W")
 
 
 def _int_dtype(bits):
@@ -614,7 +610,14 @@ class GraphNet(nn.Module):
         q = torch.floor(u.detach().double() / thr.double()).clamp(max=m).to(u.dtype)
         return _ste(u / thr, torch.where(u >= thr, q, torch.zeros_like(u)))
 
-    def forward(self, x, record=False):
+    def _layer_major(self):
+        """Every synapse reads the input, an earlier layer or the layer itself: each layer
+        can then run all its steps before the next (feed-forward synapses in one batched
+        call over ``T x B``), which gives the same integers as the step-major order."""
+        return all(s.source == INPUT or self._index[s.source] <= i
+                   for i, layer in enumerate(self.layers) for s in layer.synapses)
+
+    def forward(self, x, record=False, order="auto"):
         """Run a batch through all ``T`` steps.
 
         Parameters
@@ -623,6 +626,11 @@ class GraphNet(nn.Module):
             Input counts ``(T, B, P, H, W)`` (already clipped to ``count_clip``).
         record : bool
             Also return per-layer traces.
+        order : {"auto", "step", "layer"}
+            ``"step"``: every layer at step 0, then step 1, ... (any graph); ``"layer"``:
+            each layer through all steps, then the next (graphs without synapses from
+            later layers; faster); ``"auto"``: ``"layer"`` where it applies. The result
+            is the same (integer modes: exactly).
 
         Returns
         -------
@@ -633,95 +641,157 @@ class GraphNet(nn.Module):
             ``overflow`` ``(T, B)`` bool); states are the stored ``v`` after each step,
             currents the stored ``i``.
         """
+        if order not in ("auto", "step", "layer"):
+            raise ValueError(f"unknown order {order!r}")
+        layer_major = self._layer_major()
+        if order == "layer" and not layer_major:
+            raise ValueError("order 'layer' needs a graph without synapses from later layers")
+        layer_major = layer_major and order != "step"
         T, B = x.shape[0], x.shape[1]
         params = [self._layer_params(i, l) for i, l in enumerate(self.layers)]
         dtype = self.compute_dtype(params)
         x = x.to(dtype)
         n = len(self.layers)
-        membrane = self.readout == "membrane"
-        hard = self.mode == "integer"
-        weights = [p.weight_tensors(dtype) for p in params]
-        biases = [p.bias_tensor(dtype) for p in params]
-        thrs = [p.threshold_tensor(dtype) for p in params]
+        run = _Run(self, params, dtype, B, record)
         hist = {INPUT: [x[k] for k in range(T)]}
         hist.update({l.name: [] for l in self.layers})
-        v = [None] * n
-        cur = [None] * n
-        masks = [None] * n
-        drop = self.training and self.mode != "integer"
-        rec = {key: {l.name: [] for l in self.layers}
-               for key in ("spikes", "states", "currents", "overflow")}
-        scores = None
-        for k in range(T):
-            for i, (layer, p) in enumerate(zip(self.layers, params)):
-                acc = None
-                for j, syn in enumerate(layer.synapses):
-                    op = torch_op(syn.type)
-                    w = weights[i][j]
-                    for tap in range(syn.taps):
-                        t = k - syn.delay - tap
-                        if t < 0:
-                            break
-                        wt = None if w is None else (w[tap] if syn.taps > 1 else w)
-                        y = op.apply(syn, hist[syn.source][t], wt)
-                        acc = y if acc is None else acc + y
-                if acc is None:
-                    acc = torch.zeros((B,) + layer.out_shape, dtype=dtype)
-                if biases[i] is not None:
-                    acc = acc + _channel(biases[i], acc)
-                ovf_c = None
-                if layer.current_beta is not None:
-                    a = acc if cur[i] is None else cur[i] + acc
-                    i2, ovf_c = p.clamp_current(a)
-                    cur[i] = p.leak_current(i2)
-                    acc = i2
-                if v[i] is not None:
-                    acc = acc + v[i]
-                u, ovf = p.clamp(acc)
-                if ovf_c is not None:
-                    ovf = ovf | ovf_c
-                if layer.v_min is not None:
-                    u = torch.clamp(u, min=p.v_min)
-                thr = _channel(thrs[i], u)
-                if membrane and i == n - 1:
-                    s = torch.zeros_like(u)
-                else:
-                    s = self._spikes(layer, u, thr, hard)
-                leaked = p.leak(u)
-                sd = s.detach()
-                if layer.reset == "subtract":
-                    v[i] = leaked - sd * thr
-                elif layer.reset == "zero":
-                    v[i] = leaked * (sd == 0).to(leaked.dtype)
-                else:
-                    v[i] = leaked
-                out = s
-                if drop and layer.dropout > 0 and i < n - 1:
-                    if masks[i] is None:
-                        keep = 1.0 - layer.dropout
-                        masks[i] = torch.bernoulli(torch.full_like(s, keep)) / keep
-                    out = s * masks[i]
-                hist[layer.name].append(out)
-                if record:
-                    rec["spikes"][layer.name].append(sd)
-                    rec["states"][layer.name].append(v[i].detach())
-                    if cur[i] is not None:
-                        rec["currents"][layer.name].append(cur[i].detach())
-                    rec["overflow"][layer.name].append(ovf)
-                if i == n - 1:
-                    if membrane:
-                        if k == T - 1:
-                            scores = u
-                    else:
-                        scores = s if scores is None else scores + s
+        if layer_major:
+            seq = {INPUT: x}
+            for i, layer in enumerate(self.layers):
+                pre = self._feed_forward(i, layer, run.weights[i], seq, T, B, dtype)
+                for k in range(T):
+                    acc = None if pre is None else pre[k]
+                    acc = self._synaptic(i, layer, run.weights[i], hist, k, acc,
+                                         only_self=True)
+                    hist[layer.name].append(run.update(i, layer, k, T, acc))
+                seq[layer.name] = torch.stack(hist[layer.name])
+        else:
+            for k in range(T):
+                for i, layer in enumerate(self.layers):
+                    acc = self._synaptic(i, layer, run.weights[i], hist, k, None)
+                    hist[layer.name].append(run.update(i, layer, k, T, acc))
+        scores = run.scores
         if scores is None:
             scores = torch.zeros((B,) + self.layers[-1].out_shape, dtype=dtype)
         scores = scores.reshape(B, -1)
         if record:
             traces = {key: {name: torch.stack(vals) for name, vals in d.items() if vals}
-                      for key, d in rec.items()}
+                      for key, d in run.rec.items()}
             return scores, traces
         return scores
+
+    @staticmethod
+    def _tap(w, syn, tap):
+        return None if w is None else (w[tap] if syn.taps > 1 else w)
+
+    def _synaptic(self, i, layer, weights, hist, k, acc, only_self=False):
+        """``acc`` plus the synaptic input of step ``k`` (``only_self``: of the layer's
+        synapses from itself)."""
+        for j, syn in enumerate(layer.synapses):
+            if only_self and syn.source != layer.name:
+                continue
+            op = torch_op(syn.type)
+            for tap in range(syn.taps):
+                t = k - syn.delay - tap
+                if t < 0:
+                    break
+                y = op.apply(syn, hist[syn.source][t], self._tap(weights[j], syn, tap))
+                acc = y if acc is None else acc + y
+        return acc
+
+    def _feed_forward(self, i, layer, weights, seq, T, B, dtype):
+        """The input of every step ``(T, B, *out_shape)`` from the synapses that do not
+        read the layer itself, one operator call per tap over all steps (``None``: none)."""
+        pre = None
+        for j, syn in enumerate(layer.synapses):
+            if syn.source == layer.name:
+                continue
+            op = torch_op(syn.type)
+            src = seq[syn.source]
+            for tap in range(syn.taps):
+                sh = syn.delay + tap
+                if sh >= T:
+                    break
+                flat = src[:T - sh].reshape(((T - sh) * B,) + tuple(src.shape[2:]))
+                y = op.apply(syn, flat, self._tap(weights[j], syn, tap))
+                y = y.reshape((T - sh, B) + tuple(y.shape[1:]))
+                if sh:
+                    y = torch.cat([torch.zeros((sh,) + tuple(y.shape[1:]), dtype=y.dtype), y])
+                pre = y if pre is None else pre + y
+        return pre
+
+
+class _Run:
+    """The neuron state of one forward pass and the update of one layer at one step."""
+
+    def __init__(self, net, params, dtype, B, record):
+        self.net, self.params, self.dtype, self.B, self.record = net, params, dtype, B, record
+        n = len(net.layers)
+        self.weights = [p.weight_tensors(dtype) for p in params]
+        self.biases = [p.bias_tensor(dtype) for p in params]
+        self.thrs = [p.threshold_tensor(dtype) for p in params]
+        self.v, self.cur, self.masks = [None] * n, [None] * n, [None] * n
+        self.drop = net.training and net.mode != "integer"
+        self.hard = net.mode == "integer"
+        self.rec = {key: {l.name: [] for l in net.layers}
+                    for key in ("spikes", "states", "currents", "overflow")}
+        self.scores = None
+
+    def update(self, i, layer, k, T, acc):
+        """Steps 1-5 of the contract for layer ``i`` at step ``k`` given its synaptic input
+        ``acc`` (``None``: nothing arrived); returns the spikes it sends on."""
+        net, p = self.net, self.params[i]
+        n = len(net.layers)
+        membrane = net.readout == "membrane"
+        if acc is None:
+            acc = torch.zeros((self.B,) + layer.out_shape, dtype=self.dtype)
+        if self.biases[i] is not None:
+            acc = acc + _channel(self.biases[i], acc)
+        ovf_c = None
+        if layer.current_beta is not None:
+            a = acc if self.cur[i] is None else self.cur[i] + acc
+            i2, ovf_c = p.clamp_current(a)
+            self.cur[i] = p.leak_current(i2)
+            acc = i2
+        if self.v[i] is not None:
+            acc = acc + self.v[i]
+        u, ovf = p.clamp(acc)
+        if ovf_c is not None:
+            ovf = ovf | ovf_c
+        if layer.v_min is not None:
+            u = torch.clamp(u, min=p.v_min)
+        thr = _channel(self.thrs[i], u)
+        if membrane and i == n - 1:
+            s = torch.zeros_like(u)
+        else:
+            s = net._spikes(layer, u, thr, self.hard)
+        leaked = p.leak(u)
+        sd = s.detach()
+        if layer.reset == "subtract":
+            self.v[i] = leaked - sd * thr
+        elif layer.reset == "zero":
+            self.v[i] = leaked * (sd == 0).to(leaked.dtype)
+        else:
+            self.v[i] = leaked
+        out = s
+        if self.drop and layer.dropout > 0 and i < n - 1:
+            if self.masks[i] is None:
+                keep = 1.0 - layer.dropout
+                self.masks[i] = torch.bernoulli(torch.full_like(s, keep)) / keep
+            out = s * self.masks[i]
+        if self.record:
+            self.rec["spikes"][layer.name].append(sd)
+            self.rec["states"][layer.name].append(self.v[i].detach())
+            if self.cur[i] is not None:
+                self.rec["currents"][layer.name].append(self.cur[i].detach())
+            self.rec["overflow"][layer.name].append(ovf)
+        if i == n - 1:
+            if membrane:
+                if k == T - 1:
+                    self.scores = u
+            else:
+                self.scores = s if self.scores is None else self.scores + s
+        return out
 
 
 class _FloatParams:

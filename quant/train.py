@@ -1,24 +1,29 @@
-"""Train a spiking CNN on an event data set: ``python -m quant.train``.
+"""Train a spiking network on an event data set: ``python -m quant.train``.
 
 ::
 
     python -m quant.train --dataset digits --out runs/digits
     python -m quant.train --dataset gesture_synth --out runs/gesture --epochs 12
     python -m quant.train --dataset nmnist --root ~/data --out runs/nmnist
+    python -m quant.train --dataset temporal_synth --arch temporal --out runs/temporal
+    python -m quant.train --dataset temporal_synth --arch my_graph.json --out runs/mine
 
-The net (:data:`ARCHS`, one per data set unless ``--arch`` says otherwise) runs step by
-step through time in :mod:`quant.lif`; the loss is the cross-entropy of the output
-spike counts (or of the last membrane value with ``--readout membrane``). Everything
-is seeded (``--seed``: data coding, initial weights, batch order), so a run is
-repeatable on the same machine. After every epoch one line reports the loss, the
-float test accuracy and the fixed-point test accuracy of the model that
-:func:`quant.ptq.quantize` would export with the chosen widths (computed with the
+The net (one per data set unless ``--arch`` says otherwise) is a chain of
+:data:`ARCHS`, run step by step through time in :mod:`quant.lif`, or a version-2 graph
+of :data:`GRAPH_ARCHS` (or a JSON file in that form: residual joins, sum pooling,
+dropout while training, delayed taps whose weights are learnt per delay, recurrent and
+current-based layers), run in :mod:`quant.graph`. The loss is the cross-entropy of the
+output spike counts (or of the last membrane value with ``--readout membrane``).
+Everything is seeded (``--seed``: data coding, initial weights, dropout, batch order),
+so a run is repeatable on the same machine. After every epoch one line reports the
+loss, the float test accuracy and the fixed-point test accuracy of the model that
+:func:`quantize_net` would export with the chosen widths (computed with the
 integer-exact torch mode, which agrees spike for spike with :mod:`sim.reference`).
 
 The checkpoint (``OUT/checkpoint.pt``, see :func:`save_checkpoint`) holds the float
-net in the :class:`quant.ir.FloatNet` layout, the input settings, the data set
-settings and the training history; :mod:`quant.export` turns it into a model
-directory and :mod:`quant.qat` fine-tunes it.
+net in the :class:`quant.ir.FloatNet` layout (a graph: :class:`quant.graph.FloatGraph`),
+the input settings, the data set settings and the training history; :mod:`quant.export`
+turns it into a model directory and :mod:`quant.qat` fine-tunes it.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ _DEFAULTS = {   # per data set: epochs, lr, batch size, calibration rate
     "gesture_synth": dict(epochs=25, lr=3e-3, batch_size=16, calibrate=0.0),
     "nmnist": dict(epochs=5, lr=2e-3, batch_size=64, calibrate=0.05),
     "dvs_gesture": dict(epochs=20, lr=2e-3, batch_size=16, calibrate=0.05),
-    "temporal_synth": dict(epochs=20, lr=3e-3, batch_size=32, calibrate=0.05),
+    "temporal_synth": dict(epochs=40, lr=3e-3, batch_size=32, calibrate=0.05),
 }
 
 
@@ -307,6 +312,8 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
     """
     factors = {}
     layers = list(net.layers)
+    was_training = net.training
+    net.eval()                                 # no dropout while measuring rates
     for i, layer in enumerate(layers):
         ws = _layer_weights(layer)
         if not ws or (net.readout == "membrane" and i == len(layers) - 1):
@@ -330,6 +337,7 @@ def calibrate(net, x, *, target=0.05, target_out=0.1, iters=12):
             for w, a in zip(ws, w0):
                 w.copy_(a * f)
         factors[layer.name] = f
+    net.train(was_training)
     return factors
 
 

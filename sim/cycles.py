@@ -1,6 +1,7 @@
 """Cycle model of the generated accelerator (``hw.network.Network``).
 
-Given a model, the hardware parameters (lanes per layer, FIFO depth) and the exact
+Given a model (a chain or any version-2 graph, built as ``hw.network`` builds it),
+the hardware parameters (lanes per layer, FIFO depth) and the exact
 sequence of input words, :func:`predict` returns the cycle at which every layer finishes
 every step (the cycle of its end-of-step token transfer, what the RTL's
 ``step_cycle[i]`` status register records), the cycle each sample's result is ready
@@ -13,8 +14,13 @@ spikes that drive the sweeps and the traffic between layers come from
 arithmetic of its own. One class per block of the RTL, each with the registers of that
 block and a ``clock`` method (one rising edge, from the values of the cycle before it):
 
-* :class:`FifoModel`: the FIFO in front of every layer
-  (``amaranth.lib.fifo.SyncFIFOBuffered``, write-to-read latency 2);
+* :class:`FifoModel`: the FIFO in front of every same-step synapse unit (and of a
+  token feed) (``amaranth.lib.fifo.SyncFIFOBuffered``, write-to-read latency 2);
+* :class:`ForkModel`: the fork of every source over its consumers (``hw.fork``: eager
+  broadcast, a ``sent`` flag per output);
+* :class:`JoinModel`: the join of every layer (``hw.join``: fixed-priority merge of its
+  units' updates, tokens merged per step, ``go`` and ``sample_end``; a wire for one
+  same-step synapse);
 * :class:`EngineModel`: the synapse engine of a layer (``hw.conv`` / ``hw.linear`` /
   ``hw.pool``): stage A (lookups), stage B (job register), each a pipeline register with
   ``ready = ~valid | ready_downstream``; stage B drops a spike with no output position;
@@ -25,10 +31,11 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   (always ready), the 6-stage sweep over the ``D`` state words (dense) or over the
   listed words (sparse: the live list of ``hw.livelist``, with its read pipeline in
   front of the sweep) that stalls while a word with several spikes emits them one per
-  cycle or the output is not ready, the clear of an end-of-sample token (``D`` cycles),
-  and the token hand-over. Which words a sparse core lists comes from the updates it
-  takes (their state addresses, :func:`layer_words`) and from the reference's states
-  and spikes (:func:`sim.liveness.quiet_words`), not from the RTL;
+  cycle or the output is not ready (a neuron with spike count ``s`` is ``s`` events),
+  the clear of an end-of-sample token (``D`` cycles), and the token hand-over. Which
+  words a sparse core lists comes from the updates it takes (their state addresses,
+  :func:`layer_words`) and from the reference's states and spikes
+  (:func:`sim.liveness.quiet_words`), not from the RTL;
 * :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
   (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
   the end-of-step token;
@@ -62,12 +69,15 @@ import numpy as np
 from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
                        lane_groups, lanes_of, shape3)
 from .liveness import SWEEPS, quiet_words, sparse_ok
+from .model import INPUT
 from .reference import run as reference_run
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "HwParams", "CycleReport", "lanes_of",
-           "input_words", "layer_work", "layer_words", "predict", "InputWord", "Event",
+           "input_words", "layer_work", "layer_words", "synapse_work", "synapse_words",
+           "predict", "InputWord", "Event",
            "TapEvent", "Job", "Phase", "FifoModel", "ForkModel", "JoinModel", "JoinWires",
-           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel"]
+           "EngineModel", "CoreModel", "DelayLineModel", "ReadoutModel", "SourceModel",
+           "fired_words"]
 
 
 class InputWord(NamedTuple):
@@ -234,6 +244,17 @@ def input_words(model, binned, *, samples=1, rng=None, bad=None):
     return words
 
 
+def synapse_work(syn, src_shape, out_shape, lanes):
+    """Iterator cycles of an input spike at every ``(c, y, x)`` of ``src_shape`` (the
+    synapse's source shape) for synapse ``syn`` into a layer of ``out_shape``: the
+    synapse kind's ``event_updates`` hook in :mod:`sim.registry`, ``positions*G``
+    (``G = ceil(C_out/L)``; ``ny*nx`` positions for a conv/pool, 1 for a linear
+    synapse; one update for an identity synapse), 0 for a spike that reaches no output
+    (dropped before the iterator)."""
+    in3, out3 = shape3(src_shape), shape3(out_shape)
+    return syn.kind.event_updates(syn, in3, out3, lane_groups(out3[0], lanes))
+
+
 def layer_work(layer, in_shape, lanes):
     """Iterator cycles of an input spike at every ``(c, y, x)`` of ``in_shape``.
 
@@ -242,30 +263,36 @@ def layer_work(layer, in_shape, lanes):
     1 for a linear layer), 0 for a spike that reaches no output (dropped before the
     iterator).
     """
-    syn = layer.synapse
-    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
-    G = lane_groups(out3[0], lanes)
-    return syn.kind.event_positions(syn, in3, out3) * G
+    return synapse_work(layer.synapse, in_shape, layer.out_shape, lanes)
 
 
 def layer_words(layer, in_shape, lanes):
+    """:func:`synapse_words` of the only synapse of ``layer``."""
+    return synapse_words(layer.synapse, in_shape, layer.out_shape, lanes)
+
+
+def synapse_words(syn, in_shape, out_shape, lanes):
     """A function ``(c, y, x) -> tuple`` of the state addresses of the updates of an input
-    spike at ``(c, y, x)`` of ``in_shape``, in the order the synapse iterator issues
-    them: output rows, then columns, then the ``G`` lane groups (``sa = (oy*Wo + ox)*G
-    + g``); the window comes from the synapse kind's ``event_window`` hook."""
-    syn = layer.synapse
-    in3, out3 = shape3(in_shape), shape3(layer.out_shape)
+    spike at ``(c, y, x)`` of ``in_shape`` (the synapse's source shape) into a layer of
+    ``out_shape``, in the order the synapse iterator issues them: output rows, then
+    columns, then the ``G`` lane groups (``sa = (oy*Wo + ox)*G + g``); the window comes
+    from the synapse kind's ``event_window`` hook. A kind whose event makes one update
+    (:meth:`sim.registry.Kind.event_updates` of 1: identity) updates the word of the
+    event's own channel, ``g = c // L``."""
+    in3, out3 = shape3(in_shape), shape3(out_shape)
     G = lane_groups(out3[0], lanes)
     Wo = out3[2]
     ylo, yhi, xlo, xhi = (a.tolist() for a in syn.kind.event_window(syn, in3, out3))
     cache = {}
+    one = G > 1 and bool((syn.kind.event_updates(syn, in3, out3, G) == 1).all())
 
     def words(c, y, x):
-        key = (y, x)
+        key = (y, x, c // lanes) if one else (y, x)
         if key not in cache:
+            groups = [c // lanes] if one else range(G)
             cache[key] = tuple((oy * Wo + ox) * G + g
                                for oy in range(ylo[y], yhi[y] + 1)
-                               for ox in range(xlo[x], xhi[x] + 1) for g in range(G))
+                               for ox in range(xlo[x], xhi[x] + 1) for g in groups)
         return cache[key]
     return words
 
@@ -528,8 +555,11 @@ class CoreModel:
     out_shape : tuple
     lanes : int
     fired : list of dict
-        Per step ``{state word address: mask of the lanes that fire}`` (from the
-        reference); empty for a core that never fires.
+        Per step ``{state word address: spikes}`` (from the reference; empty for a core
+        that never fires), the spikes of a word either a mask of the lanes that fire
+        once each, or a sequence of ``L`` per-lane spike counts (``spike_limit > 1``:
+        lane ``j`` with count ``s`` is emitted ``s`` times in a row, lowest lane first;
+        :func:`fired_words`).
     loud : list of set, optional
         A sparse core (``hw.livelist``): per step the words that are not quiet after it
         (:func:`sim.liveness.quiet_words`); ``None``: a dense core.
@@ -555,7 +585,7 @@ class CoreModel:
         self.sweeping = False               # words left to read (P0)
         self.next_word = 0                  # the next word P0 reads
         self.pipe = [None] * self.STAGES    # word address in P1..P5 (None: bubble)
-        self.to_emit = 0                    # fired lanes of P5 not yet emitted
+        self.to_emit = []                   # lanes of P5's spikes not yet emitted, in order
         self.cleared = 0                    # words cleared so far
         self.step = 0                       # step of the sample being swept
         self.sweep_start, self.step_done = [], []
@@ -583,16 +613,15 @@ class CoreModel:
     @property
     def out_valid(self):
         if self.phase == Phase.SWEEP:
-            return self.pipe[-1] is not None and self.to_emit != 0
+            return self.pipe[-1] is not None and bool(self.to_emit)
         return self.phase == Phase.TOKEN
 
     def out_event(self):
         """The :class:`Event` on ``out`` (only while :attr:`out_valid`): the token, or
-        the lowest fired lane of the word in P5."""
+        the lowest lane of the word in P5 with a spike left."""
         if self.phase == Phase.TOKEN:
             return Event(self.token, 0, 0, 0)
-        m = self.to_emit
-        lane = (m & -m).bit_length() - 1
+        lane = self.to_emit[0]
         pos, g = divmod(self.pipe[-1], self.G)
         y, x = divmod(pos, self.Wo)
         return Event(SPIKE, g * self.L + lane, y, x)
@@ -626,6 +655,13 @@ class CoreModel:
             else:
                 self.step = 0
 
+    def _spikes(self, word):
+        """The lanes word ``word`` emits this step, in emission order."""
+        f = self.fired[self.step].get(word, 0) if word is not None else 0
+        if isinstance(f, (int, np.integer)):
+            return [j for j in range(self.L) if (int(f) >> j) & 1]
+        return [j for j, n in enumerate(f) for _ in range(int(n))]
+
     def _list_clock(self, t, upd_kind, out_ready, upd_sa):
         """One edge of a sparse core's list (``hw.livelist.ListSequencer``: the ring, its
         read-ahead stages R, Q1, Q2, P0, the counts) and, in a sweep, of P1 .. P5 (a word
@@ -645,7 +681,7 @@ class CoreModel:
         if sweep:
             m = self.to_emit
             emitting = self.out_valid
-            advance = self.pipe[-1] is None or (m & (m - 1) == 0 and (m == 0 or out_ready))
+            advance = self.pipe[-1] is None or (len(m) <= 1 and (not m or out_ready))
             busy = (self.w1 or self.w2 or (self.counting and self.left)
                     or self.q1 is not None or self.q2 is not None or self.p0 is not None
                     or any(a is not None for a in self.pipe))
@@ -658,12 +694,12 @@ class CoreModel:
                         push = p5
                     else:
                         self.listed[p5] = False
-                self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
+                self.to_emit = self._spikes(p4)
                 self.pipe = [self.p0] + self.pipe[:-1]
                 if self.p0 is not None:
                     self.swept += 1
             elif emitting and out_ready:
-                self.to_emit = m & (m - 1)      # the lowest lane is out
+                self.to_emit = m[1:]            # the lowest spike is out
         # an update taken now is appended in its stage C (cycle t + 2) when its word is
         # not listed yet
         if self.phase == Phase.ACCUM and upd_kind == SPIKE and not self.listed[upd_sa]:
@@ -693,15 +729,13 @@ class CoreModel:
 
     def _sweep(self, out_ready):
         emitting = self.out_valid
-        m = self.to_emit
-        at_most_one = m & (m - 1) == 0
+        left = self.to_emit
         # the pipeline advances when P5 is empty, holds no spike, or emits its last one now
-        advance = self.pipe[-1] is None or (at_most_one and (m == 0 or out_ready))
+        advance = self.pipe[-1] is None or (len(left) <= 1 and (not left or out_ready))
         if not self.sweeping and all(a is None for a in self.pipe):
             self.phase = Phase.TOKEN
         if advance:
-            p4 = self.pipe[-2]
-            self.to_emit = self.fired[self.step].get(p4, 0) if p4 is not None else 0
+            self.to_emit = self._spikes(self.pipe[-2])
             self.pipe = [self.next_word if self.sweeping else None] + self.pipe[:-1]
             if self.sweeping:
                 self.swept += 1
@@ -709,7 +743,7 @@ class CoreModel:
                     self.sweeping = False
                 self.next_word += 1
         elif emitting and out_ready:
-            self.to_emit = m & (m - 1)      # the lowest lane is out
+            self.to_emit = left[1:]         # the lowest spike is out
 
 
 class DelayLineModel:
@@ -906,24 +940,28 @@ class SourceModel:
             self.offer_at = t + 1 + self._gap(self.next)
 
 
-def _fired_words(spikes, out_shape, lanes):
-    """Per step ``{state word address: mask of the lanes that fire}`` of the spikes
-    ``(T, *out_shape)`` of one layer."""
+def fired_words(spikes, out_shape, lanes):
+    """Per step ``{state word address: per-lane spike counts}`` (lists of ``L``) of the
+    spike counts ``(T, *out_shape)`` of one layer (the ``fired`` of :class:`CoreModel`)."""
     C, Ho, Wo = shape3(out_shape)
     G = lane_groups(C, lanes)
     out = []
     for step in spikes:
         m = {}
-        cs, pos = np.nonzero(step.reshape(C, Ho * Wo))
+        counts = step.reshape(C, Ho * Wo)
+        cs, pos = np.nonzero(counts)
         for c, p in zip(cs.tolist(), pos.tolist()):
             a = p * G + c // lanes
-            m[a] = m.get(a, 0) | (1 << (c % lanes))
+            m.setdefault(a, [0] * lanes)[c % lanes] = int(counts[c, p])
         out.append(m)
     return out
 
 
+_fired_words = fired_words          # the name before it was public
+
+
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
-            sync_cycles=None, max_cycles=50_000_000, backend="auto"):
+            sync_cycles=None, max_cycles=50_000_000, backend="auto", trace=None):
     """Predict the cycles of the network top for ``samples`` runs of ``binned``.
 
     Parameters
@@ -951,6 +989,10 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         Give up (``RuntimeError``) after this many cycles from ``start``.
     backend : str
         Backend of :func:`sim.reference.run` that provides the spikes.
+    trace : callable, optional
+        Called as ``trace(t, values)`` in every cycle with what the blocks do in it
+        (``levels``: every FIFO's level, ``upd``: the kind each core takes, ``out``: per
+        layer the event its core offers and its ``ready``), for debugging.
 
     Returns
     -------
@@ -974,28 +1016,58 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
     words = [InputWord(*w) for w in words]
     result = reference_run(model, binned, record=True, backend=backend)
     membrane = model.readout == "membrane"
-    engines, cores = [], []
-    shape = tuple(model.input.shape)
+    # the graph as hw.network builds it: per layer its synapse units (engine + FIFO, or
+    # engine + delay line for a replayed synapse), a join and a core; per source a fork
+    # over its consumers (the last layer's fork also feeds the readout); a layer without
+    # a same-step synapse has a FIFO of the input's tokens as its live join input
+    consumers = {INPUT: []}
+    consumers.update({layer.name: [] for layer in model.layers})
+    joins, cores = [], []
+    inputs = []             # inputs[i]: per join input (in join order) [j, buffer, engine]
+    sinks = {}              # (layer, synapse or None) -> its FIFO or delay line
+    fifos = []              # the RTL's order (Network.fifos)
     for i, layer in enumerate(model.layers):
         fire = not (membrane and i == n - 1)   # the output layer of a membrane readout
         sparse = params.sweep == "sparse" and sparse_ok(layer, fire)
-        engines.append(EngineModel(layer_work(layer, shape, lanes[i]),
-                                   layer_words(layer, shape, lanes[i]) if sparse else None))
+        live, replay = [], []
+        for j, syn in enumerate(layer.synapses):
+            src = model.source_of(i, syn)
+            consumers[src].append((i, j))
+            src_shape = model.source_shape(src)
+            work = synapse_work(syn, src_shape, layer.out_shape, lanes[i])
+            engine = EngineModel(work, synapse_words(syn, src_shape, layer.out_shape, lanes[i])
+                                 if sparse else None)
+            if syn.delay != 0 or syn.taps != 1:
+                buf = DelayLineModel(src_shape, syn.delay, syn.taps, model.source_limit(src))
+                replay.append([j, buf, engine])
+            else:
+                buf = FifoModel(params.fifo_depth)
+                fifos.append(buf)
+                live.append([j, buf, engine])
+            sinks[i, j] = buf
+        if not live:
+            buf = sinks[i, None] = FifoModel(params.fifo_depth)
+            fifos.append(buf)
+            consumers[INPUT].append((i, None))
+            live.append([None, buf, None])
+        inputs.append(live + replay)
+        joins.append(JoinModel(len(live), len(replay)))
         spikes = result.spikes[layer.name]
         if not fire:
             fired = [{} for _ in spikes]
         else:
-            fired = _fired_words(spikes, layer.out_shape, lanes[i])
+            fired = fired_words(spikes, layer.out_shape, lanes[i])
         loud = None
         if sparse:
             G = lane_groups(shape3(layer.out_shape)[0], lanes[i])
             loud = quiet_words(layer, spikes, result.states[layer.name], G, lanes[i])
         cores.append(CoreModel(layer.out_shape, lanes[i], fired, loud))
-        shape = tuple(layer.out_shape)
-    fifos = [FifoModel(params.fifo_depth) for _ in range(n)]
+    last_name = model.layers[-1].name
+    forks = {src: ForkModel(len(users) + (src == last_name))
+             for src, users in consumers.items() if users or src == last_name}
     readout = ReadoutModel(model.layers[-1].n_out)
     source = SourceModel(words, start, gaps, sync_cycles)
-    blocked = [0] * n
+    blocked = {id(f): 0 for f in fifos}
     sample_done = []
 
     def in_range(w):
@@ -1003,33 +1075,106 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
             return w.p < P and w.y < H and w.x < W
         return w.kind in (END_STEP, END_SAMPLE)
 
+    def is_idle():
+        return (all(not (e is not None and e.busy) and not buf.busy
+                    if isinstance(buf, DelayLineModel) else
+                    not (e is not None and e.busy) and not buf.level
+                    for row in inputs for _, buf, e in row)
+                and all(not (j.busy or c.busy) for j, c in zip(joins, cores)))
+
+    def sink_ready(key, ev):
+        buf = sinks[key]
+        if isinstance(buf, DelayLineModel):
+            return buf.inp_ready
+        if key[1] is None:                  # token feed: a spike is taken and dropped
+            return buf.w_rdy or (ev is not None and ev.kind == SPIKE)
+        return buf.w_rdy
+
     n_samples = sum(1 for w in words if w.kind == END_SAMPLE)
     t = start
-    while len(sample_done) < n_samples or not source.finished:
+    # until every result is out and nothing is in flight (a layer whose spikes nobody
+    # reads may finish its last step after the readout's done)
+    while len(sample_done) < n_samples or not source.finished or not is_idle():
         if t >= start + max_cycles:
             raise RuntimeError("cycle model: no progress (max_cycles reached)")
         # -- the cycle's combinational values, all from the registers before the edge
-        idle = (all(not (e.busy or c.busy) for e, c in zip(engines, cores))
-                and all(f.level == 0 for f in fifos))
+        idle = is_idle()
         word = source.offer(t, idle)
         good = word is not None and in_range(word)
-        transfer = word is not None and (not good or fifos[0].w_rdy)  # a bad word: dropped
-        outs = [c.out_event() if c.out_valid else None for c in cores]
-        out_ready = [fifos[i + 1].w_rdy for i in range(n - 1)] + [readout.ready(outs[-1])]
-        wires = [e.settle(c.upd_ready) for e, c in zip(engines, cores)]
-        fifo_out = [f.r_data if f.r_rdy else None for f in fifos]
-        writes = [Event(*word) if good else None] + outs[:-1]
+        # what every fork offers (its source's word) and the readiness of its outputs
+        offered = {INPUT: Event(*word) if good else None}
+        for i, c in enumerate(cores):
+            offered[model.layers[i].name] = c.out_event() if c.out_valid else None
+        fork_ready = {}
+        for src, fork in forks.items():
+            ev = offered[src]
+            ready = [sink_ready(key, ev) for key in consumers[src]]
+            if src == last_name:
+                ready.append(readout.ready(ev))
+            fork_ready[src] = ready
+        src_ready = {src: fork.inp_ready(fork_ready[src]) for src, fork in forks.items()}
+        transfer = word is not None and (not good or src_ready[INPUT])  # a bad word: dropped
+        out_ready = [src_ready.get(layer.name, True) for layer in model.layers]
+        jwires, ewires, heads = [], [], []
+        for i, (row, jm, c) in enumerate(zip(inputs, joins, cores)):
+            # what each join input offers: an engine's update, or the token feed's head
+            offers = []
+            head = []
+            for j, buf, e in row:
+                if isinstance(buf, DelayLineModel):
+                    head.append(buf.out_event() if buf.out_valid else None)
+                else:
+                    head.append(buf.r_data if buf.r_rdy else None)
+                if e is None:
+                    offers.append(head[-1].kind if head[-1] is not None else None)
+                else:
+                    offers.append(e.it_kind if e.it_busy else None)
+            jw = jm.settle(offers, c.upd_ready)
+            jwires.append((jw, offers))
+            heads.append(head)
+            ewires.append([e.settle(jw.inp_ready[k]) if e is not None else None
+                           for k, (_, _, e) in enumerate(row)])
+        levels = [f.level for f in fifos]
         # -- the edge
-        for i, f in enumerate(fifos):
-            if writes[i] is not None and not f.w_rdy:
-                blocked[i] += 1
-            f.clock(writes[i] is not None, writes[i], wires[i].inp_ready)
-        for i, (e, c) in enumerate(zip(engines, cores)):
-            upd = wires[i].upd_kind if wires[i].upd_valid and c.upd_ready else None
-            e.clock(wires[i], fifo_out[i], c.upd_ready)
-            c.clock(t, upd, out_ready[i], wires[i].upd_sa)
-        last = outs[-1]
-        if readout.clock(last is not None and out_ready[-1] and last.kind == END_SAMPLE):
+        writes, took = {}, {}
+        for src, fork in forks.items():
+            ev = offered[src]
+            valid = fork.out_valid(ev is not None)
+            for k, key in enumerate(consumers[src]):
+                writes[key] = ev if valid[k] else None
+            took[src] = fork.clock(ev is not None, fork_ready[src])
+        for i, row in enumerate(inputs):
+            jw = jwires[i][0]
+            for k, (j, buf, e) in enumerate(row):
+                w = writes.get((i, j))
+                # the reader of the buffer: the engine's input, or the join (token feed)
+                r_en = ewires[i][k].inp_ready if e is not None else jw.inp_ready[k]
+                if isinstance(buf, DelayLineModel):
+                    buf.clock(w, r_en, go=jw.go, sample_end=jw.sample_end)
+                else:
+                    if j is None and w is not None and w.kind == SPIKE:
+                        w = None                # the token feed drops spikes
+                    if w is not None and not buf.w_rdy:
+                        blocked[id(buf)] += 1
+                    buf.clock(w is not None, w, r_en)
+                if e is not None:
+                    e.clock(ewires[i][k], heads[i][k], jw.inp_ready[k])
+        if trace is not None:
+            trace(t, {"levels": levels,
+                      "upd": [jw.out_kind if c.upd_ready else None
+                              for (jw, _), c in zip(jwires, cores)],
+                      "out": [(offered[l.name], out_ready[i])
+                              for i, l in enumerate(model.layers)]})
+        for i, (jm, c) in enumerate(zip(joins, cores)):
+            jw, offers = jwires[i]
+            upd = jw.out_kind if c.upd_ready else None
+            sa = None                       # the state address of a spike update taken
+            if upd == SPIKE:
+                sa = ewires[i][jw.pick].upd_sa
+            jm.clock(jw, offers, c.upd_ready)
+            c.clock(t, upd, out_ready[i], sa)
+        last = offered[last_name]
+        if readout.clock(took[last_name][-1] and last.kind == END_SAMPLE):
             sample_done.append(t)
         source.clock(t, transfer)
         t += 1
@@ -1037,5 +1182,6 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
                        sweep_start=[c.sweep_start for c in cores], sample_done=sample_done,
                        accepted=source.accepted, idle_after_step=source.idle_after_step,
                        start=start, end=sample_done[-1] if sample_done else t,
-                       sample_first=source.sample_first, blocked=blocked,
+                       sample_first=source.sample_first,
+                       blocked=[blocked[id(f)] for f in fifos],
                        swept=[c.swept for c in cores], sparse=[c.sparse for c in cores])

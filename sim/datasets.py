@@ -44,15 +44,15 @@ here sees exactly the input spikes the hardware will see.
       reverse order;
     - ``move_right`` / ``move_left``: a small square at four positions 3-4 pixels
       apart along a row, or the same frames reversed;
-    - ``aba`` / ``aab``: a triangle (A) and a square (B) at one random place: A, B, A
-      (A reappears after a gap) or A, A, B.
+    - ``aba`` / ``aab``: a small square (A) and a square ring around it (B) at one
+      random place: A, B, A (A reappears after a gap) or A, A, B.
 
     Frames are ``g`` steps apart (``g`` 3-4 for rotation and motion, 4-5 for the
-    triangle and square), the first at a random step; every event is kept with
+    square and the ring), the first at a random step; every event is kept with
     probability 0.9 and a few uniform noise events are added; one noise event at
     ``t = 0`` anchors the binning. Training sample ``i`` uses
     ``default_rng([seed, 0, i])``, test sample ``i`` ``default_rng([seed, 1, i])``
-    (default 1,200 training and 480 test samples, balanced classes).
+    (default 2,400 training and 480 test samples, balanced classes).
 
 ``nmnist``, ``dvs_gesture`` (real data already on disk)
     tonic's ``NMNIST`` and ``DVSGesture`` classes reading an existing copy under
@@ -368,11 +368,13 @@ def _temporal_frames(rng, name, size):
         frames = [_render(sq, x0 + j * step, y0, 1.5, 0.0, ys, xs) for j in range(4)]
         gap = int(rng.integers(3, 5))
         return (frames if name == "move_right" else frames[::-1]), gap
-    cx, cy = c + rng.uniform(-3, 3, 2)
-    ang = rng.uniform(0, 2 * np.pi)
-    r = rng.uniform(0.17, 0.22) * size
-    a = _render(_polygon("triangle"), cx, cy, r, ang, ys, xs)
-    b = _render(_polygon("square"), cx, cy, r * 0.8, ang, ys, xs)
+    cx, cy = c + rng.uniform(-2, 2, 2)
+    ang = rng.uniform(0, np.pi / 2)
+    sq = _polygon("square")
+    a = _render(sq, cx, cy, rng.uniform(1.3, 1.8), ang, ys, xs)       # a small blob
+    outer = rng.uniform(0.28, 0.34) * size
+    b = _render(sq, cx, cy, outer, ang, ys, xs) & \
+        ~_render(sq, cx, cy, outer - 1.2, ang, ys, xs)                 # a ring around it
     gap = int(rng.integers(4, 6))
     return ([a, b, a] if name == "aba" else [a, a, b]), gap
 
@@ -424,7 +426,7 @@ def temporal_sample(rng, label, *, timesteps=16, dt_us=1000, size=16, noise=8, k
     return ev[np.argsort(ev["t"], kind="stable")]
 
 
-def _temporal(split, seed, timesteps, dt_us, n_train=1200, n_test=480, limit=None, **kw):
+def _temporal(split, seed, timesteps, dt_us, n_train=2400, n_test=480, limit=None, **kw):
     n = n_train if split == "train" else n_test
     if limit:
         n = min(n, limit)

@@ -215,6 +215,13 @@ class Kind:
         reaches (int64 ``in3``-shaped; each position is ``G`` lane groups of work)."""
         raise NotImplementedError
 
+    def event_updates(self, syn, in3, out3, groups):
+        """Updates (iterator cycles of the hardware engine) one input event at each
+        ``(c, y, x)`` of ``in3`` makes when the layer has ``groups`` lane groups: one per
+        group at each position it reaches (:meth:`event_positions` times ``groups``);
+        a kind whose event reaches one channel only overrides this."""
+        return self.event_positions(syn, in3, out3) * groups
+
     def event_window(self, syn, in3, out3):
         """The output window an input event reaches, per input row and column:
         ``(ylo, yhi, xlo, xhi)`` int64 arrays of lengths ``H`` and ``W`` of ``in3`` (rows

@@ -1,4 +1,4 @@
-"""``python -m quant.importers snntorch|nir FILE --out models/NAME [options]``.
+"""``python -m quant.importers snntorch|sinabs|nir FILE --out models/NAME [options]``.
 
 ``snntorch``: FILE is a ``state_dict`` (``torch.save(net.state_dict(), FILE)``) with
 ``--builder ARCH.py`` (its ``build()`` returns the ``nn.Sequential``), a ``.py`` file whose
@@ -6,6 +6,9 @@
 (:func:`quant.importers.snntorch.load_sequential`; files are executed/unpickled: only
 import files you trust); ``--input-shape P,H,W`` and ``--timesteps`` are required
 because the module does not record them.
+
+``sinabs``: FILE as for ``snntorch``, a sinabs ``nn.Sequential``
+(:mod:`quant.importers.sinabs`).
 
 ``nir``: FILE is a NIR graph (``nir.write``); LIF nodes need ``--dt`` (seconds) and
 ``--discretization euler|exp`` unless the graph's metadata records them (graphs from
@@ -53,7 +56,7 @@ def _mode(text):
 
 
 def main(argv=None):
-    ap = ArgumentParser(prog=PROG, description="Import an snnTorch or NIR network as a "
+    ap = ArgumentParser(prog=PROG, description="Import an snnTorch, sinabs or NIR network as a "
                         "model directory.")
     sub = ap.add_subparsers(dest="source", required=True)
     common = ArgumentParser(add_help=False)
@@ -79,6 +82,11 @@ def main(argv=None):
                    help="Python file whose build() returns the nn.Sequential (for a "
                         "state_dict FILE)")
     s.add_argument("--readout", choices=("spike_count", "membrane"), default="spike_count")
+    sb = sub.add_parser("sinabs", parents=[common], help="torch.save'd sinabs nn.Sequential")
+    sb.add_argument("--input-shape", required=True, help="P,H,W")
+    sb.add_argument("--builder", default=None,
+                    help="Python file whose build() returns the nn.Sequential (for a "
+                         "state_dict FILE)")
     n = sub.add_parser("nir", parents=[common], help="NIR graph file")
     n.add_argument("--dt", type=float, default=None, help="step in seconds")
     n.add_argument("--discretization", choices=("euler", "exp"), default=None)
@@ -112,6 +120,16 @@ def main(argv=None):
             dt_us=args.dt_us or 1000, count_clip=args.count_clip or 1, integer=integer,
             readout=args.readout, weight_bits=args.weight_bits, state_bits=args.state_bits,
             beta_frac_bits=args.beta_frac_bits, where=str(path))
+    elif args.source == "sinabs":
+        from .sinabs import import_sinabs
+        from .snntorch import load_sequential
+        if args.timesteps is None:
+            raise CliError("--timesteps is required for sinabs files")
+        model = import_sinabs(load_sequential(path, args.builder), _shape(args.input_shape),
+                              timesteps=args.timesteps, dt_us=args.dt_us or 1000,
+                              count_clip=args.count_clip or 1, integer=integer,
+                              weight_bits=args.weight_bits, state_bits=args.state_bits,
+                              where=str(path))
     else:
         from .nir import model_from_nir
         if args.dt is not None and not (math.isfinite(args.dt) and args.dt > 0):

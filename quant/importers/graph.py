@@ -78,7 +78,12 @@ class GSynapse:
 
 @dataclass
 class GLayer:
-    """One population in float units: thresholds per output channel (``(C,)``)."""
+    """One population in float units: thresholds per output channel (``(C,)``).
+
+    ``gain`` is the neuron's input gain, for importers that multiply it into the
+    synapses once all of them are known (:mod:`quant.importers.nir_graph`);
+    :func:`graph_model` does not read it.
+    """
     name: str
     out_shape: tuple
     synapses: list
@@ -93,6 +98,7 @@ class GLayer:
     v_min: float | str | None = None
     current_beta: float | None = None
     membrane_only: bool = False
+    gain: float = 1.0
     origin: str = ""
     hints: dict = field(default_factory=dict)
 

@@ -199,8 +199,6 @@ def _flatten(node, name, ctx, path):
             raise NetImportError(f"{ctx.at(name, node)}: flattens to {list(np.asarray(out))}; "
                                  f"only a full flatten of (C, H, W) is supported")
         path.shape = (int(np.prod(path.shape)),)
-        if path.type is None:
-            path.flat_source = True
 
 
 @register(FW_SYNAPSE, "Conv2d")
@@ -300,11 +298,8 @@ def _scale(node, name, ctx, path):
     s = np.asarray(node.scale, dtype=np.float64)
     if s.size == 1:
         v = float(s.reshape(-1)[0])
-        if path.type in (None, "sumpool2d"):
-            if path.type is None and path.weight is None:
-                path.gain *= v
-            else:
-                path.gain *= v
+        if path.type in (None, "sumpool2d"):       # no weights (yet): a gain on the counts
+            path.gain *= v
         else:
             path.weight = path.weight * v
             if path.bias is not None:
@@ -642,7 +637,6 @@ def import_nir_graph(graph, *, dt, discretization, if_gain="r", if_flavor="nir",
     # assemble the paths (sources before targets, for the shapes)
     shapes = {inp: tuple(shape_in)}
     layers = {}
-    pending = list(order)
     for n in order:
         fwd = [(s, t) for s, t in paths[n] if s == inp or (s != n and pos[s] < pos[n])]
         done = []
@@ -696,7 +690,6 @@ def import_nir_graph(graph, *, dt, discretization, if_gain="r", if_flavor="nir",
     meta = {"import": {"source": "nir", "file": str(where), "dt_s": dt,
                        "discretization": discretization, "if_gain": if_gain,
                        "if_flavor": if_flavor, "graph": True}}
-    del pending
     return graph_model(glayers, input_shape=shape_in, timesteps=timesteps, dt_us=dt_us,
                        count_clip=count_clip, readout=readout or "spike_count",
                        integer=integer, weight_bits=weight_bits, state_bits=state_bits,

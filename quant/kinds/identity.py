@@ -20,8 +20,5 @@ class IdentityOp(TorchOp):
         with torch.no_grad():
             w.fill_(1.0)
 
-    def channel_axis(self, taps):
-        return 1 if taps > 1 else 0
-
 
 KINDS["identity"].attach("quant.torch", IdentityOp())

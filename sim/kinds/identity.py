@@ -40,6 +40,15 @@ class Identity(Kind):
     def event_positions(self, syn, in3, out3):
         return np.ones(in3, dtype=np.int64)
 
+    def event_window(self, syn, in3, out3):
+        # an event reaches its own position only
+        ys, xs = np.arange(in3[1], dtype=np.int64), np.arange(in3[2], dtype=np.int64)
+        return ys, ys.copy(), xs, xs.copy()
+
+    def event_updates(self, syn, in3, out3, groups):
+        # an event reaches its own channel only: one update, whatever the lane groups
+        return np.ones(in3, dtype=np.int64)
+
     def random_geometry(self, rng, src_shape, out_shape=None, max_channels=3):
         if out_shape is not None and tuple(out_shape) != tuple(src_shape):
             return None

@@ -5,7 +5,9 @@ them (Amaranth struct layouts: first field in the lowest bits).
   (``coord_bits`` each);
 * layer events (``EventLayout`` of a ``(C, H, W)`` tensor): ``kind`` (2), ``c``, ``y``,
   ``x`` with the smallest widths that hold ``0 .. size-1`` (at least one bit);
-* state word: ``L`` lanes of ``acc_bits`` two's-complement, lane 0 lowest.
+* state word: ``L`` lanes of ``acc_bits`` two's-complement, lane 0 lowest; a
+  current-based layer: ``L`` state lanes of ``state_bits``, then ``L`` current lanes of
+  ``acc_bits`` (:class:`sim.tb.model.LayerInfo`).
 """
 
 from ..geometry import KIND_BITS, shape3

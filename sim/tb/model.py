@@ -22,7 +22,10 @@ __all__ = ["NetworkModel", "LayerInfo"]
 class LayerInfo:
     """Geometry of one layer's state RAM as the hardware lays it out.
 
-    Word ``a = pos*G + g`` holds channels ``g*L .. g*L+L-1`` of position ``pos``.
+    Word ``a = pos*G + g`` holds channels ``g*L .. g*L+L-1`` of position ``pos``: ``L``
+    state lanes of ``v_bits`` (``acc_bits``; ``state_bits`` for a current-based layer),
+    then for a current-based layer ``L`` current lanes of ``acc_bits``; ``word_bits`` in
+    all (``hw.neuron.NeuronCore``'s word).
     """
 
     def __init__(self, layer, lanes):
@@ -33,6 +36,9 @@ class LayerInfo:
         self.G = lane_groups(self.C, lanes)
         self.D = self.Ho * self.Wo * self.G
         self.acc_bits = layer.acc_bits
+        self.current = layer.current is not None
+        self.v_bits = layer.state_bits if self.current else layer.acc_bits
+        self.word_bits = lanes * (self.v_bits + (self.acc_bits if self.current else 0))
         self.event = event_layout(layer.out_shape)
 
     def flat(self, c, y, x):
@@ -48,10 +54,19 @@ class LayerInfo:
     def states_from_words(self, words):
         """Flat int64 states from the ``D`` state words; raises ``ValueError`` when a
         padding lane (channel ``>= C``) is not zero."""
+        return self._lanes_from_words(words, 0, self.v_bits)
+
+    def currents_from_words(self, words):
+        """Flat int64 currents of a current-based layer from the ``D`` state words."""
+        if not self.current:
+            raise ValueError(f"{self.name}: not a current-based layer")
+        return self._lanes_from_words(words, self.L * self.v_bits, self.acc_bits)
+
+    def _lanes_from_words(self, words, offset, width):
         out = np.zeros(self.C * self.Ho * self.Wo, dtype=np.int64)
         for a, word in enumerate(words):
             pos, g = divmod(a, self.G)
-            for j, v in enumerate(split_lanes(word, self.L, self.acc_bits)):
+            for j, v in enumerate(split_lanes(int(word) >> offset, self.L, width)):
                 c = g * self.L + j
                 if c < self.C:
                     out[c * self.Ho * self.Wo + pos] = v
@@ -84,10 +99,14 @@ class NetworkModel:
         The input sequence.
     layers : list of LayerInfo
     spikes[i][s*T + k] : list of int
-        Sorted flat indices of the spikes of layer ``i`` at step ``k`` of sample ``s``.
+        Sorted flat indices of the spikes of layer ``i`` at step ``k`` of sample ``s``
+        (a neuron with spike count ``c`` is there ``c`` times).
     states[i][s*T + k] : ndarray
         Flat stored states after that step.
     overflow[i][s*T + k] : bool
+    currents[i][s*T + k] : ndarray
+        Flat stored currents of a current-based layer (``currents[i]`` is ``None`` for
+        the others).
     scores : list of list of int; prediction : list of int
     n_bad : int
         Out-of-range words in :attr:`words`.
@@ -114,15 +133,21 @@ class NetworkModel:
         self.backend = backend
         r = reference_run(model, binned, record=True, backend=backend)
         self.result = r
-        self.spikes, self.states, self.overflow = [], [], []
+        self.spikes, self.states, self.overflow, self.currents = [], [], [], []
         for layer in model.layers:
-            sp = [np.flatnonzero(r.spikes[layer.name][k].reshape(-1)).tolist()
-                  for k in range(self.T)]
+            counts = [r.spikes[layer.name][k].reshape(-1).astype(np.int64)
+                      for k in range(self.T)]
+            sp = [np.repeat(np.arange(c.size), c).tolist() for c in counts]
             st = [r.states[layer.name][k].reshape(-1).astype(np.int64) for k in range(self.T)]
             ov = [bool(r.overflow[layer.name][k]) for k in range(self.T)]
             self.spikes.append(sp * samples)
             self.states.append(st * samples)
             self.overflow.append(ov * samples)
+            cu = None
+            if layer.current is not None:
+                cu = [r.currents[layer.name][k].reshape(-1).astype(np.int64)
+                      for k in range(self.T)] * samples
+            self.currents.append(cu)
         self.scores = [[int(v) for v in r.scores]] * samples
         self.prediction = [int(r.prediction)] * samples
 

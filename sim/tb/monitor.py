@@ -153,7 +153,7 @@ class StatusPort:
                 await ReadOnly()
                 if prev is not None:
                     prev[0].append(int(dut.rb_data.value) & prev[1])
-                prev = (words, (1 << (li.L * li.acc_bits)) - 1)
+                prev = (words, (1 << li.word_bits) - 1)
         await FallingEdge(dut.clk)
         await ReadOnly()
         prev[0].append(int(dut.rb_data.value) & prev[1])

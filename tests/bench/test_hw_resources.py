@@ -39,3 +39,50 @@ def test_sweep_workers_need_ray(tmp_path, capsys, monkeypatch):
     assert "--workers 2" in err and "pip install -e .[scale]" in err
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_only_choices_and_groups():
+    from bench.hw_resources import GROUPS, V2_FREE
+    from bench.v2_models import MODELS
+    assert set(V2_FREE) == set(MODELS)
+    assert GROUPS["v2"] == tuple(V2_FREE) and GROUPS["chains"] == ("camera", "digits")
+
+
+def test_delay_memory_sizing():
+    """The delay lines' memory from the sizing rule (S = d + D slots of N * m events of
+    the c, y, x bits of the source shape), counted here from the model's shapes."""
+    from bench.hw_resources import BRAM36_BITS, delay_memory
+    from bench.v2_models import delay_net, recurrent_net, sts_resnet
+
+    def bits(n):
+        return max(1, (n - 1).bit_length())
+
+    dn = delay_net()
+    syn = dn.layers[0].synapses[0]
+    C, H, W = dn.input.shape
+    want = (syn.delay + syn.taps) * (C * H * W * dn.input.count_clip) * (bits(C) + bits(H) +
+                                                                         bits(W))
+    mem = delay_memory(dn)
+    assert [(m["layer"], m["synapse"]) for m in mem["lines"]] == [("conv", 0)]
+    assert mem["bits"] == want and mem["bram36_equiv"] == want / BRAM36_BITS
+    rn = recurrent_net()
+    rec = rn.layers[0]
+    mem = delay_memory(rn)
+    assert [(m["layer"], m["source"], m["delay"]) for m in mem["lines"]] == [("rec", "rec", 1)]
+    assert mem["lines"][0]["slots"] == 2 and mem["lines"][0]["capacity"] == rec.n_out
+    assert delay_memory(sts_resnet())["bits"] == 0
+
+
+def test_fit_and_baseline():
+    from bench.hw_resources import CHAIN_BASELINE, XC7A35T, fit_xc7a35t, vs_baseline
+    base = CHAIN_BASELINE["camera"]
+    r = {"lut": int(base["lut"] * 1.05), "bram36": base["bram36"], "dsp": 0, "ff": 100}
+    assert vs_baseline("camera", dict(r))["within_5pct"]
+    assert not vs_baseline("camera", dict(r, lut=int(base["lut"] * 1.06)))["within_5pct"]
+    assert not vs_baseline("camera", dict(r, bram36=base["bram36"] * 1.06))["within_5pct"]
+    half = {"lut": XC7A35T["lut"] // 2, "bram36": XC7A35T["bram36"] / 2, "dsp": 0, "ff": 0}
+    assert fit_xc7a35t(dict(half), 0.30)["pass"]
+    assert not fit_xc7a35t(dict(half, lut=int(XC7A35T["lut"] * 0.71)), 0.30)["pass"]
+    assert fit_xc7a35t(dict(half, lut=XC7A35T["lut"]), 0.0)["pass"]
+    assert not fit_xc7a35t(dict(half, lut=XC7A35T["lut"] + 1), 0.0)["pass"]
+    assert not fit_xc7a35t(dict(half, dsp=XC7A35T["dsp"] + 1), 0.0)["pass"]

@@ -313,3 +313,43 @@ def test_host_side_does_not_import_amaranth(module):
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('amaranth', 'hw')); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_id_covers_graphs():
+    """Every synapse and version-2 neuron field enters the fingerprint: changing any one
+    of them changes the id (a board running another graph is detected)."""
+    import copy
+
+    from sim.model import Current
+    from sim.randmodel import random_graph
+    model = next(m for m in (random_graph(np.random.default_rng(s), n_layers=3)
+                             for s in range(50)) if len(m.layers[-1].synapses) > 1)
+    base = pr.model_id(model)
+    assert pr.model_id(copy.deepcopy(model)) == base
+
+    def changed(edit):
+        m = copy.deepcopy(model)
+        edit(m)
+        return pr.model_id(m)
+
+    last = -1
+    edits = [
+        lambda m: setattr(m.layers[last].synapses[1], "delay", m.layers[last].synapses[1].delay + 1),
+        lambda m: setattr(m.layers[last].synapses[1], "source", "input"
+                          if m.source_of(len(m.layers) - 1, m.layers[last].synapses[1]) != "input"
+                          else m.layers[0].name),
+        lambda m: m.layers[last].synapses.pop(),
+        lambda m: setattr(m.layers[0], "spike_limit", m.layers[0].spike_limit + 1),
+        lambda m: setattr(m.layers[0], "v_min", -1 if m.layers[0].v_min != -1 else -2),
+        lambda m: setattr(m.layers[0], "current", Current(beta_num=1, beta_frac_bits=1,
+                                                          state_bits=7)
+                          if m.layers[0].current is None else None),
+    ]
+    for k, edit in enumerate(edits):
+        assert changed(edit) != base, k
+    w = next(s for layer in model.layers for s in layer.synapses if s.weights is not None)
+
+    def bump(m):
+        ws = next(s for layer in m.layers for s in layer.synapses if s.weights is not None)
+        ws.weights.flat[0] += 1
+    assert w is not None and changed(bump) != base

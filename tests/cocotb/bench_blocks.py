@@ -101,7 +101,7 @@ async def layer(dut):
             await FallingEdge(dut.clk)
             await ReadOnly()
         words, prev = [], False
-        mask = (1 << (li.L * li.acc_bits)) - 1
+        mask = (1 << li.word_bits) - 1
         for a in range(li.D):
             await FallingEdge(dut.clk)
             dut.rb_addr.value = a

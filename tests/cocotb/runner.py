@@ -85,6 +85,31 @@ def verilator_args(bdir, toplevel, cflags=None, verilog=None):
     return ["-Wno-fatal", "-O3", str(vlt)] + (["-CFLAGS", cflags] if cflags else [])
 
 
+def layer_out_ports(verilog, toplevel, n_layers):
+    """Per layer ``i``: the Verilog names of the ports ``out__valid``, ``out__ready`` and
+    ``out__payload`` of the module ``<toplevel>.layer<i>`` (``{"valid": ..., ...}``).
+
+    Amaranth names a module's port ``out__valid$24`` when one of its inner wires (a
+    submodule's ``out`` stream) is also called ``out__valid``; the plain name then
+    belongs to that inner wire, so the bench must look the port up by its own name."""
+    text = Path(verilog).read_text()
+    out = []
+    for i in range(n_layers):
+        head = re.search(r"^module \\" + re.escape(f"{toplevel}.layer{i}") + r" \(([^;]*)\);",
+                         text, re.M)
+        if head is None:
+            raise ValueError(f"{verilog}: no module {toplevel}.layer{i}")
+        ports = [p.strip().lstrip("\\") for p in head.group(1).split(",")]
+        names = {}
+        for f in ("valid", "ready", "payload"):
+            hits = [p for p in ports if re.fullmatch(rf"out__{f}(\$\d+)?", p)]
+            if len(hits) != 1:
+                raise ValueError(f"{verilog}: {toplevel}.layer{i} has ports {hits} for out.{f}")
+            names[f] = hits[0]
+        out.append(names)
+    return out
+
+
 def build_dir(tmp_path, name):
     root = os.environ.get("SIM_BUILD")
     d = Path(root).resolve() / name if root else Path(tmp_path) / name

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Array, Assert, Assume, Const, Cover, Module, Signal
+from amaranth.hdl import Array, Assert, Assume, Cat, Const, Cover, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 from amaranth.utils import bits_for
@@ -618,3 +618,183 @@ def prove(m, ports, workdir, *, depth=20, name="proof", timeout=600, mode="bmc",
         raise AssertionError(f"{name}: proof failed (rc={r.returncode}):\n" +
                              "\n".join(lines[:10] or log.splitlines()[-20:]))
     return log
+
+
+def delay_harness(shape=(2,), delay=1, taps=2, m_src=1, part="spec", invariants=False,
+                  cover=False):
+    """A delay line (:class:`hw.delay.DelayLine`) and the join that drives it.
+
+    The environment keeps the stream rules on ``inp``, sends at most ``cap`` spikes a
+    step, and strobes ``go`` and ``sample_end`` only while the line is not ``busy``
+    (the join sends ``go`` after the previous step's ``END_STEP`` and ``sample_end``
+    after the consumer's end-of-sample token). ``out.ready`` and ``tag`` are free.
+
+    ``part="rules"``: stream rules on ``out`` and no combinational path from
+    ``out.ready`` (two copies). ``part="spec"`` (one copy), black-box observers only:
+
+    * steps: ``diff = w - c`` (source steps written minus consumer steps replayed) stays
+      in ``-d .. 1`` (the line holds at most ``S`` steps), and ``inp.ready`` is exactly
+      ``diff <= 0``: a word of source step ``w`` is refused only while ``w > c``, so no
+      slot still needed is overwritten and the source is never held for nothing;
+    * the replay: ``END_STEP`` only after ``go``, one per ``go``, the line ``busy`` from
+      ``go`` to it; a spike with tap ``j`` only while ``k >= d + j`` (its step is in
+      the sample) and ``w > c - d - j`` (its step is finished), ``j < D``;
+    * progress: while the source has finished step ``c - d`` and ``out.ready`` is high,
+      the line never spends more than ``D + 1`` cycles busy in a row without a transfer
+      (so every ``go`` ends in ``END_STEP``: no deadlock inside the line);
+    * contents: a tracked source step (chosen by ``tag`` at any write) and, when the
+      write is a spike, that spike: in every consumer step ``n + d + j`` the replay holds
+      exactly as many tap-``j`` spikes as the step had (none when ``n`` is before the
+      sample's start), the tracked spike in its written place, unchanged.
+
+    ``invariants=True`` adds white-box invariants over ``regs`` (``lag1 = 1 - diff``,
+    counts within ``cap``). ``cover=True`` adds covers: the source held, the replay
+    waiting for the source, a full slot replayed, a sample boundary with a later tap
+    suppressed.
+    """
+    from hw.delay import DelayLine
+    from hw.stream import END_SAMPLE, END_STEP, SPIKE
+    from sim.geometry import delay_capacity, delay_slots
+
+    S, cap = delay_slots(delay, taps), delay_capacity(shape, m_src)
+    d, D = delay, taps
+
+    def make():
+        return DelayLine(shape, delay, taps, m_src)
+
+    m = Module()
+    a = m.submodules.a = make()
+    iv = Signal(name="inp_valid")
+    ip = Signal(len(a.inp.payload.as_value()), name="inp_payload")
+    go, se, tag = Signal(name="go"), Signal(name="sample_end"), Signal(name="tag")
+    ra = Signal(name="ready_a")
+    ports = [iv, ip, go, se, ra, tag]
+    copies = [a]
+    if part == "rules":
+        b = m.submodules.b = make()
+        rb = Signal(name="ready_b")
+        ports.append(rb)
+        copies.append(b)
+        m.d.comb += b.out.ready.eq(rb)
+    for e in copies:
+        m.d.comb += [e.inp.valid.eq(iv), e.inp.payload.as_value().eq(ip),
+                     e.go.eq(go), e.sample_end.eq(se)]
+    m.d.comb += a.out.ready.eq(ra)
+    assume_source(m, iv, a.inp.ready, ip, "inp")
+    p = a.inp.payload
+    m.d.comb += Assume(~iv | (p.kind <= END_SAMPLE))
+    m.d.comb += Assume(~(go | se) | ~a.busy)
+    # the source keeps its spike limit: at most cap spikes a step
+    wcnt = Signal(range(cap + 1), name="obs_wcnt")
+    m.d.comb += Assume(~(iv & (p.kind == SPIKE)) | (wcnt != cap))
+    fire_in = iv & a.inp.ready
+    with m.If(fire_in & (p.kind == SPIKE)):
+        m.d.sync += wcnt.eq(wcnt + 1)
+    with m.If(fire_in & (p.kind == END_STEP)):
+        m.d.sync += wcnt.eq(0)
+    out, op = a.out, a.out.payload
+    if part == "rules":
+        b = copies[1]
+        assert_sink_rules(m, out.valid, ra, op.as_value(), "out")
+        assert_no_comb_ready(m, ra, rb, (out.valid, op.as_value()),
+                             (b.out.valid, b.out.payload.as_value()), "out")
+        return m, ports
+
+    fire_out = out.valid & ra
+    in_step = fire_in & (p.kind == END_STEP)
+    out_step = fire_out & (op.kind == END_STEP)
+    # diff = w - c, wide enough never to wrap while the assertions hold
+    dbits = bits_for(S + 2) + 1
+    diff = Signal(range(-(1 << dbits), 1 << dbits), name="obs_diff")
+    m.d.sync += diff.eq(diff + in_step - out_step)
+    # an END_STEP offered on out has left the memory: its step counts as replayed
+    diff_now = Signal.like(diff, name="obs_diff_now")
+    m.d.comb += diff_now.eq(diff - (out.valid & (op.kind == END_STEP)))
+    m.d.comb += [
+        Assert((diff_now <= 1) & (diff_now >= -d), "delay: more steps held than slots"),
+        Assert(a.inp.ready == (diff_now <= 0), "delay: write side not ready iff w > c"),
+    ]
+    # the consumer's step within its sample, saturated at S
+    kobs = Signal(range(S + 1), name="obs_k")
+    with m.If(se):
+        m.d.sync += kobs.eq(0)
+    with m.Elif(out_step & (kobs != S)):
+        m.d.sync += kobs.eq(kobs + 1)
+    # one END_STEP per go, busy in between
+    opened = Signal(name="obs_open")
+    with m.If(go):
+        m.d.sync += opened.eq(1)
+    with m.Elif(out_step):
+        m.d.sync += opened.eq(0)
+    m.d.comb += [
+        Assert(~fire_out | opened, "delay: replay without go"),
+        Assert(~opened | a.busy, "delay: go forgotten"),
+        Assert(~fire_out | (op.kind != END_SAMPLE), "delay: end-of-sample replayed"),
+    ]
+    with m.If(fire_out & (op.kind == SPIKE)):
+        m.d.comb += [
+            Assert(op.tap < D, "delay: tap out of range"),
+            Assert(kobs >= d + op.tap, "delay: replay of a step before the sample start"),
+            Assert(diff + d + op.tap >= 1, "delay: replay of an unfinished source step"),
+        ]
+    # progress while the source has finished step c - d
+    stuck = Signal(range(D + 3), name="obs_stuck")
+    with m.If(a.busy & ra & ~fire_out & (diff_now + d >= 1)):
+        m.d.sync += stuck.eq(Mux(stuck == D + 2, stuck, stuck + 1))
+    with m.Else():
+        m.d.sync += stuck.eq(0)
+    m.d.comb += Assert(stuck <= D + 1, "delay: no progress")
+
+    # the tracked step n (age = c - n) and its tracked spike
+    tracked, fin, has_ev, inside = (Signal(name=f"trk_{n}") for n in
+                                    ("on", "fin", "ev", "inside"))
+    # age = c - n with c the END_STEPs transferred: -1 when the step is written while the
+    # END_STEP of step n - 1 is still offered on out
+    age = Signal(range(-1, S + 2), name="trk_age")
+    pos = Signal(range(cap + 1), name="trk_pos")
+    nstep = Signal(range(cap + 1), name="trk_n")
+    data = Signal(len(op.c) + len(op.y) + len(op.x), name="trk_data")
+    tcnt = Signal(range(2 * cap + 2), name="trk_cnt")
+    live = tracked & (age >= d) & (age < d + D)
+    tagging = fire_in & tag & ~tracked & (p.kind != END_SAMPLE)
+    age_now = Signal.like(age, name="trk_age_now")   # with a step tracked in this cycle
+    m.d.comb += age_now.eq(Mux(tagging, -diff, age))
+    with m.If(tagging):
+        m.d.sync += [tracked.eq(1), inside.eq(-diff <= kobs), has_ev.eq(p.kind == SPIKE),
+                     pos.eq(wcnt), data.eq(Cat(p.c, p.y, p.x))]
+        with m.If(p.kind == END_STEP):
+            m.d.sync += [fin.eq(1), nstep.eq(wcnt)]
+    with m.Elif(tracked & ~fin & in_step):
+        m.d.sync += [fin.eq(1), nstep.eq(wcnt)]
+    mine = fire_out & (op.kind == SPIKE) & live & (op.tap + d == age)
+    with m.If(mine):
+        m.d.sync += tcnt.eq(tcnt + 1)
+        m.d.comb += Assert(inside & fin, "delay: a tap replays a step it must not")
+        with m.If(has_ev & (tcnt == pos)):
+            same = Cat(op.c, op.y, op.x) == data
+            m.d.comb += Assert(same, "delay: the tracked spike is not replayed in its place")
+    m.d.sync += age.eq(age_now)
+    with m.If(out_step & live):
+        wrong = tcnt != Mux(inside, nstep, 0)
+        m.d.comb += Assert(~wrong, "delay: a tap replays a wrong number of events")
+    with m.If(out_step & (tracked | tagging)):
+        m.d.sync += [tcnt.eq(0), age.eq(Mux(age_now > d + D, age_now, age_now + 1))]
+    # a sample starts at the consumer's step c: step n is in it when n = c (age 0)
+    with m.If(se & (tracked | tagging)):
+        m.d.sync += inside.eq(age_now == 0)
+    if invariants:
+        r = a.regs
+        m.d.comb += [Assert(r.lag1 == 1 - diff_now, "inv: lag1"),
+                     Assert(r.wcnt == wcnt, "inv: write count")]
+        for s, c in enumerate(r.count):
+            m.d.comb += Assert(c <= cap, f"inv: count{s} within capacity")
+    if cover:
+        m.d.comb += [
+            Cover(iv & ~a.inp.ready, "source held"),
+            Cover(a.busy & ~out.valid & (diff_now + d < 1), "replay waits for the source"),
+            Cover(out_step & live & inside & (nstep == cap) & (age == d + D - 1),
+                  "a full step replayed on the last tap"),
+            Cover(out_step & live & ~inside & fin, "a step before the sample start"),
+        ]
+    return m, ports
+

@@ -1,6 +1,7 @@
 """Simulation helpers shared by the hardware tests: packing stream words, random
 sources and sinks, reference runs of single layers, and state extraction."""
 
+import contextlib
 import random
 
 import numpy as np
@@ -178,8 +179,47 @@ def mem_words(ctx, core):
     return out
 
 
+@contextlib.contextmanager
+def stalled_forks():
+    """While active, :class:`hw.network.Network` builds its forks as
+    :class:`StalledFork`: every fork output (to a FIFO, or to the readout) gets a
+    ``stall`` input that the testbench drives; yields the list of those signals (filled
+    as forks are built)."""
+    import hw.network
+    from amaranth.hdl import Module, Signal
+    from hw.fork import Fork
+    stalls = []
+
+    class StalledFork(Fork):
+        """A :class:`hw.fork.Fork` whose output ``i`` is held back while ``stall[i]``:
+        ``out[i].valid`` and the inner fork's ``out[i].ready`` are forced low (the
+        consumer is not ready, as seen by the fork)."""
+        def __init__(self, n, shape):
+            super().__init__(n, shape)
+            self.stall = [Signal(name=f"stall{i}") for i in range(n)]
+            stalls.extend(self.stall)
+
+        def elaborate(self, platform):
+            m = Module()
+            inner = m.submodules.inner = Fork(self.n, self.shape)
+            m.d.comb += [inner.inp.valid.eq(self.inp.valid),
+                         inner.inp.payload.eq(self.inp.payload),
+                         self.inp.ready.eq(inner.inp.ready)]
+            for o, io, st in zip(self.out, inner.out, self.stall):
+                m.d.comb += [o.valid.eq(io.valid & ~st), o.payload.eq(io.payload),
+                             io.ready.eq(o.ready & ~st)]
+            return m
+
+    old = hw.network.Fork
+    hw.network.Fork = StalledFork
+    try:
+        yield stalls
+    finally:
+        hw.network.Fork = old
+
+
 def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, readback=False,
-                bad_events=0, samples=1, burst=False, max_cycles=400000):
+                bad_events=0, samples=1, burst=False, max_cycles=400000, stall=0.0):
     """Drive :class:`hw.network.Network` with ``binned`` (``samples`` times) and record
     per layer and step: spikes (list of flat indices in emission order), stored states
     (flat), overflow flags, finish cycles; plus scores/prediction per sample and status.
@@ -188,8 +228,14 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     ``rb_*`` port (otherwise the RAM is read directly at each layer's step strobe).
     ``bad_events``: out-of-range events mixed into each step (must be dropped).
     ``burst``: no gaps at the source for the first half of every step.
+    ``stall``: probability that a fork output (to a synapse's FIFO or to the readout) is
+    held back in a cycle (:func:`stalled_forks`), drawn per output and cycle.
+    ``max_cycles``: a run that has not finished by then fails with the progress of every
+    layer (a hang is reported, never waited for).
     """
     from hw.network import Network
+    patch = contextlib.ExitStack()
+    stall_sigs = patch.enter_context(stalled_forks()) if stall else []
     dut = Network(model, lanes=lanes, fifo_depth=fifo_depth)
     prng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -217,6 +263,7 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     n_layers = len(model.layers)
     shapes = [shape3(l.out_shape) for l in model.layers]
     rec = {"spikes": [[] for _ in range(n_layers)], "states": [[] for _ in range(n_layers)],
+           "currents": [[] for _ in range(n_layers)],
            "ovf": [[] for _ in range(n_layers)], "cycles": [[] for _ in range(n_layers)],
            "scores": [], "prediction": [], "status": {}}
     cur = [[] for _ in range(n_layers)]
@@ -229,7 +276,9 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     mon = []
     for l in layers:
         mon += [l.out.valid, l.out.ready, l.out.payload.as_value(), l.step_done, l.ovf_step]
-    sim = Simulator(dut)            # elaborates: the FIFOs exist from here on
+    with patch:                     # the forks are built at elaboration
+        sim = Simulator(dut)        # elaborates: the FIFOs exist from here on
+    assert stall_sigs or not stall, "stall: no fork was built through stalled_forks()"
     fifo_rdy = [f.w_rdy for f in dut.fifos]
     rec["fifo_full"] = [False] * len(fifo_rdy)
     out_layouts = [l.out.payload.shape() for l in layers]
@@ -238,10 +287,16 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
 
     async def tick(ctx):
         """One clock edge; records every handshake, strobe and result of the cycle."""
+        for st in stall_sigs:
+            ctx.set(st, prng.random() < stall)
         vals = await ctx.tick().sample(dut.inp.valid, dut.inp.ready, dut.done, dut.cycle,
                                        *fifo_rdy, *mon)
         state["cycle"] += 1
-        assert state["cycle"] < max_cycles, "timeout"
+        if state["cycle"] >= max_cycles:
+            raise AssertionError(
+                f"network did not finish within {max_cycles} cycles (a hang?): steps "
+                f"finished per layer {[len(s) for s in rec['spikes']]} of "
+                f"{T * samples}, samples done {state['samples']} of {samples}")
         iv, ir, done, cyc = vals[2:6]
         for fi, r in enumerate(vals[6:6 + len(fifo_rdy)]):
             if not r:
@@ -260,8 +315,11 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                     rec["cycles"][li].append(cyc)
                     cur[li] = []
                     if not readback:
-                        rec["states"][li].append(words_to_states(
-                            mem_words(ctx, layers[li].core), layers[li].core))
+                        core = layers[li].core
+                        words = mem_words(ctx, core)
+                        rec["states"][li].append(words_to_states(words, core))
+                        if core.current is not None:
+                            rec["currents"][li].append(words_to_states(words, core, True))
                 else:
                     assert not cur[li]
         if done:
@@ -294,12 +352,14 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                 for li, l in enumerate(layers):
                     words = []
                     ctx.set(dut.rb_layer, li)
-                    width = l.L * l.layer.acc_bits
+                    width = len(l.rb_data.as_value())
                     for a in range(l.D):
                         ctx.set(dut.rb_addr, a)
                         await tick(ctx)
                         words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
                     rec["states"][li].append(words_to_states(words, l.core))
+                    if l.core.current is not None:
+                        rec["currents"][li].append(words_to_states(words, l.core, True))
         # a layer whose spikes nobody reads may finish after the readout's done
         while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
@@ -325,7 +385,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
 
 
 def check_network(model, binned, rec, samples=1):
-    """Compare a :func:`run_network` record with the reference, every spike and state."""
+    """Compare a :func:`run_network` record with the reference: every spike (a neuron
+    with count ``s``: ``s`` events), state, current and overflow flag of every step."""
     r = ref_run(model, binned, backend="numpy")
     T = binned.timesteps
     for li, layer in enumerate(model.layers):
@@ -333,16 +394,54 @@ def check_network(model, binned, rec, samples=1):
         for s in range(samples):
             for k in range(T):
                 got = rec["spikes"][li][s * T + k]
-                want = np.flatnonzero(r.spikes[layer.name][k].reshape(-1)).tolist()
-                assert len(got) == len(set(got)), f"{layer.name} step {k}: duplicated spike"
+                counts = r.spikes[layer.name][k].reshape(-1).astype(np.int64)
+                want = np.repeat(np.arange(counts.size), counts).tolist()
+                if layer.spike_limit == 1:
+                    assert len(got) == len(set(got)), f"{layer.name} step {k}: duplicated spike"
                 assert sorted(got) == want, f"{layer.name} step {k}: spikes differ"
                 assert rec["ovf"][li][s * T + k] == bool(r.overflow[layer.name][k]), \
                     f"{layer.name} step {k}: overflow flag"
                 np.testing.assert_array_equal(rec["states"][li][s * T + k],
                                               r.states[layer.name][k].reshape(-1),
                                               err_msg=f"{layer.name} step {k}: states")
+                if layer.current is not None:
+                    np.testing.assert_array_equal(rec["currents"][li][s * T + k],
+                                                  r.currents[layer.name][k].reshape(-1),
+                                                  err_msg=f"{layer.name} step {k}: currents")
     assert len(rec["scores"]) == samples
     for s in range(samples):
         np.testing.assert_array_equal(np.array(rec["scores"][s]), r.scores)
         assert rec["prediction"][s] == r.prediction
     return r
+
+
+def _engine_kinds():
+    """The synapse kinds that have a hardware engine (attached on import of hw)."""
+    import hw.network  # noqa: F401
+    from sim.registry import KINDS
+    return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
+
+
+def dag_case(seed, n_layers=None, plain=True):
+    """A random same-step graph (forks, residual joins) of the kinds with an engine
+    (with ``plain``: version-1 neurons; else also multi-spike, ``v_min`` and
+    current-based layers), and a sample; ``None`` when the draw has no such graph."""
+    from sim.randmodel import random_binned, random_graph, same_step_graph
+    rng = np.random.default_rng(seed)
+    model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
+                            kinds=_engine_kinds(), plain=plain)
+    if model is None:
+        return None
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)
+
+
+def graph_case(seed):
+    """A random version-2 graph with everything (delays, taps, self and backward
+    recurrence, forks, joins, layers without a same-step synapse, v2 neurons, identity
+    synapses) and a sample."""
+    from sim.randmodel import random_binned, random_graph
+    rng = np.random.default_rng(seed)
+    model = random_graph(rng, n_layers=int(rng.integers(1, 4)))
+    return model, random_binned(rng, model.input.shape, model.input.timesteps,
+                                model.input.count_clip)

@@ -43,12 +43,14 @@ def test_axis_table(size, K, S, P):
 
 
 def drive_engine(eng, items, *, seed, gap, ready, max_cycles=20000):
-    """Feed ``items`` (tuples ``(kind, c, y, x)``), collect ``(kind, sa, wa)`` updates and
-    the cycles in which ``out.valid`` was high."""
+    """Feed ``items`` (tuples ``(kind, c, y, x)``, or ``(kind, c, y, x, tap)`` for an
+    engine with taps), collect ``(kind, sa, wa)`` updates and the cycles in which
+    ``out.valid`` was high."""
     prng = random.Random(seed)
     lay = eng.inp.payload.shape()
     olay = eng.out.payload.shape()
-    words = [pack(lay, kind=k, c=c, y=y, x=x) for k, c, y, x in items]
+    words = [pack(lay, kind=it[0], c=it[1], y=it[2], x=it[3],
+                  **({"tap": it[4]} if len(it) > 4 else {})) for it in items]
     got, valid_cycles = [], []
 
     async def bench(ctx):

@@ -5,10 +5,9 @@ several samples in a row, and the status counters."""
 import numpy as np
 import pytest
 
-from sim.randmodel import (model_from_spec, random_binned, random_graph, random_model,
-                           same_step_graph)
+from sim.randmodel import model_from_spec, random_binned, random_graph, random_model
 
-from .harness import check_network, run_network
+from .harness import check_network, dag_case, graph_case, run_network
 
 
 def _case(seed, **kw):
@@ -117,25 +116,6 @@ def test_event_camera_topology_small_input():
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:-1])
 
 
-def _engine_kinds():
-    """The synapse kinds that have a hardware engine (attached on import of hw)."""
-    import hw.network  # noqa: F401
-    from sim.registry import KINDS
-    return {k for k in KINDS.names() if KINDS[k].has_part("hw.engine")}
-
-
-def dag_case(seed, n_layers=None):
-    """A random same-step graph (forks, residual joins) of the kinds with an engine
-    and version-1 neurons, and a sample; ``None`` when the draw has no such graph."""
-    rng = np.random.default_rng(seed)
-    model = same_step_graph(random_graph(rng, n_layers=n_layers or int(rng.integers(2, 5))),
-                            kinds=_engine_kinds())
-    if model is None:
-        return None
-    return model, random_binned(rng, model.input.shape, model.input.timesteps,
-                                model.input.count_clip)
-
-
 #: seeds whose draw is a same-step graph with a join (some layer has several synapses)
 #: and a fork (some source read by several synapses)
 DAG_SEEDS = [3, 5, 9, 11, 14, 20, 23, 25]
@@ -144,29 +124,75 @@ DAG_SEEDS = [3, 5, 9, 11, 14, 20, 23, 25]
 @pytest.mark.parametrize("seed", DAG_SEEDS)
 def test_random_dags(seed):
     """Forks and joins against the reference: every spike, state and flag of every
-    layer at every step, random input gaps, 2-4 deep FIFOs, random lanes, 2 samples."""
+    layer at every step, random input gaps, random stalls on every fork output (every
+    synapse's FIFO and the readout: back-pressure into the joins, cores and forks),
+    2-4 deep FIFOs, random lanes, 2 samples; a hang fails at the cycle bound."""
     model, binned = dag_case(seed)
     lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
     rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
-                         fifo_depth=2 + seed % 3, samples=2)
+                         fifo_depth=2 + seed % 3, samples=2, stall=0.1 + 0.1 * (seed % 4),
+                         max_cycles=100000)
     check_network(model, binned, rec, samples=2)
     assert rec["status"]["idle"] == 1 and rec["status"]["samples"] == 2
     assert rec["log"] == [c[-model.input.timesteps:] for c in rec["cycles"]]
+
+
+#: seeds of same-step graphs with version-2 neurons (multi-spike, v_min, current-based)
+#: and identity synapses
+V2_SEEDS = [3, 5, 8, 13, 18, 22, 44, 52]
+
+
+@pytest.mark.parametrize("seed", V2_SEEDS)
+def test_random_v2_dags(seed):
+    """Graphs whose layers are multi-spike (a count s is s events on every synapse that
+    reads it), have v_min or are current-based, with identity synapses: every spike,
+    state, current and flag of every step against the reference."""
+    model, binned = dag_case(seed, plain=False)
+    lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
+                         fifo_depth=2 + seed % 3, readback=seed % 2 == 1)
+    check_network(model, binned, rec)
+    assert rec["status"]["idle"] == 1
+
+
+def test_v2_seeds_cover_the_neurons():
+    layers = [l for seed in V2_SEEDS for l in dag_case(seed, plain=False)[0].layers]
+    syns = [s.type for l in layers for s in l.synapses]
+    assert {l.spike_limit for l in layers} >= {1, 2, 3}
+    assert any(l.v_min is not None for l in layers)
+    assert any(l.current is not None for l in layers)
+    assert "identity" in syns and any(len(l.synapses) > 1 for l in layers)
 
 
 def test_dag_seeds_have_forks_and_joins():
     """The DAG cases are not chains: together they have joins of 2 and 3 synapses,
     forks of the input and of layers, and a layer whose spikes nobody reads."""
     from collections import Counter
+    from sim.reference import run
     joins, forks, dead = Counter(), set(), False
+    firing_join = firing_fork = False
     for seed in DAG_SEEDS:
-        model, _ = dag_case(seed)
+        model, binned = dag_case(seed)
         srcs = Counter(model.source_of(i, s) for i, l in enumerate(model.layers)
                        for s in l.synapses)
         joins.update(len(l.synapses) for l in model.layers)
         forks |= {"input" if s == "input" else "layer" for s, n in srcs.items() if n > 1}
         dead |= any(l.name not in srcs for l in model.layers[:-1])
+        spikes = run(model, binned).spikes
+        firing_join |= any(len(l.synapses) > 1 and spikes[l.name].any() for l in model.layers)
+        firing_fork |= any(srcs[l.name] > 1 and spikes[l.name].any() for l in model.layers)
     assert joins[2] and joins[3] and forks == {"input", "layer"}, (joins, forks)
+    # spikes do go through a join and out of a forked layer (not only tokens)
+    assert firing_join and firing_fork
+
+
+def test_a_hang_is_reported():
+    """A readout that never takes anything (every fork output stalled for good): the
+    run fails at the cycle bound with the progress of every layer, never hangs."""
+    model, binned = dag_case(DAG_SEEDS[0])
+    with pytest.raises(AssertionError, match=r"^network did not finish within 3000 cycles "
+                                             r"\(a hang\?\): steps finished per layer "):
+        run_network(model, binned, seed=1, stall=1.0, max_cycles=3000)
 
 
 def test_residual_block():
@@ -189,30 +215,67 @@ def test_residual_block():
     binned = random_binned(rng, (2, 6, 6), 3, density=0.3)
     rec, _ = run_network(model, binned, seed=80, gap=0.2, fifo_depth=2)
     r = check_network(model, binned, rec)
+    # the same under random stalls of every fork output and the readout
+    stalled, _ = run_network(model, binned, seed=81, gap=0.2, fifo_depth=2, stall=0.4)
+    check_network(model, binned, stalled)
+    assert stalled["cycles"][-1][-1] > rec["cycles"][-1][-1]
     assert all(r.spike_count[l.name] > 0 for l in model.layers[:2])
 
 
-def test_unbuilt_graphs_are_refused_in_one_line(tmp_path):
-    """Delays and recurrence wait for the delay lines: the generator names the model
-    file, the layer and the synapse."""
+#: random graphs (seeds of :func:`graph_case`)
+GRAPH_SEEDS = range(12)
+
+
+@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.slow) if s == 7 else s
+                                  for s in GRAPH_SEEDS])
+def test_random_graphs(seed):
+    """Delay lines, recurrence and token feeds in the network: every spike, state,
+    current and flag of every step of every layer against the reference, random gaps,
+    2-4 deep FIFOs, random lanes, two samples (the delay lines forget the first)."""
+    model, binned = graph_case(seed)
+    lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
+    rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
+                         fifo_depth=2 + seed % 3, samples=1 + seed % 2)
+    check_network(model, binned, rec, samples=1 + seed % 2)
+    assert rec["status"]["idle"] == 1
+
+
+def test_graph_seeds_cover_delays_and_recurrence():
+    from hw.layer import is_replayed
+    delays, taps, recurrent, fed = set(), set(), False, False
+    for seed in GRAPH_SEEDS:
+        model, _ = graph_case(seed)
+        for i, layer in enumerate(model.layers):
+            for syn in layer.synapses:
+                delays.add(syn.delay)
+                taps.add(syn.taps)
+                src = model.source_of(i, syn)
+                recurrent |= src != "input" and model.index(src) >= i
+            fed |= all(is_replayed(syn) for syn in layer.synapses)
+    assert delays >= {0, 1, 2} and taps >= {1, 2, 3} and recurrent and fed
+
+
+def test_unbuilt_kinds_are_refused_in_one_line(tmp_path):
+    """A synapse kind without a hardware engine: the generator names the model file,
+    the layer and the synapse."""
     from hw.network import Network
     from sim.model import ModelError, save_model
-    rng = np.random.default_rng(3)
-    model = next(m for m in (random_graph(rng, n_layers=3) for _ in range(50))
-                 if any(s.delay for l in m.layers for s in l.synapses))
+    from sim.registry import KINDS, Kind
+    model, _ = graph_case(0)
     path = save_model(model, tmp_path / "g")
-    with pytest.raises(ModelError) as info:
-        Network(path)
+
+    class NoEngine(Kind):
+        name = "noengine_test"
+
+    KINDS.register(NoEngine())
+    try:
+        model.layers[-1].synapses[0].type = "noengine_test"
+        with pytest.raises(ModelError) as info:
+            Network(model)
+    finally:
+        KINDS.unregister("noengine_test")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}/model.json: layer ")
-    assert " synapse " in msg and "delay lines" in msg and msg.endswith("(issue 13)")
-
-
-def test_unbuilt_neurons_are_refused_in_one_line():
-    from hw.network import Network
-    from sim.model import ModelError
-    model, _ = dag_case(DAG_SEEDS[0])
-    model.layers[1].spike_limit = 2
-    with pytest.raises(ModelError, match=r"^model: layer 'g1' is multi-spike "
-                                         r"\(spike_limit 2\): not built yet \(issue 13\)$"):
-        Network(model)
+    assert " synapse 0 (from " in msg and msg.endswith(
+        "is noengine_test: no hardware engine for that kind yet (issue 13)")
+    Network(path)                       # the saved graph itself is built

@@ -7,13 +7,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.layer import LayerEngine
 from hw.neuron import NeuronCore
 from hw.stream import END_SAMPLE, END_STEP, SPIKE
+from sim.cycles import CoreModel, fired_words
 from sim.events import BinnedEvents
 from sim.geometry import shape3
+from sim.liveness import quiet_words
 from sim.model import RESETS, Current
 from sim.randmodel import random_binned, random_layer
 from sim.reference import run as ref_run
@@ -375,6 +378,113 @@ def test_v2_membrane_core():
     _, res, _ = check_v2(layer, binned, 2, fire=False)
     assert not any(res["spikes"])
 
+
+@pytest.mark.parametrize("limit,lanes,ready,sweep", [
+    (3, 2, 1.0, "dense"), (4, 3, 0.6, "dense"), (2, 1, 0.8, "dense"), (3, 2, 0.7, "sparse"),
+    (2, 3, 1.0, "sparse")])
+def test_core_model_counts(limit, lanes, ready, sweep):
+    """sim.cycles.CoreModel against the RTL, cycle for cycle, on a multi-spike layer with
+    random output stalls (dense and sparse sweeps): every offered event (a neuron with
+    count ``s`` is ``s`` identical events back to back) and token in the same cycle, so a
+    word with ``p`` spikes in total holds P5 ``max(1, p)`` cycles while ``out.ready``
+    stays high."""
+    seed = limit * 10 + lanes + (sweep == "sparse")
+    rng = np.random.default_rng(800 + seed)
+    layer = v2_layer(rng, "conv2d", (2, 4, 4), kernel=3, stride=1, padding=1, out_channels=4,
+                     spike_limit=limit, fire_scale=0.1, count_clip=2, weight_bits=6,
+                     state_bits=10, bias=False)
+    T = 3
+    binned = random_binned(rng, (2, 4, 4), T, count_clip=2, density=0.6)
+    items = items_from_binned(binned, (2, 4, 4), random.Random(seed))
+    dut = LayerEngine(layer, lanes, sweep=sweep)
+    assert dut.core.sweep == sweep
+    lay, olay = dut.inp.payload.shape(), dut.out.payload.shape()
+    words = [pack(lay, kind=SPIKE, c=it[1], y=it[2], x=it[3]) if it[0] == "s" else
+             pack(lay, kind=END_STEP if it[0] == "t" else END_SAMPLE) for it in items]
+    prng = random.Random(seed)
+    log = []                            # per cycle: (upd kind taken, its sa, ready, offer)
+
+    async def bench(ctx):
+        i, tokens = 0, 0
+        for cycle in range(5000):
+            ctx.set(dut.inp.valid, i < len(words))
+            if i < len(words):
+                ctx.set(dut.inp.payload.as_value(), words[i])
+            r = prng.random() < ready
+            ctx.set(dut.out.ready, r)
+            _, _, iv, ir, uv, ur, uk, usa, ov, op = await ctx.tick().sample(
+                dut.inp.valid, dut.inp.ready, dut.core.upd.valid, dut.core.upd.ready,
+                dut.core.upd.payload.kind, dut.core.upd.payload.sa, dut.out.valid,
+                dut.out.payload.as_value())
+            i += iv and ir
+            offer = unpack(olay, op, "kind", "c", "y", "x") if ov else None
+            log.append((uk if uv and ur else None, usa, r, offer))
+            if ov and r and offer[0] != SPIKE:
+                tokens += 1
+                if tokens == T + 1:
+                    break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    r = ref_run(single_layer_model(layer, T, 2), binned, backend="numpy")
+    counts = r.spikes["v2"]
+    assert (counts > 1).any(), "the case must emit counts"
+    loud = None
+    if sweep == "sparse":
+        loud = quiet_words(layer, counts, r.states["v2"], dut.G, lanes)
+    core = CoreModel(layer.out_shape, lanes, fired_words(counts, layer.out_shape, lanes), loud)
+    for t, (upd_kind, upd_sa, rdy, offer) in enumerate(log):
+        want = tuple(core.out_event()) if core.out_valid else None
+        assert offer == want, f"cycle {t}"
+        core.clock(t, upd_kind, rdy, upd_sa)
+    assert len(core.step_done) == T
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_spike_limit_high_threshold(per_channel):
+    """Thresholds above half the state maximum: ``2*threshold`` lies outside the state
+    range, so no count reaches 2 although the accumulator does (it clamps)."""
+    rng = np.random.default_rng(900 + per_channel)
+    layer = v2_layer(rng, "linear", (8,), n_out=5, spike_limit=3, weight_bits=7, state_bits=6,
+                     reset="none", fire_scale=1.0, bias=False, per_channel=per_channel)
+    smax = layer.state_max
+    layer.threshold = np.asarray([smax - 2 * c for c in range(5)] if per_channel
+                                 else [smax // 2 + 1] * 5, dtype=np.int64)
+    layer.weights = np.abs(layer.weights)
+    layer.acc_bits = layer.required_acc_bits(1)
+    binned = random_binned(rng, (8, 1, 1), 3, density=0.9)
+    r, _, _ = check_v2(layer, binned, 2)
+    assert r.overflow["v2"].any() and r.spikes["v2"].max() == 1
+
+
+def test_layer_info_reads_the_core_word():
+    """sim.tb.model.LayerInfo (the cocotb benches' plain copy of the word layout) reads a
+    current-based core's words as NeuronCore.split_word does."""
+    from sim.tb.model import LayerInfo
+    rng = np.random.default_rng(95)
+    layer = v2_layer(rng, "conv2d", (1, 3, 3), kernel=1, out_channels=5, state_bits=7,
+                     current=Current(beta_num=1, beta_frac_bits=1, state_bits=5))
+    core = NeuronCore(layer, 2, wbits=layer.weight_bits)
+    Fragment.get(core, None)                        # elaborates (the word layout is real)
+    info = LayerInfo(layer, 2)
+    assert info.word_bits == core.word.size
+    words = [int(rng.integers(0, 1 << 62)) & ((1 << info.word_bits) - 1) for _ in range(core.D)]
+    # padding lanes (channel 5 of group 2) must be zero for both readers
+    for a in range(2, core.D, 3):
+        v, i = core.split_word(words[a])
+        v[1], i[1] = 0, 0
+        words[a] = sum((x & ((1 << core.v_bits) - 1)) << (j * core.v_bits)
+                       for j, x in enumerate(v)) + \
+            sum((x & ((1 << layer.acc_bits) - 1)) << (2 * core.v_bits + j * layer.acc_bits)
+                for j, x in enumerate(i))
+    from .harness import words_to_states
+    np.testing.assert_array_equal(info.states_from_words(words), words_to_states(words, core))
+    np.testing.assert_array_equal(info.currents_from_words(words),
+                                  words_to_states(words, core, current=True))
+
+
 # ---------------------------------------------------------------- sparse sweep (issue 15)
 @pytest.mark.parametrize("seed", range(8))
 def test_sparse_sweep_matches_reference(seed):
@@ -392,6 +502,20 @@ def test_sparse_sweep_matches_reference(seed):
     res, _, _ = check(layer, binned, 1 + seed % 3, seed=seed, sweep="sparse",
                       ready=0.6)
     assert res is not None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_sweep_multi_spike(seed):
+    """The sparse core with the version-2 options it takes (``spike_limit``, ``v_min``;
+    no bias, no current): every spike count, state and flag as the reference's."""
+    rng = np.random.default_rng(950 + seed)
+    layer = v2_layer(rng, "conv2d", (2, 4, 4), kernel=3, stride=1, padding=1, out_channels=3,
+                     spike_limit=2 + seed, v_min=-3 if seed != 1 else None, bias=False,
+                     fire_scale=0.15, weight_bits=6, state_bits=10)
+    binned = random_binned(rng, (2, 4, 4), 5, density=0.3)
+    r, res, dut = check_v2(layer, binned, 2, seed=seed, sweep="sparse", ready=0.6)
+    assert dut.core.sweep == "sparse"
+    assert (r.spikes["v2"] > 1).any()
 
 
 @pytest.mark.parametrize("lanes", [1, 3])

@@ -31,9 +31,9 @@ def _batch(rng, model, n):
     return binned, x
 
 
-def _compare(model, net, binned, x):
+def _compare(model, net, binned, x, order="auto"):
     with torch.no_grad():
-        scores, tr = net(x, record=True)
+        scores, tr = net(x, record=True, order=order)
     for j, b in enumerate(binned):
         ref = run(model, b, record=True, backend="numpy")
         for layer in model.layers:
@@ -63,7 +63,12 @@ def test_integer_mode_matches_reference(seed):
     model = random_graph(rng)
     net = GraphNet.from_model(model)
     binned, x = _batch(rng, model, 3)
-    _compare(model, net, binned, x)
+    _compare(model, net, binned, x, order="step")
+    if net._layer_major():
+        _compare(model, net, binned, x, order="layer")
+    else:
+        with pytest.raises(ValueError, match="without synapses from later layers"):
+            net(x, order="layer")
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -117,7 +122,9 @@ def test_fake_quant_forward_is_the_exported_model(seed, per_channel):
     assert [l.current.state_bits for l in model.layers if l.current] == \
         [12] * sum(l.current is not None for l in model.layers)
     binned, x = _batch(rng, model, 3)
-    _compare(model, net, binned, x)
+    _compare(model, net, binned, x, order="step")
+    if net._layer_major():
+        _compare(model, net, binned, x, order="layer")
     net.zero_grad()
     net(x).sum().backward()
     grads = [w.grad for layer in net.layers for w in layer.weights()]
@@ -180,14 +187,15 @@ def _tiny_graph():
     return FloatGraph((1, 1, 4), layers, timesteps=6)
 
 
-def test_float_mode_semantics():
+@pytest.mark.parametrize("order", ["step", "layer"])
+def test_float_mode_semantics(order):
     """Float mode follows the graph equations, written out here with numpy."""
     g = _tiny_graph()
     net = GraphNet(g)
     rng = np.random.default_rng(1)
     x = (rng.random((6, 1, 1, 1, 4)) < 0.5).astype(np.float32)
     with torch.no_grad():
-        scores, tr = net(torch.as_tensor(x), record=True)
+        scores, tr = net(torch.as_tensor(x), record=True, order=order)
     a, r, o = g.layers
     xin = x.reshape(6, 4)
     va, vr, ir, vo = np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(2)

@@ -168,3 +168,32 @@ def test_iaf_recurrent_spikes_exactly_like_sinabs():
         r = run(model, BinnedEvents.from_frames(frames.reshape(T, 8, 1, 1)), backend="numpy")
         np.testing.assert_array_equal(r.spikes["fc0"].reshape(T, -1), out[1])
         np.testing.assert_array_equal(r.spikes["fc2"].reshape(T, -1), out[3])
+
+
+def test_cli(tmp_path, capsys):
+    from quant.importers.__main__ import main as cli_main
+    from sim.cli import main_guard
+    from sim.model import load_model
+    net = _net(np.random.default_rng(5), True)
+    torch.save(net, tmp_path / "net.pt")
+    out = tmp_path / "m"
+    argv = ["sinabs", str(tmp_path / "net.pt"), "--out", str(out), "--input-shape", "2,6,6",
+            "--timesteps", str(T)]
+    assert main_guard(cli_main, argv, prog="quant.importers", errors=(NetImportError,)) == 0
+    assert "integer mode" in capsys.readouterr().out
+    direct = import_sinabs(net, SHAPE, timesteps=T)
+    got = load_model(out)
+    for a, b in zip(got.layers, direct.layers):
+        assert a.name == b.name and a.spike_limit == b.spike_limit
+        np.testing.assert_array_equal(a.synapses[0].weights if a.synapses[0].weights is not None
+                                      else 0, b.synapses[0].weights
+                                      if b.synapses[0].weights is not None else 0)
+    bad = nn.Sequential(nn.Linear(72, 2), sl.LIFSqueeze(tau_mem=2.0, batch_size=1))
+    torch.save(bad, tmp_path / "bad.pt")
+    dest = tmp_path / "bad"
+    rc = main_guard(cli_main, ["sinabs", str(tmp_path / "bad.pt"), "--out", str(dest),
+                               "--input-shape", "2,6,6", "--timesteps", "3"],
+                    prog="quant.importers", errors=(NetImportError,))
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "MembraneSubtract" in err, err
+    assert not dest.exists()
