@@ -22,10 +22,12 @@ What is measured
   conv 8->8 3x3 s2 p1, conv 8->16 3x3 s2 p1, linear 1024->11; random 8-bit weights,
   16-bit states, leak 15/16, subtract reset, no bias; 27,659 neurons) on a synthetic
   DVS-like stream (:func:`bench.reference_speed.dvs_like_events`) of ``T = 16`` steps
-  of 10 ms, at three activities ``a`` = 3 %, 8 %, 20 %: the stream has about
-  ``a x 2 x 128 x 128`` events per step, and every layer's threshold is set by
-  bisection (:func:`bench.reference_speed.calibrate`) so that about ``a`` of its
-  neurons fire per step. Per activity: latency and energy of one sample, both designs.
+  of 10 ms, at three activities ``a`` = 3 %, 8 %, 20 %: the stream has
+  ``a x 2 x 128 x 128`` events per step (count clipping merges some: ``input_density``
+  records what is left), and every layer's threshold is set by bisection
+  (:func:`bench.reference_speed.calibrate`) so that about ``a`` of its neurons fire per
+  step (``firing_rates`` records the rates reached). Per activity: latency and energy of
+  one sample, both designs.
 """
 
 from __future__ import annotations

@@ -74,9 +74,8 @@ async def network(dut):
     for i in range(n):
         h = getattr(dut, f"layer{i}")
         # the layer's ``out`` port by its name in the Verilog (an inner wire of the same
-        # name can take the plain name, see runner.layer_out_ports)
-        names = case["out_ports"][i] if "out_ports" in case else \
-            {f: f"out__{f}" for f in ("valid", "ready", "payload")}
+        # name can take the plain name, see runner.layer_out_ports): required
+        names = case["out_ports"][i]
         mon = StreamMonitor(dut.clk, _child(h, names["valid"]), _child(h, names["ready"]),
                             _child(h, names["payload"]),
                             (lambda w, c, i=i: sb.layer_word(i, w)), name=f"layer{i}.out")
@@ -143,18 +142,15 @@ async def network(dut):
     sb.compare_status(status_vals)
     if readback:
         sb.compare_states()
-    # ``cycles: false``: a model the cycle model does not predict yet (a graph)
-    rep = None
-    if case.get("cycles", True):
-        sync = nm.readback_words + 1 if readback else None
-        rep = nm.cycles(start=drv.first_offer, gaps=drv.gaps, sync_cycles=sync)
-        sb.compare_cycles(rep, exact=True)
-        if any(drv.gaps):
-            base = nm.cycles(start=drv.first_offer, sync_cycles=sync)
-            sb.compare_cycles(base, exact=False)
-        if readback and rep.idle_after_step != port.idle_cycles:
-            sb._error(f"idle after steps at {port.idle_cycles[:5]}..., cycle model says "
-                      f"{rep.idle_after_step[:5]}...")
+    sync = nm.readback_words + 1 if readback else None
+    rep = nm.cycles(start=drv.first_offer, gaps=drv.gaps, sync_cycles=sync)
+    sb.compare_cycles(rep, exact=True)
+    if any(drv.gaps):
+        base = nm.cycles(start=drv.first_offer, sync_cycles=sync)
+        sb.compare_cycles(base, exact=False)
+    if readback and rep.idle_after_step != port.idle_cycles:
+        sb._error(f"idle after steps at {port.idle_cycles[:5]}..., cycle model says "
+                  f"{rep.idle_after_step[:5]}...")
     for mon in mons:
         for v in mon.violations:
             sb._error(v)
@@ -163,8 +159,5 @@ async def network(dut):
     for e in sb.errors[:20]:        # the failure names the first; the log lists more
         dut._log.error(e)
     checked = sb.check()
-    if rep is not None:
-        dut._log.info("%d comparisons passed; %d cycles (model: %d)", checked,
-                      rep.end - rep.start, rep.end - rep.start)
-    else:
-        dut._log.info("%d comparisons passed (cycles not modelled)", checked)
+    dut._log.info("%d comparisons passed; %d cycles (model: %d)", checked,
+                  rep.end - rep.start, rep.end - rep.start)

