@@ -116,7 +116,7 @@ def _checked(model, lanes, fifo_depth, sweep="sparse"):
     problem = hw_problem(model)
     if problem is not None:
         where = f"{model.path}/model.json" if model.path is not None else "model"
-        raise ModelError(f"{where}: {problem} (issue 13)")
+        raise ModelError(f"{where}: {problem}")
     if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 2:
         raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
     if sweep not in SWEEPS:

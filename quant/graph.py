@@ -64,7 +64,8 @@ from sim.registry import KINDS
 from . import kinds as _kinds  # noqa: F401  (attaches the "quant.torch" parts)
 from .ir import NetImportError
 from .kinds import torch_op
-from .lif import SURROGATES, spike
+from .lif import (SURROGATES, _clamp_flag, _FloatOps, _floor_leak, _IntOps, _ste,
+                  spike)
 from .ptq import layer_scale, quantize_beta
 
 __all__ = ["FloatSynapse", "FloatGraphLayer", "FloatGraph", "GraphNet", "graph_layer_params",
@@ -412,11 +413,6 @@ def floatgraph_from_model(model: Model) -> FloatGraph:
 
 
 # -- torch ------------------------------------------------------------------------------
-
-def _ste(x, target):
-    """``target`` in the forward pass, the gradient of ``x`` in the backward pass."""
-    return x + (target - x).detach()
-
 
 def _channel(t, like):
     """A scalar or per-channel tensor broadcast against ``(B, C, ...)``."""
@@ -794,7 +790,7 @@ class _Run:
         return out
 
 
-class _FloatParams:
+class _FloatParams(_FloatOps):
     """Float mode: the layer's own parameters, no rounding or clamping."""
 
     def __init__(self, layer):
@@ -807,41 +803,20 @@ class _FloatParams:
     def weight_tensors(self, dtype):
         return [self.layer.weight(j) for j in range(len(self.layer.synapses))]
 
-    def bias_tensor(self, dtype):
-        return self.layer.bias
-
-    def threshold_tensor(self, dtype):
-        return self.layer.threshold.to(torch.float32)
-
-    def clamp(self, acc):
-        return acc, torch.zeros(acc.shape[0], dtype=torch.bool)
-
     def clamp_current(self, a):
         return a, torch.zeros(a.shape[0], dtype=torch.bool)
-
-    def leak(self, u):
-        return u * self.layer.beta.to(u.dtype)
 
     def leak_current(self, i):
         return i * self.layer.current_beta
 
 
-def _floor_leak(u, num, frac):
-    """``(u * num) >> frac`` on integer-valued floats, the gradient of ``u * beta``."""
-    if num == (1 << frac):
-        return u
-    exact = torch.floor(u.detach() * num / (1 << frac))
-    return _ste(u * (num / (1 << frac)), exact)
-
-
-class _IntParams:
+class _IntParams(_IntOps):
     """Integer units: integer weights, bias and thresholds, clamps and floor leaks."""
 
     def __init__(self, weights, bias, threshold, num, frac, state_bits, v_min, current,
                  bound):
         self.weights, self.bias, self.threshold = weights, bias, threshold
         self.num, self.frac, self.state_bits = int(num), int(frac), int(state_bits)
-        self.lo, self.hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
         self.v_min = v_min
         self.current = current            # (num, frac, bits) or None
         self.bound = bound                # the contract's B (Python int)
@@ -904,25 +879,8 @@ class _IntParams:
     def weight_tensors(self, dtype):
         return [None if w is None else w.to(dtype) for w in self.weights]
 
-    def bias_tensor(self, dtype):
-        return None if self.bias is None else self.bias.to(dtype)
-
-    def threshold_tensor(self, dtype):
-        return self.threshold.to(dtype)
-
-    def clamp(self, acc):
-        u = torch.clamp(acc, self.lo, self.hi)
-        ovf = (u != acc).reshape(acc.shape[0], -1).any(dim=1).detach()
-        return _ste(acc, u), ovf
-
     def clamp_current(self, a):
-        bits = self.current[2]
-        i2 = torch.clamp(a, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-        ovf = (i2 != a).reshape(a.shape[0], -1).any(dim=1).detach()
-        return _ste(a, i2), ovf
-
-    def leak(self, u):
-        return _floor_leak(u, self.num, self.frac)
+        return _clamp_flag(a, self.current[2])
 
     def leak_current(self, i):
         return _floor_leak(i, self.current[0], self.current[1])

@@ -110,6 +110,56 @@ def _ste(x, target):
     return x + (target - x).detach()
 
 
+def _floor_leak(u, num, frac):
+    """``(u * num) >> frac`` on integer-valued floats, the gradient of ``u * beta``."""
+    if num == (1 << frac):
+        return u
+    exact = torch.floor(u.detach() * num / (1 << frac))
+    return _ste(u * (num / (1 << frac)), exact)
+
+
+def _clamp_flag(x, bits):
+    """``x`` clamped to the signed ``bits`` range (straight-through gradient) and, per
+    sample, whether the clamp changed anything."""
+    y = torch.clamp(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return _ste(x, y), (y != x).reshape(x.shape[0], -1).any(dim=1).detach()
+
+
+class _FloatOps:
+    """What float mode does to a layer's bias, thresholds and sums (shared by the chain
+    and the graph networks): the layer's own values, no clamp, a float leak."""
+
+    def bias_tensor(self, dtype):
+        return self.layer.bias
+
+    def threshold_tensor(self, dtype):
+        return self.layer.threshold.to(torch.float32)
+
+    def clamp(self, acc):
+        return acc, torch.zeros(acc.shape[0], dtype=torch.bool)
+
+    def leak(self, u):
+        return u * self.layer.beta.to(u.dtype)
+
+
+class _IntOps:
+    """What integer mode does (shared by the chain and the graph networks): integer bias
+    and thresholds, the state clamp and the floor leak (``bias``, ``threshold``, ``num``,
+    ``frac``, ``state_bits`` set by the subclass)."""
+
+    def bias_tensor(self, dtype):
+        return None if self.bias is None else self.bias.to(dtype)
+
+    def threshold_tensor(self, dtype):
+        return self.threshold.to(dtype)
+
+    def clamp(self, acc):
+        return _clamp_flag(acc, self.state_bits)
+
+    def leak(self, u):
+        return _floor_leak(u, self.num, self.frac)
+
+
 class SpikingLayer(nn.Module):
     """One layer: a synapse (``conv2d``, ``linear`` or ``sumpool2d``) and LIF neurons.
 
@@ -392,7 +442,7 @@ class SpikingNet(nn.Module):
         return scores
 
 
-class _FloatParams:
+class _FloatParams(_FloatOps):
     """Float mode: the layer's own parameters, no rounding or clamping."""
     state_bits = frac = 0
 
@@ -405,26 +455,13 @@ class _FloatParams:
     def weight_tensor(self, dtype):
         return self.layer.weight
 
-    def bias_tensor(self, dtype):
-        return self.layer.bias
 
-    def threshold_tensor(self, dtype):
-        return self.layer.threshold.to(torch.float32)
-
-    def clamp(self, acc):
-        return acc, torch.zeros(acc.shape[0], dtype=torch.bool)
-
-    def leak(self, u):
-        return u * self.layer.beta.to(u.dtype)
-
-
-class _IntParams:
+class _IntParams(_IntOps):
     """Integer units: integer weights/bias/thresholds, clamp and floor leak (with STE)."""
 
     def __init__(self, weight, bias, threshold, num, frac, state_bits, fan_abs):
         self.weight, self.bias, self.threshold = weight, bias, threshold
         self.num, self.frac, self.state_bits = int(num), int(frac), int(state_bits)
-        self.lo, self.hi = -(1 << (state_bits - 1)), (1 << (state_bits - 1)) - 1
         self.fan_abs = fan_abs      # per channel sum |w| (+|b|) for the width check
 
     @classmethod
@@ -461,20 +498,3 @@ class _IntParams:
         if self.weight is None:
             return None
         return self.weight.to(dtype)
-
-    def bias_tensor(self, dtype):
-        return None if self.bias is None else self.bias.to(dtype)
-
-    def threshold_tensor(self, dtype):
-        return self.threshold.to(dtype)
-
-    def clamp(self, acc):
-        u = torch.clamp(acc, self.lo, self.hi)
-        ovf = (u != acc).reshape(acc.shape[0], -1).any(dim=1).detach()
-        return _ste(acc, u), ovf
-
-    def leak(self, u):
-        if self.num == (1 << self.frac):
-            return u
-        exact = torch.floor(u.detach() * self.num / (1 << self.frac))
-        return _ste(u * (self.num / (1 << self.frac)), exact)

@@ -283,5 +283,5 @@ def test_unbuilt_kinds_are_refused_in_one_line(tmp_path):
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{path}/model.json: layer ")
     assert " synapse 0 (from " in msg and msg.endswith(
-        "is noengine_test: no hardware engine for that kind yet (issue 13)")
+        "is noengine_test: no hardware engine for that kind yet")
     Network(path)                       # the saved graph itself is built
