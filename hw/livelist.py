@@ -119,7 +119,13 @@ class ListSequencer(wiring.Component):
         attrs = {"ram_style": "distributed"} if D * abits <= DISTRIBUTED_MAX_BITS else None
         ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[], attrs=attrs)
         wp_port = ring.write_port()
-        rd = ring.read_port()
+        # The ring write is registered (``w_*``): the append decision comes late in the
+        # cycle (the sweep's quiet flag behind the output handshake), and a LUT-RAM
+        # ring's write enable fans out through an address decode; that path limited the
+        # ECP5 clock. The read port is transparent for the write, so an entry appended in
+        # cycle ``t`` (written at the end of ``t + 1``) is still readable from ``t + 1``:
+        # the cycle behaviour is that of an unregistered write.
+        rd = ring.read_port(transparent_for=(wp_port,))
 
         wp = Signal(range(max(2, D)))
         rp = Signal(range(max(2, D)))
@@ -141,7 +147,11 @@ class ListSequencer(wiring.Component):
 
         # appends
         push = self.push & ~self.clear
-        m.d.comb += [wp_port.addr.eq(wp), wp_port.data.eq(self.push_addr), wp_port.en.eq(push)]
+        w_en = Signal()
+        w_addr = Signal.like(wp)
+        w_data = Signal(abits)
+        m.d.sync += [w_en.eq(push), w_addr.eq(wp), w_data.eq(self.push_addr)]
+        m.d.comb += [wp_port.addr.eq(w_addr), wp_port.data.eq(w_data), wp_port.en.eq(w_en)]
 
         # R: the ring read, when Q1 can take its data
         m.d.comb += [rd.addr.eq(rp), rd.en.eq(q1_ready)]
