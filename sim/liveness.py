@@ -109,10 +109,11 @@ def quiet_words(layer, spikes, states, G, L):
     return out
 
 
-def touched_words(layer, in_shape, lanes, src):
+def touched_words(layer, in_shape, lanes, src, syn=None):
     """The state words that input spikes at the flat indices ``src`` of ``in_shape``
-    reach (a set of ``pos*G + g``; the window is the synapse kind's ``event_window``)."""
-    syn = layer.synapse
+    reach through synapse ``syn`` (default: the layer's only one): a set of
+    ``pos*G + g``; the window is the synapse kind's ``event_window``."""
+    syn = layer.synapse if syn is None else syn
     in3, out3 = shape3(in_shape), shape3(layer.out_shape)
     G = lane_groups(out3[0], lanes)
     Wo = out3[2]
@@ -134,8 +135,10 @@ def sweep_counts(model, binned, result, lanes, sweep="sparse"):
     ``swept`` per sample).
 
     A sparse layer sweeps in step ``k`` the words not quiet after step ``k-1``
-    (:func:`quiet_words`) and the words an input spike of step ``k`` reaches
-    (:func:`touched_words`); a dense one every word.
+    (:func:`quiet_words`) and the words an update of step ``k`` reaches
+    (:func:`touched_words`): through each same-step synapse the spikes of its source in
+    step ``k``, through a synapse with delay ``d`` and ``D`` taps those of steps
+    ``k-d-t``, ``t < D`` (what its delay line replays); a dense one every word.
 
     Returns
     -------
@@ -144,11 +147,19 @@ def sweep_counts(model, binned, result, lanes, sweep="sparse"):
         words swept and the real neurons in them (padding lanes not counted), summed over
         the steps, and the same for a dense sweep (``T*D`` and ``T*N``).
     """
+    from .model import INPUT
     T = model.input.timesteps
     membrane = model.readout == "membrane"
     n = len(model.layers)
-    shape = tuple(model.input.shape)
-    prev = None
+
+    def source_spikes(src, k):
+        """Flat indices of the spikes of ``src`` in step ``k`` (none before step 0)."""
+        if k < 0:
+            return np.zeros(0, dtype=np.int64)
+        if src == INPUT:
+            return binned.step(k)[0]
+        return np.flatnonzero(np.asarray(result.spikes[src][k]).reshape(-1))
+
     out = []
     for i, layer in enumerate(model.layers):
         C, Ho, Wo = shape3(layer.out_shape)
@@ -163,11 +174,12 @@ def sweep_counts(model, binned, result, lanes, sweep="sparse"):
             words = neurons = 0
             listed = set()
             for k in range(T):
-                if prev is None:
-                    src, _ = binned.step(k)
-                else:
-                    src = np.flatnonzero(np.asarray(prev[k]).reshape(-1))
-                listed = listed | touched_words(layer, shape, L, src)
+                for syn in layer.synapses:
+                    src = model.source_of(i, syn)
+                    shape = tuple(model.source_shape(src))
+                    for t in range(syn.taps):
+                        listed = listed | touched_words(
+                            layer, shape, L, source_spikes(src, k - syn.delay - t), syn)
                 words += len(listed)
                 neurons += sum(real[a % G] for a in listed)
                 listed = loud[k]
@@ -175,6 +187,4 @@ def sweep_counts(model, binned, result, lanes, sweep="sparse"):
             words, neurons = T * D, T * layer.n_out
         out.append({"sparse": sparse, "words": words, "neurons": neurons,
                     "dense_words": T * D, "dense_neurons": T * layer.n_out})
-        prev = spikes
-        shape = tuple(layer.out_shape)
     return out

@@ -185,3 +185,27 @@ def test_sweep_counts_are_the_cycle_models():
             assert [g["sparse"] for g in got] == rep.sparse
             for g in got:
                 assert g["neurons"] <= g["dense_neurons"]
+
+
+def test_sweep_counts_are_the_cycle_models_on_graphs():
+    """The same on random version-2 graphs (residual joins, delays, taps, recurrence):
+    every synapse's updates list words, a delayed one from the steps it replays."""
+    from sim.cycles import HwParams, predict
+    from sim.geometry import lanes_of
+    from sim.liveness import sweep_counts
+    from sim.randmodel import random_graph
+    checked = 0
+    for seed in range(12):
+        rng = np.random.default_rng(400 + seed)
+        model = random_graph(rng)
+        for layer in model.layers:
+            layer.bias = None
+        binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                               model.input.count_clip, density=0.2)
+        res = ref_run(model, binned, record=True, backend="numpy")
+        got = sweep_counts(model, binned, res, lanes_of(model), "sparse")
+        rep = predict(model, binned, HwParams(), backend="numpy")
+        assert [g["words"] for g in got] == rep.swept, seed
+        checked += sum(g["sparse"] and len(layer.synapses) > 1
+                       for g, layer in zip(got, model.layers))
+    assert checked, "no sparse layer with several synapses was drawn"
