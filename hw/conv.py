@@ -20,6 +20,12 @@ no bubble between events; an event costs exactly ``ny*nx*G`` cycles of the itera
 event with no valid position costs none there (it occupies stages A/B for one cycle
 each, hidden while the iterator is busy). Tokens pass through in order and cost one
 cycle. Work is proportional to events, never to the frame.
+
+Banks: the engine of bank ``b`` of ``B`` (``bank=(b, B)``, :func:`sim.geometry.banks_of`)
+issues only the output columns ``ox = b, b + B, ...`` of each window, at local column
+``ox // B`` of a state RAM ``W_b = bank_width(Wo, b, B)`` columns wide: its column table
+is :func:`bank_table` of the full one, and one column step moves the kernel column by
+``S*B`` (``col_step = 1 - G - S*B*G``). The weight ROM is the unbanked one.
 """
 
 from types import SimpleNamespace
@@ -27,12 +33,12 @@ from types import SimpleNamespace
 from amaranth.hdl import Array, Const, Signal
 from amaranth.utils import bits_for
 
-from sim.geometry import KIND_BITS, SPIKE, axis_range
+from sim.geometry import KIND_BITS, SPIKE, axis_range, bank_width
 from sim.registry import KINDS
 
 from .synapse import SynapseEngine, SynapseIterator
 
-__all__ = ["ConvEngine", "axis_table"]
+__all__ = ["ConvEngine", "axis_table", "bank_table"]
 
 
 def axis_table(size, out_size, K, S, P):
@@ -48,6 +54,21 @@ def axis_table(size, out_size, K, S, P):
         n = o1 - o0 + 1
         table.append((o0, v + P - o0 * S, n) if n > 0 else (0, 0, 0))
     return table
+
+
+def bank_table(table, stride, bank, banks):
+    """The :func:`axis_table` of one bank: per coordinate ``(o0, k0, n)`` of the output
+    columns ``o = bank (mod banks)`` only, ``o0`` as a local column ``o // banks``, ``k0``
+    its kernel offset (falling by ``stride*banks`` per local column); ``(0, 0, 0)`` where
+    the bank has none."""
+    out = []
+    for o0, k0, n in table:
+        t0 = (bank - o0) % banks
+        if n == 0 or t0 >= n:
+            out.append((0, 0, 0))
+        else:
+            out.append(((o0 + t0) // banks, k0 - t0 * stride, len(range(t0, n, banks))))
+    return out
 
 
 def _rom(values):
@@ -68,6 +89,9 @@ class ConvEngine(SynapseEngine):
     taps, tap_field
         Taps of the synapse; the input has a ``tap`` field (default: ``taps > 1``;
         :class:`~hw.synapse.SynapseEngine`).
+    bank : tuple, optional
+        ``(b, B)``: the engine of bank ``b`` of ``B`` (see the module docstring);
+        ``out_shape`` stays the layer's.
 
     Attributes
     ----------
@@ -78,25 +102,33 @@ class ConvEngine(SynapseEngine):
         ``a_xn`` (stage A) and the iterator ``iter`` (stage B is its ``job`` port), for
         the invariants of the formal proofs (``tests/formal``); not an interface.
     """
+    #: the engine can serve one bank of a banked layer (``bank=``)
+    BANKABLE = True
+
     def __init__(self, in_shape, out_shape, kernel, stride, padding, groups, taps=1,
-                 tap_field=None):
+                 tap_field=None, bank=None):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.K, self.S, self.P, self.G = kernel, stride, padding, groups
+        b, B = (0, 1) if bank is None else bank
+        self.bank = (b, B)
         C, H, W = self.in_shape
-        Co, Ho, Wo = self.out_shape
+        Co, Ho, Wo_full = self.out_shape
+        Wo = bank_width(Wo_full, b, B)
+        #: output columns of this engine's state RAM (all of them unbanked)
+        self.Wo = Wo
         self.n_max = -(-kernel // stride)
         super().__init__(self.in_shape, Ho * Wo * groups, C * kernel * kernel * groups, taps,
                          tap_field)
         K, S, P, G = kernel, stride, padding, groups
         self._ytab = axis_table(H, Ho, K, S, P)
-        self._xtab = axis_table(W, Wo, K, S, P)
+        self._xtab = bank_table(axis_table(W, Wo_full, K, S, P), S, b, B)
         # made here rather than in elaborate() so that a formal harness can name them
         saw = len(self.out.payload.sa)
         waw = len(self.out.payload.wa)
         self.regs = SimpleNamespace(
             iter=SynapseIterator(
                 sa_depth=self.sa_depth, wa_depth=self.wa_depth, n_max=self.n_max,
-                groups=G, col_step=1 - G - S * G, row_sa=Wo * G, row_wa=-S * K * G),
+                groups=G, col_step=1 - G - S * B * G, row_sa=Wo * G, row_wa=-S * K * G),
             a_valid=Signal(name="a_valid"), a_kind=Signal(KIND_BITS, name="a_kind"),
             a_sa=Signal(saw + 1, name="a_sa"), a_wa=Signal(waw + 1, name="a_wa"),
             a_xwa=Signal(bits_for(max(k * G for o, k, n in self._xtab)), name="a_xwa"),
@@ -104,15 +136,15 @@ class ConvEngine(SynapseEngine):
             a_xn=Signal(bits_for(max(n for o, k, n in self._xtab)), name="a_xn"))
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None, bank=None):
         return cls(src_shape, out_shape, syn.kernel, syn.stride, syn.padding, groups,
-                   **cls.tap_kw(syn))
+                   bank=bank, **cls.tap_kw(syn))
 
     def stage_a(self, p):
         """Table lookups and the first adds: ``sa0``, the ``c``/``ky`` part of ``wa0``,
         the ``kx`` part and the window extent."""
         C = self.in_shape[0]
-        Wo = self.out_shape[2]
+        Wo = self.Wo
         K, G = self.K, self.G
         ytab, xtab = self._ytab, self._xtab
         y_sa = _rom([o * Wo * G for o, k, n in ytab])

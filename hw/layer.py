@@ -19,15 +19,35 @@ Throughput: one update of ``L`` lanes per cycle while accumulating (from one uni
 time); the sweep is ``L`` neurons per cycle (see :mod:`hw.neuron` for the exact cycle
 counts). While the core sweeps it does not take updates, so the engines and the FIFOs
 in front of the layer hold the events of the next step.
+
+Banks (``banks = B > 1``, a layer with one same-step conv or pool synapse:
+:func:`sim.geometry.banks_of`)::
+
+    inp -> Fork(B) -> SynapseUnit(bank b) -> NeuronCore(bank b) -> x = x_b*B + b --+
+                      ... one per bank ...                                         +-> Merge -> out
+
+Bank ``b`` owns the output columns ``x = b, b + B, ...`` (its core is the layer's core
+over ``(C, Ho, W_b)``, :func:`sim.geometry.bank_layer`); every bank takes every event and
+issues only its columns of the window, so a window of ``n`` columns costs ``ceil(n/B)`` cycles per
+row in each bank, the banks working side by side, and each bank sweeps only its own
+words. The :class:`~hw.merge.Merge` passes their spikes (fixed priority) and each token
+once every bank has sent it. Readback addresses are bank-major: word ``a`` of bank ``b``
+at ``b*stride + a`` (:attr:`LayerEngine.bank_stride`, a power of two).
 """
 
-from amaranth.hdl import Module
+
+import numpy as np
+
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
-from sim.geometry import default_lanes
+from sim.geometry import END_SAMPLE, END_STEP, SPIKE, bank_layer, default_lanes, shape3
 
+from .fork import Fork
 from .join import Join
+from .merge import Merge
 from .neuron import NeuronCore
 from .stream import event_signature, synapse_input_signature
 from .synapse_unit import SynapseUnit, engine_class
@@ -90,6 +110,10 @@ class LayerEngine(wiring.Component):
         For a layer whose synapses are all replayed: the shape of the event stream its
         token feed comes from (the network input's); its spikes are ignored, its tokens
         are the layer's live input.
+    banks : int
+        ``B >= 1`` neuron cores over interleaved output columns (see the module
+        docstring); ``B > 1`` only for a layer with one same-step synapse whose engine
+        has banks (checked by :func:`sim.geometry.banks_of` in a network).
 
     Attributes
     ----------
@@ -113,11 +137,17 @@ class LayerEngine(wiring.Component):
     rb_addr, rb_data : readback of the state RAM while not busy (one cycle latency).
     tap_valid, tap_addr, tap_u : membrane tap of the core.
     units : list of SynapseUnit
+        One per synapse (per bank in a banked layer).
     join : Join
     core : NeuronCore
+        The core (bank 0's in a banked layer).
+    cores : list of NeuronCore
+        Every core (one per bank).
+    D : int
+        Readback addresses (``B * bank_stride`` in a banked layer).
     """
     def __init__(self, layer, lanes=None, *, fire=True, in_shape=None, in_shapes=None,
-                 token_shape=None, replayed=(), sweep="dense"):
+                 token_shape=None, replayed=(), sweep="dense", banks=1):
         self.layer = layer
         syns = layer.synapses
         if in_shapes is None:
@@ -132,13 +162,19 @@ class LayerEngine(wiring.Component):
         self.fire = fire
         if self.L < 1:
             raise ValueError(f"lanes: {self.L!r} must be a positive integer")
+        self.banks = banks
+        if banks != 1:
+            self._init_banks(layer, syns, fire, sweep, replayed)
+            return
         self.units = [SynapseUnit(syn, layer.out_shape, self.L, src_shape=shape)
                       for syn, shape in zip(syns, self.in_shapes)]
         wbits = [u.wbits for u in self.units]
         self.wbits = max(wbits)
         self.rom_words = self.units[0].rom_words
         self.core = NeuronCore(layer, self.L, wbits=self.wbits, fire=fire, sweep=sweep)
+        self.cores = [self.core]
         self.G, self.D = self.core.G, self.core.D
+        self.bank_stride = self.D
         # the join's inputs: the token feed, the live synapses, then the replayed ones
         self.replayed = sorted(set(replayed))
         live = [j for j in range(len(syns)) if j not in self.replayed]
@@ -162,6 +198,99 @@ class LayerEngine(wiring.Component):
             **{name: self.core.signature.members[name] for name in NeuronCore.STATUS_PORTS},
         })
 
+    def _init_banks(self, layer, syns, fire, sweep, replayed):
+        B, L = self.banks, self.L
+        if isinstance(B, bool) or not isinstance(B, int) or B < 1:
+            raise ValueError(f"layer {layer.name!r}: banks {B!r} must be a positive integer")
+        if len(syns) != 1 or replayed or not fire:
+            raise ValueError(f"layer {layer.name!r}: banks need one same-step synapse and a "
+                             f"firing core")
+        syn = syns[0]
+        self.units = [SynapseUnit(syn, layer.out_shape, L, src_shape=self.in_shape,
+                                  bank=(b, B)) for b in range(B)]
+        self.wbits = self.units[0].wbits
+        self.rom_words = self.units[0].rom_words
+        self.cores = [NeuronCore(bank_layer(layer, b, B), L, wbits=self.wbits, fire=fire,
+                                 sweep=sweep) for b in range(B)]
+        self.core = self.cores[0]
+        self.G = self.core.G
+        self.bank_stride = 1 << bits_for(max(c.D for c in self.cores) - 1)
+        self.D = B * self.bank_stride
+        self.replayed, self.token_feed, self.join_order = [], False, [0]
+        self.joins = [Join(1, 0, depth=c.D, lanes=L, wbits=[self.wbits]) for c in self.cores]
+        self.join = self.joins[0]
+        self.fork = Fork(B, self.in_shape)
+        self.merge = Merge(B, layer.out_shape)
+        core = self.core
+        super().__init__({
+            "inp": In(synapse_input_signature(self.in_shape, syn.taps, syn.delay)),
+            "go": Out(1),
+            "sample_end": Out(1),
+            "out": Out(event_signature(layer.out_shape)),
+            "busy": Out(1),
+            "step_done": Out(1),
+            "sample_done": Out(1),
+            "ovf_step": Out(1),
+            "rb_addr": In(range(self.D)),
+            "rb_data": Out(core.signature.members["rb_data"].shape),
+            "tap_valid": Out(1),
+            "tap_addr": Out(core.signature.members["tap_addr"].shape),
+            "tap_u": Out(core.signature.members["tap_u"].shape),
+        })
+
+    def gather_states(self, per_core):
+        """The layer's flat states (``(C, Ho, Wo)`` order) from each core's flat states
+        (``(C, Ho, W_b)`` order, as :class:`~hw.neuron.NeuronCore` words give them)."""
+        if self.banks == 1:
+            return np.asarray(per_core[0]).reshape(-1)
+        C, Ho, Wo = shape3(self.layer.out_shape)
+        full = np.zeros((C, Ho, Wo), dtype=np.int64)
+        for b, (core, st) in enumerate(zip(self.cores, per_core)):
+            full[:, :, b::self.banks] = np.asarray(st).reshape(C, Ho, core.Wo)
+        return full.reshape(-1)
+
+    def _elaborate_banks(self, m):
+        B = self.banks
+        m.submodules.fork = fork = self.fork
+        m.submodules.merge = merge = self.merge
+        wiring.connect(m, wiring.flipped(self.inp), fork.inp)
+        busy = 0
+        for s in fork.sent:
+            busy = busy | s
+        ovf = 0
+        rb_sel = Signal(range(B))
+        m.d.sync += rb_sel.eq(self.rb_addr >> (self.bank_stride.bit_length() - 1))
+        for b, (unit, join, core) in enumerate(zip(self.units, self.joins, self.cores)):
+            m.submodules[f"unit{b}"] = unit
+            m.submodules[f"join{b}"] = join
+            m.submodules[f"core{b}"] = core
+            wiring.connect(m, fork.out[b], unit.inp)
+            m.d.comb += [join.inp[0].valid.eq(unit.out.valid),
+                         join.inp[0].payload.kind.eq(unit.out.payload.kind),
+                         join.inp[0].payload.sa.eq(unit.out.payload.sa),
+                         unit.out.ready.eq(join.inp[0].ready),
+                         join.rom_data[0].eq(unit.rom_data)]
+            wiring.connect(m, join.out, core.upd)
+            m.d.comb += core.wdata.eq(join.wdata)
+            # the bank's column x_b is column x_b*B + b of the layer (tokens keep x = 0)
+            mi, co = merge.inp[b], core.out
+            spike = co.payload.kind == SPIKE
+            m.d.comb += [mi.valid.eq(co.valid), co.ready.eq(mi.ready),
+                         mi.payload.kind.eq(co.payload.kind), mi.payload.c.eq(co.payload.c),
+                         mi.payload.y.eq(co.payload.y),
+                         mi.payload.x.eq(Mux(spike, co.payload.x * B + b, co.payload.x))]
+            m.d.comb += core.rb_addr.eq(self.rb_addr[:len(core.rb_addr)])
+            with m.If(rb_sel == b):
+                m.d.comb += self.rb_data.eq(core.rb_data)
+            ovf = ovf | core.ovf_step
+            busy = busy | unit.busy | join.busy | ~core.idle
+        wiring.connect(m, merge.out, wiring.flipped(self.out))
+        take = self.out.valid & self.out.ready
+        m.d.comb += [self.step_done.eq(take & (self.out.payload.kind == END_STEP)),
+                     self.sample_done.eq(take & (self.out.payload.kind == END_SAMPLE)),
+                     self.ovf_step.eq(ovf), self.busy.eq(busy)]
+        return m
+
     @staticmethod
     def input_name(j):
         """The port of synapse ``j``: ``inp``, ``inp1``, ``inp2``, ..."""
@@ -170,10 +299,12 @@ class LayerEngine(wiring.Component):
     @property
     def inputs(self):
         """The input ports, one per synapse, in synapse order."""
-        return [getattr(self, self.input_name(j)) for j in range(len(self.units))]
+        return [getattr(self, self.input_name(j)) for j in range(len(self.layer.synapses))]
 
     def elaborate(self, platform):
         m = Module()
+        if self.banks != 1:
+            return self._elaborate_banks(m)
         join, core = self.join, self.core
         busy = 0
         for j, (unit, inp) in enumerate(zip(self.units, self.inputs)):

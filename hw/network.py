@@ -58,7 +58,7 @@ Step log
 Readback
     While ``idle``: put a layer on ``rb_layer`` and a state-RAM word address on
     ``rb_addr``; ``rb_data`` holds that word (``L`` lanes of ``acc_bits``, lane 0 in the
-    low bits) in the next cycle.
+    low bits) in the next cycle. A banked layer's words are bank-major (:mod:`hw.layer`).
 
 Throughput: each layer runs as described in :mod:`hw.layer`; the FIFOs
 (:class:`amaranth.lib.fifo.SyncFIFOBuffered`, ``fifo_depth`` words) move one word per
@@ -73,7 +73,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, lanes_of, shape3
+from sim.geometry import END_SAMPLE, KIND_BITS, SPIKE, banks_of, lanes_of, shape3
 from sim.liveness import SWEEPS
 from sim.model import INPUT, Model, ModelError, load_model
 from sim.registry import KINDS
@@ -107,10 +107,10 @@ def hw_problem(model):
     return None
 
 
-def _checked(model, lanes, fifo_depth, sweep="sparse"):
-    """The model (loaded when a path is given) and the lanes of every layer, or an error:
-    a model the generator cannot build yet (:func:`hw_problem`), a bad ``fifo_depth`` or
-    bad lanes."""
+def _checked(model, lanes, fifo_depth, sweep="sparse", banks=None):
+    """The model (loaded when a path is given), the lanes and the banks of every layer,
+    or an error: a model the generator cannot build yet (:func:`hw_problem`), a bad
+    ``fifo_depth``, bad lanes or banks."""
     if not isinstance(model, Model):
         model = load_model(model)
     problem = hw_problem(model)
@@ -121,7 +121,7 @@ def _checked(model, lanes, fifo_depth, sweep="sparse"):
         raise ValueError(f"fifo_depth: {fifo_depth!r} must be an integer >= 2")
     if sweep not in SWEEPS:
         raise ValueError(f"sweep: {sweep!r} is not one of {', '.join(SWEEPS)}")
-    return model, lanes_of(model, lanes)
+    return model, lanes_of(model, lanes), banks_of(model, banks)
 
 
 class Network(wiring.Component):
@@ -145,6 +145,9 @@ class Network(wiring.Component):
         ``"sparse"`` (default): every layer that :func:`sim.liveness.sparse_ok` allows
         sweeps only its listed state words (:mod:`hw.livelist`); ``"dense"``: every layer
         sweeps every word every step (the design before issue 15).
+    banks : int, sequence or dict, optional
+        Neuron cores per layer over interleaved output columns (:mod:`hw.layer`,
+        "Banks"); the rule is :func:`sim.geometry.banks_of`. Default 1 everywhere.
 
     Attributes
     ----------
@@ -162,18 +165,19 @@ class Network(wiring.Component):
     log_layer, log_step : In; log_cycle : Out(cycle_bits)
     rb_layer, rb_addr : In; rb_data : Out(widest state word)
     """
-    def __new__(cls, model, *, lanes=None, fifo_depth=16, sweep="sparse", src_loc_at=0,
-                **kwargs):
+    def __new__(cls, model, *, lanes=None, fifo_depth=16, sweep="sparse", banks=None,
+                src_loc_at=0, **kwargs):
         # Checked before the object exists, so that a refused design is not left behind
         # for Amaranth to warn about as "created but never used" (as boards.uart does).
-        model, lanes = _checked(model, lanes, fifo_depth, sweep)
+        checked = _checked(model, lanes, fifo_depth, sweep, banks)
         self = super().__new__(cls, src_loc_at=1 + src_loc_at)
-        self._checked = (model, lanes)
+        self._checked = checked
         return self
 
     def __init__(self, model, *, lanes=None, fifo_depth=16, coord_bits=16, cycle_bits=32,
-                 sweep="sparse"):
-        model, lanes = self._checked
+                 sweep="sparse", banks=None):
+        model, lanes, banks = self._checked
+        self.banks = banks
         self.model = model
         self.sweep = sweep
         self.fifo_depth = fifo_depth
@@ -201,7 +205,7 @@ class Network(wiring.Component):
                                  in_shapes=shapes, token_shape=tuple(model.input.shape),
                                  replayed=[j for j, syn in enumerate(layer.synapses)
                                            if is_replayed(syn)],
-                                 sweep=sweep)
+                                 sweep=sweep, banks=banks[i])
             if engine.token_feed:            # its tokens come from the input
                 self.consumers[INPUT].append((i, None))
             self.layers.append(engine)

@@ -40,12 +40,13 @@ class SumPoolEngine(ConvEngine):
     #: lane width of the ROM of ones (1 needs a sign bit)
     WBITS = 2
 
-    def __init__(self, in_shape, out_shape, kernel, groups, taps=1, tap_field=None):
-        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps, tap_field)
+    def __init__(self, in_shape, out_shape, kernel, groups, taps=1, tap_field=None, bank=None):
+        super().__init__(in_shape, out_shape, kernel, kernel, 0, groups, taps, tap_field,
+                         bank)
 
     @classmethod
-    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None):
-        return cls(src_shape, out_shape, syn.kernel, groups, **cls.tap_kw(syn))
+    def for_synapse(cls, syn, src_shape, out_shape, groups, lanes=None, bank=None):
+        return cls(src_shape, out_shape, syn.kernel, groups, bank=bank, **cls.tap_kw(syn))
 
     @classmethod
     def rom_weights(cls, syn, src_shape, tap=0):

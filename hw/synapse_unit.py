@@ -57,6 +57,9 @@ class SynapseUnit(wiring.Component):
     src_shape : tuple
         Shape of the incoming events: the source layer's ``out_shape`` or the input
         shape (a linear synapse flattens it in the engine).
+    bank : tuple, optional
+        ``(b, B)``: the unit of bank ``b`` of a layer with ``B`` banks (its engine issues
+        only that bank's columns; :func:`sim.geometry.banks_of`).
 
     Attributes
     ----------
@@ -72,7 +75,7 @@ class SynapseUnit(wiring.Component):
     rom_words : list of list of int
     wbits : int
     """
-    def __init__(self, syn, out_shape, lanes, *, src_shape):
+    def __init__(self, syn, out_shape, lanes, *, src_shape, bank=None):
         self.syn = syn
         self.src_shape = tuple(src_shape)
         self.out_shape = tuple(out_shape)
@@ -80,7 +83,13 @@ class SynapseUnit(wiring.Component):
         self.G = lane_groups(shape3(out_shape)[0], lanes)
         cls = engine_class(syn)
         self.rom_words, self.wbits = cls.lane_rom(syn, self.src_shape, self.out_shape, lanes)
-        self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G, lanes)
+        if bank is None:
+            self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G, lanes)
+        elif getattr(cls, "BANKABLE", False):
+            self.engine = cls.for_synapse(syn, self.src_shape, self.out_shape, self.G, lanes,
+                                          bank=bank)
+        else:
+            raise ValueError(f"synapse {syn.type}: its engine has no banks")
         super().__init__({
             "inp": In(synapse_input_signature(self.src_shape, syn.taps, syn.delay)),
             "out": Out(self.engine.out.signature),

@@ -36,6 +36,9 @@ block and a ``clock`` method (one rising edge, from the values of the cycle befo
   words a sparse core lists comes from the updates it takes (their state addresses,
   :func:`layer_words`) and from the reference's states and spikes
   (:func:`sim.liveness.quiet_words`), not from the RTL;
+* :class:`BankedLayerModel`: a layer with ``B > 1`` banks (``hw.layer``, "Banks"): a
+  :class:`ForkModel` over ``B`` engines, a core per bank, and the :class:`MergeModel`
+  of their spike streams (``hw.merge``);
 * :class:`DelayLineModel`: the delay line of a synapse with a delay or taps
   (``hw.delay``): its write side's blocking rule, the replay of the taps on ``go`` and
   the end-of-step token;
@@ -66,8 +69,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .geometry import (END_SAMPLE, END_STEP, SPIKE, delay_capacity, delay_slots,
-                       lane_groups, lanes_of, shape3)
+from .geometry import (END_SAMPLE, END_STEP, SPIKE, bank_layer, bank_width, banks_of,
+                       delay_capacity, delay_slots, lane_groups, lanes_of, shape3)
 from .liveness import SWEEPS, quiet_words, sparse_ok
 from .model import INPUT
 from .reference import run as reference_run
@@ -138,10 +141,13 @@ class HwParams:
         Depth of every FIFO.
     sweep : str
         As ``hw.network.Network(sweep=...)``: ``"sparse"`` (default) or ``"dense"``.
+    banks : int, list or dict, optional
+        As ``hw.network.Network(banks=...)`` (:func:`sim.geometry.banks_of`).
     """
     lanes: object = None
     fifo_depth: int = 16
     sweep: str = "sparse"
+    banks: object = None
 
 
 @dataclass
@@ -295,6 +301,42 @@ def synapse_words(syn, in_shape, out_shape, lanes):
                                for ox in range(xlo[x], xhi[x] + 1) for g in groups)
         return cache[key]
     return words
+
+
+def bank_work(syn, src_shape, out_shape, lanes, bank, banks):
+    """:func:`synapse_work` of bank ``bank`` of ``banks`` (``hw.layer``, "Banks"): the
+    updates of the window's columns ``ox = bank (mod banks)`` only."""
+    in3, out3 = shape3(src_shape), shape3(out_shape)
+    G = lane_groups(out3[0], lanes)
+    ylo, yhi, xlo, xhi = syn.kind.event_window(syn, in3, out3)
+    ny = np.maximum(yhi - ylo + 1, 0)
+    nx = np.where(xhi >= xlo, (xhi - bank) // banks - (xlo - 1 - bank) // banks, 0)
+    per = (ny[:, None] * nx[None, :]) * G
+    return np.broadcast_to(per, in3).astype(np.int64)
+
+
+def bank_words(syn, in_shape, out_shape, lanes, bank, banks):
+    """:func:`synapse_words` of bank ``bank`` of ``banks``: the state addresses, in that
+    bank's state RAM (local column ``ox // banks``), of the updates its engine issues."""
+    words = synapse_words(syn, in_shape, out_shape, lanes)
+    out3 = shape3(out_shape)
+    G = lane_groups(out3[0], lanes)
+    Wo = out3[2]
+    Wb = bank_width(Wo, bank, banks)
+    cache = {}
+
+    def local(c, y, x):
+        key = (y, x)
+        if key not in cache:
+            got = []
+            for a in words(c, y, x):
+                pos, g = divmod(a, G)
+                oy, ox = divmod(pos, Wo)
+                if ox % banks == bank:
+                    got.append((oy * Wb + ox // banks) * G + g)
+            cache[key] = tuple(got)
+        return cache[key]
+    return local
 
 
 class FifoModel:
@@ -746,6 +788,140 @@ class CoreModel:
             self.to_emit = left[1:]         # the lowest spike is out
 
 
+class MergeModel:
+    """Timing of ``hw.merge.Merge(n, shape)``: spikes of ``n`` token-synchronous streams
+    by fixed priority (an offered spike stays picked until taken: ``lock``), a token once
+    every input offers it and no spike is offered (the equations in ``hw/merge.py``)."""
+
+    def __init__(self, n):
+        self.n = n
+        self.lock = None
+
+    def settle(self, offers):
+        """``(pick, tok, out)``: the input whose spike is offered (None: none), whether
+        every input offers a token, and the event on ``out`` (None: ``valid`` low), given
+        the :class:`Event` each input offers (None: ``valid`` low)."""
+        pick = self.lock
+        if pick is None:
+            pick = next((i for i, o in enumerate(offers)
+                         if o is not None and o.kind == SPIKE), None)
+        tok = all(o is not None and o.kind != SPIKE for o in offers)
+        out = offers[pick] if pick is not None else (offers[0] if tok else None)
+        return pick, tok, out
+
+    def inp_ready(self, pick, tok, out_ready):
+        """``inp[i].ready`` of every input."""
+        return [bool(out_ready) and (pick == i if pick is not None else tok)
+                for i in range(self.n)]
+
+    def clock(self, pick, out_ready):
+        self.lock = pick if pick is not None and not out_ready else None
+
+
+class BankedLayerModel:
+    """Timing of a layer with ``B > 1`` banks (``hw.layer``, "Banks"): the layer's input
+    event goes through a :class:`ForkModel` to ``B`` :class:`EngineModel` (bank ``b``'s
+    window columns only), each into its own :class:`CoreModel` (a wire join), whose
+    spikes (column ``x_b*B + b``) and tokens a :class:`MergeModel` merges.
+
+    :func:`predict` sees it as a layer's engine (:attr:`front`: takes the events of the
+    layer's FIFO, offers no update to the layer's join) and core (:attr:`back`: always
+    ready for the join, offers the merged stream); all registers are advanced in their
+    ``clock`` calls from values settled before the edge.
+    """
+
+    def __init__(self, engines, cores):
+        self.B = len(cores)
+        self.engines, self.cores = engines, cores
+        self.fork = ForkModel(self.B)
+        self.merge = MergeModel(self.B)
+        self.front = _BankFront(self)
+        self.back = _BankBack(self)
+        self.ew = None                      # the engines' settled wires of the cycle
+
+    def offers(self):
+        out = []
+        for b, c in enumerate(self.cores):
+            if not c.out_valid:
+                out.append(None)
+                continue
+            ev = c.out_event()
+            out.append(ev._replace(x=ev.x * self.B + b) if ev.kind == SPIKE else ev)
+        return out
+
+
+class _BankFront:
+    """The engine side of a :class:`BankedLayerModel` (the interface of :class:`EngineModel`)."""
+    it_busy = False
+    it_kind = SPIKE
+
+    def __init__(self, bl):
+        self.bl = bl
+
+    @property
+    def busy(self):
+        return self.bl.fork.busy or any(e.busy for e in self.bl.engines)
+
+    def settle(self, upd_ready):
+        bl = self.bl
+        bl.ew = [e.settle(c.upd_ready) for e, c in zip(bl.engines, bl.cores)]
+        self.fork_ready = [w.inp_ready for w in bl.ew]
+        return EngineWires(False, SPIKE, None, True, True, True,
+                           bl.fork.inp_ready(self.fork_ready))
+
+    def clock(self, wires, event, upd_ready):
+        bl = self.bl
+        valid = bl.fork.out_valid(event is not None)
+        bl.fork.clock(event is not None, self.fork_ready)
+        # (the cores are clocked after this, from the engine wires settled before it)
+        bl.taken = [w.upd_kind if w.upd_valid and c.upd_ready else None
+                    for w, c in zip(bl.ew, bl.cores)]
+        for e, w, v, c in zip(bl.engines, bl.ew, valid, bl.cores):
+            e.clock(w, event if v else None, c.upd_ready)
+
+
+class _BankBack:
+    """The core side of a :class:`BankedLayerModel` (the interface of :class:`CoreModel`)."""
+    upd_ready = True
+
+    def __init__(self, bl):
+        self.bl = bl
+        self.step_done, self.sweep_start = [], []
+
+    @property
+    def busy(self):
+        return any(c.busy for c in self.bl.cores)
+
+    @property
+    def sparse(self):
+        return self.bl.cores[0].sparse
+
+    @property
+    def swept(self):
+        return sum(c.swept for c in self.bl.cores)
+
+    @property
+    def out_valid(self):
+        return self.bl.merge.settle(self.bl.offers())[2] is not None
+
+    def out_event(self):
+        return self.bl.merge.settle(self.bl.offers())[2]
+
+    def clock(self, t, upd_kind, out_ready, upd_sa=None):
+        bl = self.bl
+        pick, tok, out = bl.merge.settle(bl.offers())
+        ready = bl.merge.inp_ready(pick, tok, out_ready)
+        if out is not None and out_ready and out.kind == END_STEP:
+            self.step_done.append(t)
+        for c, kind, w, r in zip(bl.cores, bl.taken, bl.ew, ready):
+            c.clock(t, kind, r, w.upd_sa if kind == SPIKE else None)
+        starts = [c.sweep_start for c in bl.cores]
+        k = len(self.sweep_start)
+        if all(len(s) > k for s in starts):
+            self.sweep_start.append(max(s[k] for s in starts))
+        bl.merge.clock(pick, out_ready)
+
+
 class DelayLineModel:
     """Timing and contents of a delay line (``hw.delay.DelayLine``), register for register.
 
@@ -960,6 +1136,30 @@ def fired_words(spikes, out_shape, lanes):
 _fired_words = fired_words          # the name before it was public
 
 
+def _core_model(layer, lanes, fire, sparse, spikes, states):
+    """The :class:`CoreModel` of ``layer`` (or of one bank's view of it) from the
+    reference's ``spikes`` and ``states`` ``(T, *out_shape)``."""
+    fired = fired_words(spikes, layer.out_shape, lanes) if fire else [{} for _ in spikes]
+    loud = None
+    if sparse:
+        G = lane_groups(shape3(layer.out_shape)[0], lanes)
+        loud = quiet_words(layer, spikes, states, G, lanes)
+    return CoreModel(layer.out_shape, lanes, fired, loud)
+
+
+def _banked_layer(layer, src_shape, lanes, B, sparse, spikes, states):
+    """The :class:`BankedLayerModel` of ``layer`` with ``B`` banks."""
+    syn = layer.synapse
+    engines, cores = [], []
+    for b in range(B):
+        engines.append(EngineModel(
+            bank_work(syn, src_shape, layer.out_shape, lanes, b, B),
+            bank_words(syn, src_shape, layer.out_shape, lanes, b, B) if sparse else None))
+        cores.append(_core_model(bank_layer(layer, b, B), lanes, True, sparse,
+                                 spikes[..., b::B], states[..., b::B]))
+    return BankedLayerModel(engines, cores)
+
+
 def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=None,
             sync_cycles=None, max_cycles=50_000_000, backend="auto", trace=None):
     """Predict the cycles of the network top for ``samples`` runs of ``binned``.
@@ -1010,6 +1210,7 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
         raise ValueError(f"sweep: {params.sweep!r} is not one of {', '.join(SWEEPS)}")
     n = len(model.layers)
     lanes = lanes_of(model, params.lanes)
+    banks = banks_of(model, params.banks)
     P, H, W = model.input.shape
     if words is None:
         words = input_words(model, binned, samples=samples)
@@ -1052,16 +1253,16 @@ def predict(model, binned, params=None, *, words=None, samples=1, start=0, gaps=
             live.append([None, buf, None])
         inputs.append(live + replay)
         joins.append(JoinModel(len(live), len(replay)))
-        spikes = result.spikes[layer.name]
-        if not fire:
-            fired = [{} for _ in spikes]
-        else:
-            fired = fired_words(spikes, layer.out_shape, lanes[i])
-        loud = None
-        if sparse:
-            G = lane_groups(shape3(layer.out_shape)[0], lanes[i])
-            loud = quiet_words(layer, spikes, result.states[layer.name], G, lanes[i])
-        cores.append(CoreModel(layer.out_shape, lanes[i], fired, loud))
+        if banks[i] > 1:
+            (j, buf, _), = live
+            src_shape = model.source_shape(model.source_of(i, layer.synapse))
+            bl = _banked_layer(layer, src_shape, lanes[i], banks[i], sparse,
+                               result.spikes[layer.name], result.states[layer.name])
+            live[0][2] = bl.front
+            cores.append(bl.back)
+            continue
+        cores.append(_core_model(layer, lanes[i], fire, sparse, result.spikes[layer.name],
+                                 result.states[layer.name]))
     last_name = model.layers[-1].name
     forks = {src: ForkModel(len(users) + (src == last_name))
              for src, users in consumers.items() if users or src == last_name}

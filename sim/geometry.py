@@ -11,17 +11,22 @@ Only plain Python and numpy: ``sim`` must not import Amaranth.
 * the per-axis window of a convolution seen from the input side (which outputs one input
   coordinate reaches), from which the hardware's kernel-offset tables and the compiled
   reference's strip tables are derived;
-* the sizing rule of a delay line (``hw.delay``): its slots and the events one slot holds.
+* the sizing rule of a delay line (``hw.delay``): its slots and the events one slot holds;
+* banks: a layer split by output column over ``B`` neuron cores (bank ``b`` holds the
+  columns ``x = b, b + B, ...`` at local column ``x // B``), see :func:`banks_of`.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
 __all__ = ["SPIKE", "END_STEP", "END_SAMPLE", "RESERVED", "KIND_BITS", "MAX_DEFAULT_LANES",
            "MAX_LANES", "MAX_FIFO_DEPTH",
            "shape3", "default_lanes", "lanes_of", "lane_groups", "conv_out_size", "axis_range",
-           "delay_slots", "delay_capacity"]
+           "delay_slots", "delay_capacity", "MAX_BANKS", "banks_of", "bank_width",
+           "bank_shape", "bank_layer"]
 
 #: Token kinds, the 2-bit ``kind`` field of every event word.
 SPIKE = 0
@@ -38,6 +43,8 @@ MAX_DEFAULT_LANES = 16
 #: (a state-RAM word is ``lanes * state_bits`` wide, a FIFO holds ``fifo_depth`` words).
 MAX_LANES = 256
 MAX_FIFO_DEPTH = 4096
+#: The most banks (neuron cores over interleaved output columns) a layer may ask for.
+MAX_BANKS = 8
 
 
 def shape3(shape):
@@ -183,3 +190,104 @@ def delay_capacity(shape, m_src):
         raise ValueError(f"m_src: {m_src!r} must be an integer >= 1")
     C, H, W = shape3(shape)
     return C * H * W * int(m_src)
+
+
+def bank_width(wo, bank, banks):
+    """Columns of bank ``bank`` of ``banks`` over ``wo`` output columns: the columns
+    ``x = bank, bank + banks, ...`` (local column ``x // banks``)."""
+    return len(range(bank, wo, banks))
+
+
+def bank_shape(out_shape, bank, banks):
+    """The ``(C, H, W_b)`` output shape of one bank of a layer of ``out_shape``."""
+    C, H, W = shape3(out_shape)
+    return (C, H, bank_width(W, bank, banks))
+
+
+def bank_layer(layer, bank, banks):
+    """The layer as bank ``bank`` of ``banks`` sees it: a copy with the same neurons over
+    the output shape :func:`bank_shape` of that bank's columns."""
+    view = copy.copy(layer)
+    view.out_shape = bank_shape(layer.out_shape, bank, banks)
+    return view
+
+
+def banks_of(model, banks=None, *, membrane=None):
+    """Banks of every layer of ``model``: the one rule of ``hw.network.Network(banks=...)``
+    and of the cycle model.
+
+    A layer with ``B > 1`` banks is ``B`` neuron cores, each with its own synapse engine
+    and state RAM, bank ``b`` owning the output columns ``x = b, b + B, ...``; every
+    bank takes every input event (an event reaches about ``1/B`` of its window in each),
+    and their spikes are merged into one stream, the end-of-step and end-of-sample
+    tokens once all banks have sent theirs (``hw.merge``). A window of ``n`` columns
+    then costs ``ceil(n/B)`` cycles per row instead of ``n``, and the sweep is shared.
+
+    Parameters
+    ----------
+    banks : None, int, sequence or dict, optional
+        As ``lanes`` in :func:`lanes_of`; ``None`` (or a missing entry): 1. An int other
+        than 1 applies to every layer that can be banked (the others keep 1).
+    membrane : bool, optional
+        The model's readout is ``membrane`` (default: from the model): its output layer
+        cannot be banked (its readout taps one core).
+
+    Only a layer whose one synapse is a same-step windowed kind (``conv2d``,
+    ``sumpool2d``: ``Kind.geometry``) reading a spatial source can be banked, with
+    ``1 <= B <= min(MAX_BANKS, W_out)``.
+
+    Raises
+    ------
+    ValueError
+        An entry is not a positive integer, is larger than allowed, names no layer, or
+        asks for banks on a layer that cannot have them (naming the layer and why).
+    """
+    layers = model.layers
+    membrane = model.readout == "membrane" if membrane is None else membrane
+
+    def why_not(i, layer):
+        syns = layer.synapses
+        if len(syns) != 1:
+            return f"it has {len(syns)} synapses (banks need one)"
+        syn = syns[0]
+        if not syn.kind.geometry:
+            return f"its synapse is {syn.type} (banks need a windowed kind: conv2d, sumpool2d)"
+        if syn.delay != 0 or syn.taps != 1:
+            return "its synapse has a delay or taps"
+        if membrane and i == len(layers) - 1:
+            return "it is the output layer of a membrane readout"
+        return None
+
+    everywhere = _positive_int(banks) and not isinstance(banks, (list, tuple, dict))
+    if isinstance(banks, dict):
+        names = {layer.name for layer in layers}
+        unknown = sorted(str(k) for k in banks if k not in names)
+        if unknown:
+            raise ValueError(f"banks: no layer named {', '.join(unknown)}")
+        entries = [banks.get(layer.name) for layer in layers]
+    elif isinstance(banks, (list, tuple)):
+        if len(banks) != len(layers):
+            raise ValueError(f"banks: {len(banks)} entries for {len(layers)} layers")
+        entries = list(banks)
+    else:
+        entries = [banks] * len(layers)
+    out = []
+    for i, (layer, B) in enumerate(zip(layers, entries)):
+        if B is None:
+            out.append(1)
+            continue
+        if not _positive_int(B):
+            raise ValueError(f"banks of layer {layer.name}: {B!r} must be a positive integer")
+        B = int(B)
+        problem = why_not(i, layer) if B > 1 else None
+        if problem is not None:
+            if everywhere:
+                out.append(1)
+                continue
+            raise ValueError(f"banks of layer {layer.name}: {B} banks, but {problem}")
+        wo = shape3(layer.out_shape)[2]
+        if B > min(MAX_BANKS, wo):
+            raise ValueError(f"banks of layer {layer.name}: {B} is more than "
+                             f"{min(MAX_BANKS, wo)} (MAX_BANKS {MAX_BANKS}, {wo} output columns)")
+        out.append(B)
+    return out

@@ -219,7 +219,8 @@ def stalled_forks():
 
 
 def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, readback=False,
-                bad_events=0, samples=1, burst=False, max_cycles=400000, stall=0.0):
+                bad_events=0, samples=1, burst=False, max_cycles=400000, stall=0.0,
+                banks=None):
     """Drive :class:`hw.network.Network` with ``binned`` (``samples`` times) and record
     per layer and step: spikes (list of flat indices in emission order), stored states
     (flat), overflow flags, finish cycles; plus scores/prediction per sample and status.
@@ -232,11 +233,13 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     held back in a cycle (:func:`stalled_forks`), drawn per output and cycle.
     ``max_cycles``: a run that has not finished by then fails with the progress of every
     layer (a hang is reported, never waited for).
+    ``banks``: as :class:`hw.network.Network` (a banked layer's states are gathered from
+    its cores, or read back bank-major).
     """
     from hw.network import Network
     patch = contextlib.ExitStack()
     stall_sigs = patch.enter_context(stalled_forks()) if stall else []
-    dut = Network(model, lanes=lanes, fifo_depth=fifo_depth)
+    dut = Network(model, lanes=lanes, fifo_depth=fifo_depth, banks=banks)
     prng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     layout = dut.inp.payload.shape()
@@ -315,11 +318,8 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                     rec["cycles"][li].append(cyc)
                     cur[li] = []
                     if not readback:
-                        core = layers[li].core
-                        words = mem_words(ctx, core)
-                        rec["states"][li].append(words_to_states(words, core))
-                        if core.current is not None:
-                            rec["currents"][li].append(words_to_states(words, core, True))
+                        layer_states(rec, li, layers[li],
+                                     [mem_words(ctx, core) for core in layers[li].cores])
                 else:
                     assert not cur[li]
         if done:
@@ -350,16 +350,17 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
                 while not ctx.get(dut.idle):
                     await tick(ctx)
                 for li, l in enumerate(layers):
-                    words = []
+                    per_core = []
                     ctx.set(dut.rb_layer, li)
                     width = len(l.rb_data.as_value())
-                    for a in range(l.D):
-                        ctx.set(dut.rb_addr, a)
-                        await tick(ctx)
-                        words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
-                    rec["states"][li].append(words_to_states(words, l.core))
-                    if l.core.current is not None:
-                        rec["currents"][li].append(words_to_states(words, l.core, True))
+                    for b, core in enumerate(l.cores):
+                        words = []
+                        for a in range(core.D):
+                            ctx.set(dut.rb_addr, b * l.bank_stride + a)
+                            await tick(ctx)
+                            words.append(ctx.get(dut.rb_data) & ((1 << width) - 1))
+                        per_core.append(words)
+                    layer_states(rec, li, l, per_core)
         # a layer whose spikes nobody reads may finish after the readout's done
         while state["samples"] < samples or not ctx.get(dut.idle):
             await tick(ctx)
@@ -382,6 +383,17 @@ def run_network(model, binned, *, seed=0, gap=0.3, lanes=None, fifo_depth=4, rea
     sim.add_testbench(bench)
     sim.run()
     return rec, dut
+
+
+def layer_states(rec, li, layer, per_core):
+    """Append to ``rec`` the states (and currents) of layer ``li`` from the state words of
+    each of its cores (one per bank)."""
+    cores = layer.cores
+    rec["states"][li].append(layer.gather_states(
+        [words_to_states(w, c) for w, c in zip(per_core, cores)]))
+    if cores[0].current is not None:
+        rec["currents"][li].append(layer.gather_states(
+            [words_to_states(w, c, True) for w, c in zip(per_core, cores)]))
 
 
 def check_network(model, binned, rec, samples=1):

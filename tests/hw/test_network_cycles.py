@@ -24,7 +24,7 @@ from sim.geometry import END_SAMPLE, END_STEP, SPIKE, default_lanes, lanes_of
 from sim.randmodel import random_binned, random_model
 from sim.tb.model import NetworkModel
 
-from .harness import dag_case, graph_case, mem_words
+from .harness import dag_case, graph_case, mem_words, words_to_states
 
 #: seeds of the random cases; each case is a small model, 2-3 steps, 1-2 samples
 SEEDS = range(24)
@@ -68,7 +68,7 @@ def simulate(nm, gaps, *, max_cycles=MAX_CYCLES, until_idle=False):
     nobody reads may finish after the readout)."""
     from hw.network import Network
     dut = Network(nm.model, lanes=nm.params.lanes, fifo_depth=nm.params.fifo_depth,
-                  coord_bits=nm.coord_bits, sweep=nm.params.sweep)
+                  coord_bits=nm.coord_bits, sweep=nm.params.sweep, banks=nm.params.banks)
     words = nm.packed_words()
     n = len(dut.layers)
     rec = {"offered": [], "accepted": [], "step_done": [[] for _ in range(n)], "done": [],
@@ -109,10 +109,15 @@ def simulate(nm, gaps, *, max_cycles=MAX_CYCLES, until_idle=False):
                     assert step_done
                     rec["step_done"][i].append(t)
                     rec["spikes"][i].append(cur[i])
-                    ram = mem_words(ctx, dut.layers[i].core)
-                    rec["states"][i].append(li.states_from_words(ram))
-                    if li.current:
-                        rec["currents"][i].append(li.currents_from_words(ram))
+                    layer = dut.layers[i]
+                    if layer.banks > 1:         # gathered from the banks' cores
+                        rec["states"][i].append(layer.gather_states(
+                            [words_to_states(mem_words(ctx, c), c) for c in layer.cores]))
+                    else:
+                        ram = mem_words(ctx, layer.core)
+                        rec["states"][i].append(li.states_from_words(ram))
+                        if li.current:
+                            rec["currents"][i].append(li.currents_from_words(ram))
                     cur[i] = []
             if vals[2]:
                 rec["done"].append(t)
