@@ -65,13 +65,14 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.build import check_hw_params
+from hw.build import check_banks, check_hw_params, parse_banks
 from sim.cli import ArgumentParser, CliError, add_force_option, atomic_dir, run_main
 from sim.fsutil import check_output_dir
 from sim.geometry import MAX_FIFO_DEPTH, MAX_LANES
 from sim.model import load_model, rom_words, write_readmemh
 
 from .platforms import BoardError, board_names, get_board
+from .protocol import ProtocolError
 from .synth import INSTALL_HINTS, SynthError, ToolMissing, find_tool
 
 __all__ = ["main", "build", "memories", "memory_fit", "BuildError"]
@@ -261,7 +262,7 @@ def latency_inputs(model, inputs, activity, n_samples, seed):
             f"step (seed {seed})")
 
 
-def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
+def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described, banks=None):
     """Latency, throughput (cycle model) and energy (Lemaire et al.) on ``samples``."""
     from sim.cycles import HwParams, predict
     from sim.reference import run as reference_run
@@ -269,7 +270,7 @@ def _cycles_and_energy(model, board, lanes, fifo_depth, samples, described):
     from . import protocol as pr
     from .energy import mean_sweep_counts, snn_energy
 
-    params = HwParams(lanes=lanes, fifo_depth=fifo_depth)
+    params = HwParams(lanes=lanes, fifo_depth=fifo_depth, banks=banks)
     samples = list(samples)
     lat, per, words, results = [], [], [], []
     for binned in samples:
@@ -318,7 +319,9 @@ def _write_roms(model, top, outdir):
         for k, (syn, shape) in enumerate(zip(layer.synapses, eng.in_shapes)):
             # synapse 0 keeps the version-1 names, synapse k the model's "<layer>.syn<k>"
             stem = layer.name if k == 0 else f"{layer.name}.syn{k}"
-            if syn.weights is not None and syn.kind.rom_layout is not None:
+            # (a synapse with taps has no exchange image: sim.model.rom_words; its lane
+            # image below holds every tap)
+            if syn.weights is not None and syn.kind.rom_layout is not None and syn.taps == 1:
                 words, width = rom_words(syn)
                 write_readmemh(roms / f"{stem}.weights.hex", words, width)
             lane_words, wbits = lane_rom(layer, eng.L, syn)
@@ -503,7 +506,9 @@ def build(args, out=sys.stdout):
     progress = _Progress(out, steps)
     progress(f"elaborating the board top for {board.name} ({model_dir})")
     divisor = board.uart_divisor()
-    top = BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth)
+    banks = check_banks(model, parse_banks(args.banks))
+    hw_kw = {"lanes": args.lanes, "fifo_depth": args.fifo_depth, "banks": banks}
+    top = BoardTop(model, divisor, board=board, **hw_kw)
     mems = memories(top)            # elaborates `top` without a platform
     fit = memory_fit(board, mems)
     if not fit["fits"]:
@@ -523,7 +528,7 @@ def build(args, out=sys.stdout):
                   "n_classes": model.n_classes, "readout": model.readout,
                   "model_id": f"{top.version.model_id:08x}"},
         "hardware": {"lanes": [eng.L for eng in top.network.layers],
-                     "fifo_depth": args.fifo_depth, "link_buffer_words": top.link.depth,
+                     "banks": banks, "fifo_depth": args.fifo_depth, "link_buffer_words": top.link.depth,
                      "leds": top.plan},
         "memory_fit": fit,
     }
@@ -532,11 +537,9 @@ def build(args, out=sys.stdout):
     with atomic_dir(out_dir, command=PROG, force=args.force, protect=[model_dir]) as tmp:
         progress("writing the build plan (Verilog, constraints, scripts) and ROM images")
         plan = board.platform().build(
-            BoardTop(model, divisor, board=board, lanes=args.lanes, fifo_depth=args.fifo_depth),
-            name=TOP_NAME, do_build=False)
+            BoardTop(model, divisor, board=board, **hw_kw), name=TOP_NAME, do_build=False)
         plan.extract(str(tmp))
-        core = BoardTop(model, divisor, board=board, lanes=args.lanes,
-                        fifo_depth=args.fifo_depth)
+        core = BoardTop(model, divisor, board=board, **hw_kw)
         core_v = verilog.convert(core, name=CORE_NAME, emit_src=False)
         (tmp / f"{CORE_NAME}.v").write_text(core_v)
         _write_roms(model, top, tmp)
@@ -563,7 +566,7 @@ def build(args, out=sys.stdout):
 
         progress("latency and throughput (sim.cycles), energy (boards.energy)")
         perf, energy = _cycles_and_energy(model, board, args.lanes, args.fifo_depth,
-                                          *samples)
+                                          *samples, banks=banks)
         report["performance"] = perf
         report["energy"] = energy
 
@@ -633,6 +636,9 @@ def build_parser():
                     help=f"lanes of every layer (1..{MAX_LANES})")
     ap.add_argument("--fifo-depth", type=int, default=16,
                     help=f"words of every inter-layer FIFO (2..{MAX_FIFO_DEPTH}, default 16)")
+    ap.add_argument("--banks", default=None, metavar="N|LAYER=N,...",
+                    help="neuron cores per conv/pool layer over interleaved output columns "
+                         "(default 1): N for every layer that can be banked, or per layer")
     ap.add_argument("--inputs", default="auto", choices=["auto", "dataset", "random"],
                     help="samples of the latency/energy figures: the test split of the data "
                          "set the model was trained on (digits, gesture_synth), random "
@@ -653,6 +659,7 @@ def main(argv=None, out=sys.stdout):
         raise BoardError(f"--board: unknown board {args.board!r} "
                          f"(known: {', '.join(board_names())})")
     check_hw_params(args.lanes, args.fifo_depth)
+    parse_banks(args.banks)
     if not 0 < args.activity <= 1:
         raise CliError(f"--activity: {args.activity} must be in (0, 1]")
     if args.samples < 1:
@@ -661,7 +668,9 @@ def main(argv=None, out=sys.stdout):
     return 0
 
 
-ERRORS = (BoardError, BuildError, ToolMissing, SynthError)
+#: a model the UART protocol cannot carry (an input shape beyond its event word) is bad
+#: input too
+ERRORS = (BoardError, BuildError, ToolMissing, SynthError, ProtocolError)
 
 if __name__ == "__main__":
     run_main(main, prog=PROG, errors=ERRORS)

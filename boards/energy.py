@@ -71,6 +71,10 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from sim.model import INPUT
+
 __all__ = ["EnergyConstants", "LayerEnergy", "EnergyReport", "snn_energy", "fnn_energy",
            "mean_sweep_counts", "compare", "main"]
 
@@ -133,7 +137,20 @@ class EnergyReport:
 def _widths(layer, mem_width):
     if mem_width:
         return mem_width, mem_width, mem_width
-    return layer.weight_bits or 0, layer.state_bits, EVENT_BITS
+    wbits = max((syn.weight_bits or 0 for syn in layer.synapses), default=0)
+    return wbits, layer.state_bits, EVENT_BITS
+
+
+def _addressing(syn, theta, N):
+    """``(mac_addr, acc_addr)``: the address arithmetic of ``theta`` input events through
+    ``syn`` into ``N`` neurons (Lemaire et al.: a conv computes its window's origin with
+    two MACs and one add per kernel position, a linear synapse one add per neuron, a pool
+    or identity synapse two MACs and one add)."""
+    if syn.type == "conv2d":
+        return 2 * theta, theta * syn.kernel ** 2
+    if syn.type == "linear":
+        return 0, theta * N
+    return 2 * theta, theta
 
 
 def _results(result):
@@ -169,8 +186,14 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None, 
     layers = []
     for i, layer in enumerate(model.layers):
         n = len(results)
-        theta_in = sum(r.input_spikes if i == 0 else r.spike_count[model.layers[i - 1].name]
-                       for r in results) / n
+        # events each synapse's engine reads: its source's spikes, once per tap
+        thetas = []
+        for syn in layer.synapses:
+            src = model.source_of(i, syn)
+            spikes = sum(r.input_spikes if src == INPUT else r.spike_count[src]
+                         for r in results) / n
+            thetas.append(spikes * syn.taps)
+        theta_in = sum(thetas)
         theta_out = sum(r.spike_count[layer.name] for r in results) / n
         syn = sum(r.synops[layer.name] for r in results) / n
         N = layer.n_out
@@ -178,13 +201,14 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None, 
         upd = T * N if swept is None else swept[i]["neurons"]   # neuron updates of the sweeps
         acc = syn + upd + theta_out
         mac = upd if layer.has_leak else 0
-        if layer.type == "conv2d":
-            mac_addr, acc_addr = 2 * theta_in, theta_in * layer.kernel ** 2
-        elif layer.type == "linear":
-            mac_addr, acc_addr = 0, theta_in * N
-        else:
-            mac_addr, acc_addr = 2 * theta_in, theta_in
-        w_reads = syn if layer.weights is not None else 0
+        mac_addr = acc_addr = 0
+        for s_, theta in zip(layer.synapses, thetas):
+            ma, aa = _addressing(s_, theta, N)
+            mac_addr, acc_addr = mac_addr + ma, acc_addr + aa
+        # every synaptic operation reads a weight when every synapse has weights; a layer
+        # that mixes in a weightless (identity) synapse counts its additions too (an
+        # upper bound: the reference counts synaptic operations per layer)
+        w_reads = syn if any(s_.weights is not None for s_ in layer.synapses) else 0
         bias_reads = upd if layer.bias is not None else 0
         pot_writes = syn + upd
         e_fifo = c.e_mem(fifo_words * ebits)
@@ -215,21 +239,15 @@ def fnn_energy(model, *, constants=None, mem_width=None):
     c = constants or EnergyConstants()
     layers = []
     for layer in model.layers:
-        N_in, N = layer.n_in, layer.n_out
+        N = layer.n_out
         wbits, sbits, _ = _widths(layer, mem_width)
-        if layer.type == "conv2d":
-            K2 = layer.kernel ** 2
-            mac, acc = N * layer.c_in * K2, N
-            addr = N_in + N + layer.c_out * K2
-            in_reads, w_reads = mac, mac
-        elif layer.type == "linear":
-            mac, acc = N_in * N, N
-            addr = N_in * N
-            in_reads, w_reads = N_in, mac
-        else:
-            mac, acc = 0, N * layer.kernel ** 2
-            addr = N_in + N
-            in_reads, w_reads = acc, 0
+        mac = acc = addr = in_reads = w_reads = N_in = 0
+        for syn in layer.synapses:          # a dense pass through each synapse (and tap)
+            m, a, ad, ir, wr = _dense_pass(syn, layer)
+            n_in = int(np.prod(syn.in_shape))
+            mac, acc, addr = mac + m * syn.taps, acc + a * syn.taps, addr + ad * syn.taps
+            in_reads, w_reads = in_reads + ir * syn.taps, w_reads + wr * syn.taps
+            N_in += n_in * syn.taps
         bias_reads = N if layer.bias is not None else 0
         counts = {"mac": mac, "acc": acc, "acc_addr": addr, "input_reads": in_reads,
                   "weight_reads": w_reads, "bias_reads": bias_reads, "output_writes": N}
@@ -243,6 +261,20 @@ def fnn_energy(model, *, constants=None, mem_width=None):
             mem_io=in_reads * c.e_mem(N_in * sbits) + N * c.e_mem(N * sbits),
             counts=counts))
     return EnergyReport("fnn", layers)
+
+
+def _dense_pass(syn, layer):
+    """``(mac, acc, addr, input_reads, weight_reads)`` of a formal network's dense pass
+    through one tap of ``syn`` into ``layer``."""
+    N_in, N = int(np.prod(syn.in_shape)), layer.n_out
+    if syn.type == "conv2d":
+        K2 = syn.kernel ** 2
+        mac = N * int(syn.in_shape[0]) * K2
+        return mac, N, N_in + N + layer.c_out * K2, mac, mac
+    if syn.type == "linear":
+        return N_in * N, N, N_in * N, N_in, N_in * N
+    acc = N * (syn.kernel or 1) ** 2
+    return 0, acc, N_in + N, acc, 0
 
 
 def mean_sweep_counts(model, binned, results, lanes=None, sweep="sparse"):

@@ -108,7 +108,7 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, model, divisor, *, board=None, n_leds=None, lanes=None, fifo_depth=16,
-                 link_depth=256):
+                 link_depth=256, banks=None):
         if not isinstance(model, Model):
             model = load_model(model)
         self.model = model
@@ -117,7 +117,8 @@ class BoardTop(wiring.Component):
         if n_leds is None:
             n_leds = len(board.leds) if board is not None else 8
         self.n_leds = n_leds
-        self.network = Network(model, lanes=lanes, fifo_depth=fifo_depth, coord_bits=COORD_BITS)
+        self.network = Network(model, lanes=lanes, fifo_depth=fifo_depth, coord_bits=COORD_BITS,
+                               banks=banks)
         self.version = pr.VersionAnswer.for_model(model)
         self.link = HostLink(divisor, self.version, score_width=32, depth=link_depth)
         self.plan = led_plan(self.network.n_classes, n_leds)

