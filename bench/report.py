@@ -782,20 +782,34 @@ def sparse_sweep_section(doc, summary):
         return md + ["missing: run `python -m bench.sparse_sweep`", ""]
     md += [f"`{doc['command']}` — {_date_of('sparse_sweep.json', doc)} "
            f"(`sparse_sweep.json`; {doc['method']}).", "",
+           "Banked: the sparse sweep with the first conv layers over banks of neuron cores "
+           "(`hw.build --banks`; the banks of each row in `sparse_sweep.json`).", "",
            "| model | samples | latency, dense sweep (µs) | latency, sparse sweep (µs) | "
-           "speed-up | energy dense / sparse (nJ) | sweep work: dense-equivalent ratio |",
-           "|---|---|---|---|---|---|---|"]
+           "latency, banked (µs) | speed-up sparse / banked | energy dense / sparse (nJ) | "
+           "sweep work: dense-equivalent ratio |",
+           "|---|---|---|---|---|---|---|---|"]
+
+    def banked(r, key):
+        return _f(r["banked"][key]) if "banked" in r else "–"
+
+    def banked_speedup(r):
+        return _f(r["banked_speedup"], 2) if "banked_speedup" in r else "–"
+
     for name, r in doc["shipped"].items():
         d, s = r["dense"], r["sparse"]
         md.append(f"| {name} (test split) | {s['samples']} | {_f(d['latency_us_mean'])} | "
-                  f"{_f(s['latency_us_mean'])} | {_f(r['speedup'], 2)} | "
+                  f"{_f(s['latency_us_mean'])} | {banked(r, 'latency_us_mean')} | "
+                  f"{_f(r['speedup'], 2)} / {banked_speedup(r)} | "
                   f"{_f(d['energy_nj_mean'], 0)} / {_f(s['energy_nj_mean'], 0)} | "
                   f"{_f(s['dense_over_swept'], 2)} |")
         summary[f"{name}_sparse_latency_us"] = s["latency_us_mean"]
+        if "banked" in r:
+            summary[f"{name}_banked_latency_us"] = r["banked"]["latency_us_mean"]
     for r in doc["camera"]:
         d, s = r["dense"], r["sparse"]
         md.append(f"| camera net, {r['activity']:.0%} activity | 1 | {_f(d['latency_us'])} | "
-                  f"{_f(s['latency_us'])} | {_f(r['speedup'], 2)} | "
+                  f"{_f(s['latency_us'])} | {banked(r, 'latency_us')} | "
+                  f"{_f(r['speedup'], 2)} / {banked_speedup(r)} | "
                   f"{_f(d['energy_nj'], 0)} / {_f(s['energy_nj'], 0)} | "
                   f"{_f(d['neuron_updates'] / s['neuron_updates'], 2)} |")
     md += ["", "![dense against sparse sweep](sparse_sweep.png)", ""]

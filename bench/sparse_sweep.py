@@ -4,9 +4,12 @@ Run with ``python -m bench.sparse_sweep [--gesture-limit N] [--digits-limit N]
 [--quick]``. Prints a table and writes ``bench/results/sparse_sweep.json`` and
 ``bench/results/sparse_sweep.png`` (``--out`` elsewhere).
 
-Both designs are measured in one run: :class:`hw.network.Network` with ``sweep="dense"``
-(every state word every step, the design before issue 15) and ``sweep="sparse"`` (the
-listed words only, :mod:`hw.livelist`), with default lanes and FIFO depth 16, through
+The designs are measured in one run: :class:`hw.network.Network` with ``sweep="dense"``
+(every state word every step, the design before issue 15), ``sweep="sparse"`` (the
+listed words only, :mod:`hw.livelist`; the default) and ``banked`` (the sparse sweep
+with the first conv layers split over banks of neuron cores by output column,
+:data:`BANKS`, ``hw.layer`` "Banks": ``hw.build --banks conv1=3,conv2=3,conv3=2``; only
+for the models that have those layers), with default lanes and FIFO depth 16, through
 the cycle model :func:`sim.cycles.predict` (equal to the RTL cycle for cycle:
 tests/hw/test_network_cycles.py), input words back to back, at 100 MHz.
 
@@ -46,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "bench" / "results" / "sparse_sweep.json"
 CLOCK_HZ = 100e6
 SWEEPS = ("dense", "sparse")
+#: the banks of the ``banked`` design, by layer name (the layers a model has)
+BANKS = {"conv1": 3, "conv2": 3, "conv3": 2}
+#: every design: its sweep and whether it has the banks
+DESIGNS = {"dense": ("dense", False), "sparse": ("sparse", False), "banked": ("sparse", True)}
 ACTIVITIES = (0.03, 0.08, 0.20)
 CAMERA_T = 16
 CAMERA_DT_US = 10_000
@@ -54,16 +61,29 @@ CAMERA_SHAPE = (2, 128, 128)
 TARGET_GESTURE_US = 205.0
 TARGET_DIGITS_US = 39.4
 
-__all__ = ["measure", "shipped", "camera", "main"]
+__all__ = ["measure", "shipped", "camera", "main", "model_banks", "designs"]
 
 
-def measure(model, binned, sweep, res=None, fifo_depth=16):
+def model_banks(model):
+    """:data:`BANKS` restricted to the layers ``model`` has (``{}``: none)."""
+    names = {layer.name for layer in model.layers}
+    return {k: v for k, v in BANKS.items() if k in names}
+
+
+def designs(model):
+    """The designs measured on ``model``: dense and sparse, and banked where
+    :func:`model_banks` names a layer."""
+    return [d for d in DESIGNS if not DESIGNS[d][1] or model_banks(model)]
+
+
+def measure(model, binned, sweep, res=None, fifo_depth=16, banks=None):
     """Latency (cycles), words swept per layer, and the energy of one sample with
-    ``sweep``; ``res``: the reference run of the sample (``record=True``) when known."""
+    ``sweep`` (and ``banks``, :func:`sim.geometry.banks_of`); ``res``: the reference run of
+    the sample (``record=True``) when known."""
     from boards.energy import compare, mean_sweep_counts
     from sim.cycles import HwParams, predict
     from sim.reference import run
-    rep = predict(model, binned, HwParams(fifo_depth=fifo_depth, sweep=sweep))
+    rep = predict(model, binned, HwParams(fifo_depth=fifo_depth, sweep=sweep, banks=banks))
     res = res if res is not None else run(model, binned, record=True)
     swept = mean_sweep_counts(model, [binned], [res], sweep=sweep)
     assert [s["words"] for s in swept] == rep.swept, "sweep_counts != cycle model"
@@ -102,25 +122,33 @@ def shipped(name, limit=None, dense_limit=None, log=print):
     d = ROOT / "models" / name
     model = load_model(d)
     data, _ = load_data(d, model, limit)
-    rows = {s: [] for s in SWEEPS}
+    names = designs(model)
+    banks = model_banks(model)
+    rows = {s: [] for s in names}
     for i in range(len(data)):
         b = data.binned(i)
         res = run(model, b, record=True)
-        for s in SWEEPS:
+        for s in names:
             if s == "dense" and dense_limit is not None and i >= dense_limit:
                 continue
-            rows[s].append(measure(model, b, s, res))
+            sweep, banked = DESIGNS[s]
+            rows[s].append(measure(model, b, sweep, res, banks=banks if banked else None))
         if (i + 1) % 20 == 0:
             log(f"  {name}: {i + 1}/{len(data)} samples")
-    out = {s: _summary(rows[s], model) for s in SWEEPS}
+    out = {s: _summary(rows[s], model) for s in names}
+    if "banked" in names:
+        out["banks"] = banks
     n = len(rows["dense"])
-    out["same_predictions"] = all(a["prediction"] == b["prediction"]
-                                  for a, b in zip(rows["dense"], rows["sparse"]))
+    out["same_predictions"] = all(rows[s][j]["prediction"] == r["prediction"]
+                                  for j, r in enumerate(rows["dense"]) for s in names)
     # speed-up on the samples both designs ran
     out["speedup_samples"] = n
-    out["speedup"] = (np.mean([r["latency_cycles"] for r in rows["dense"]])
-                      / np.mean([r["latency_cycles"] for r in rows["sparse"][:n]]))
-    out["latency_cycles"] = {s: [r["latency_cycles"] for r in rows[s]] for s in SWEEPS}
+    dense = np.mean([r["latency_cycles"] for r in rows["dense"]])
+    out["speedup"] = dense / np.mean([r["latency_cycles"] for r in rows["sparse"][:n]])
+    if "banked" in names:
+        out["banked_speedup"] = dense / np.mean([r["latency_cycles"]
+                                                 for r in rows["banked"][:n]])
+    out["latency_cycles"] = {s: [r["latency_cycles"] for r in rows[s]] for s in names}
     return out
 
 
@@ -158,14 +186,18 @@ def camera(activities=ACTIVITIES, log=print):
                "thresholds": thresholds,
                "firing_rates": [res.spike_count[ly.name] / (CAMERA_T * ly.n_out)
                                 for ly in model.layers]}
-        for s in SWEEPS:
-            row[s] = measure(model, binned, s, res)
+        banks = model_banks(model)
+        for s in designs(model):
+            sweep, banked = DESIGNS[s]
+            row[s] = measure(model, binned, sweep, res, banks=banks if banked else None)
             row[s]["latency_us"] = row[s]["latency_cycles"] / CLOCK_HZ * 1e6
+        row["banks"] = banks
         row["speedup"] = row["dense"]["latency_cycles"] / row["sparse"]["latency_cycles"]
+        row["banked_speedup"] = row["dense"]["latency_cycles"] / row["banked"]["latency_cycles"]
         row["energy_ratio"] = row["dense"]["energy_nj"] / row["sparse"]["energy_nj"]
-        log(f"  camera {a:.0%}: dense {row['dense']['latency_us']:.1f} us "
-            f"{row['dense']['energy_nj']:.0f} nJ, sparse {row['sparse']['latency_us']:.1f} us "
-            f"{row['sparse']['energy_nj']:.0f} nJ")
+        log(f"  camera {a:.0%}: " + ", ".join(
+            f"{s} {row[s]['latency_us']:.1f} us {row[s]['energy_nj']:.0f} nJ"
+            for s in designs(model)))
         out.append(row)
     return out
 
@@ -177,9 +209,13 @@ def plot(doc, path):
     rows = doc["camera"]
     x = [100 * r["activity"] for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
-    for s, mark in zip(SWEEPS, ("o--", "s-")):
-        ax[0].plot(x, [r[s]["latency_us"] for r in rows], mark, label=f"{s} sweep")
-        ax[1].plot(x, [r[s]["energy_nj"] for r in rows], mark, label=f"{s} sweep")
+    labels = {"dense": "dense sweep", "sparse": "sparse sweep",
+              "banked": "sparse sweep, banks " + ",".join(f"{k}={v}" for k, v in BANKS.items())}
+    for s, mark in zip(DESIGNS, ("o--", "s-", "^-")):
+        if not all(s in r for r in rows):
+            continue
+        ax[0].plot(x, [r[s]["latency_us"] for r in rows], mark, label=labels[s])
+        ax[1].plot(x, [r[s]["energy_nj"] for r in rows], mark, label=labels[s])
     ax[0].set_ylabel("latency per sample (µs, 100 MHz)")
     ax[1].set_ylabel("energy per sample (nJ, boards.energy)")
     for a in ax:
@@ -187,7 +223,7 @@ def plot(doc, path):
         a.set_xticks(x)
         a.grid(alpha=0.3)
         a.legend()
-    fig.suptitle(f"event-camera seed net, T = {CAMERA_T} steps: dense vs sparse sweep")
+    fig.suptitle(f"event-camera seed net, T = {CAMERA_T} steps: dense vs sparse sweep vs banks")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -242,8 +278,10 @@ def main(argv=None):
         doc["shipped"][name] = r = shipped(name, lim, args.dense_limit,
                                            log=lambda m: print(m, flush=True))
         doc["commands"][name] = cmd
+        banked = (f", banked {r['banked']['latency_us_mean']:.1f} us "
+                  f"({r['banked_speedup']:.2f}x)" if "banked" in r else "")
         print(f"  dense {r['dense']['latency_us_mean']:.1f} us, sparse "
-              f"{r['sparse']['latency_us_mean']:.1f} us ({r['speedup']:.2f}x); energy "
+              f"{r['sparse']['latency_us_mean']:.1f} us ({r['speedup']:.2f}x){banked}; energy "
               f"{r['dense']['energy_nj_mean']:.0f} -> {r['sparse']['energy_nj_mean']:.0f} nJ; "
               f"dense-equivalent {r['sparse']['dense_over_swept']:.2f}", flush=True)
     doc["camera"] = old.get("camera", [])

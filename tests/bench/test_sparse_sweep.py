@@ -49,3 +49,23 @@ def test_measure_both_sweeps():
     assert sparse["sparse_layers"] == [True, True] and dense["sparse_layers"] == [False, False]
     assert sparse["neuron_updates"] <= dense["neuron_updates"] == dense["dense_neuron_updates"]
     assert all(s <= d for s, d in zip(sparse["swept_words"], dense["swept_words"]))
+
+
+def test_measure_banked():
+    """Banks change the time, not the work: the same words swept, the same prediction."""
+    from bench.sparse_sweep import designs, model_banks
+    from sim.randmodel import model_from_spec
+    rng = np.random.default_rng(9)
+    model = model_from_spec([("conv2d", 4, 5, 2, 2), ("conv2d", 4, 3, 2, 1), ("linear", 3)],
+                            rng, input_shape=(2, 16, 16), timesteps=3)
+    for layer in model.layers:
+        layer.bias = None
+    assert model_banks(model) == {"conv1": 3, "conv2": 3}
+    assert designs(model) == ["dense", "sparse", "banked"]
+    binned = random_binned(rng, model.input.shape, 3, 1, density=0.1)
+    sparse = measure(model, binned, "sparse")
+    banked = measure(model, binned, "sparse", banks=model_banks(model))
+    assert banked["swept_words"] == sparse["swept_words"]
+    assert banked["prediction"] == sparse["prediction"]
+    assert banked["energy_nj"] == sparse["energy_nj"]
+    assert banked["latency_cycles"] != sparse["latency_cycles"]
