@@ -1,6 +1,7 @@
-"""Formal harnesses of the graph handshakes: :class:`hw.fork.Fork` and :class:`hw.join.Join`.
+"""Formal harnesses of the graph handshakes: :class:`hw.fork.Fork`, :class:`hw.join.Join` and
+:class:`hw.merge.Merge`.
 
-Both follow :mod:`tests.formal.harness`: the environment keeps the stream rules on every
+All follow :mod:`tests.formal.harness`: the environment keeps the stream rules on every
 input (assumed); all harness state is bounded (flags and saturating counters, no
 absolute counters), so every assertion can be proved for every depth (ABC's PDR) as
 well as to a bounded depth from reset (smtbmc).
@@ -39,6 +40,21 @@ Join (:func:`join_harness`), ``n_live`` live and ``n_replay`` replay inputs
       cycles, the join never waits longer than ``N`` cycles without a transfer while it
       offers something or some input offers an item it may take (one whose token it
       does not hold yet): it never waits for ever while every input offers.
+
+Merge (:func:`merge_harness`), ``n`` token-synchronous inputs (the banks of a layer)
+    The environment: the stream rules and known kinds on every input; all inputs offer
+    the same token sequence. Per input a bounded ghost ``d[i]`` = (its tokens taken) -
+    (tokens on ``out``), clamped to -1..1 (``ahead``/``behind`` flags): an input that is
+    ahead offers no further token, inputs at the same position offer tokens of one kind
+    (the kind an input ahead delivered, or the last token on ``out`` for one behind).
+    * stream rules on ``out`` and no combinational path from ``out.ready`` (two copies);
+    * spikes: a spike taken from an input is on ``out`` in the same cycle, unchanged, and
+      a spike on ``out`` is taken from exactly one input in that cycle;
+    * tokens: a token leaves on ``out`` exactly in the cycles in which every input's
+      token is taken, of the same kind; no input's token is taken while a spike leaves;
+    * bounded liveness: if ``out.ready`` is high at least once in every ``N`` cycles,
+      the merge never waits ``N`` cycles without a transfer on ``out`` while some input
+      offers a spike or every input offers a token.
 
 Diamond (:func:`diamond_harness`): ``Fork(2)`` -> two FIFOs -> ``Join(2, 0)`` -> a fair
 core, the shape in which a fork and a join could wait on each other: the fork's input
@@ -186,20 +202,28 @@ JOIN_BUGS = {
 }
 
 
+def _mutant_class(module, bugs, bug, name):
+    """Class ``name`` of ``module`` with the source mutations ``bugs[bug]`` applied (each
+    must match the module's source exactly once: a changed source fails here, loudly)."""
+    import importlib
+    from pathlib import Path
+    mod = importlib.import_module(module)
+    path = f"hw/{Path(mod.__file__).name}"
+    src = Path(mod.__file__).read_text()
+    for old, new in bugs[bug]:
+        if src.count(old) != 1:
+            raise AssertionError(f"{path} changed: {old!r} occurs {src.count(old)} "
+                                 f"times; update the mutation {bug!r}")
+        src = src.replace(old, new)
+    ns = {"__name__": module, "__package__": "hw"}
+    exec(compile(src, f"<{path}, bug {bug}>", "exec"), ns)
+    return ns[name]
+
+
 def broken_join_class(bug):
     """:class:`hw.join.Join` with the source mutations ``JOIN_BUGS[bug]`` applied (each
     must match hw/join.py exactly once: a changed join.py fails here, loudly)."""
-    import hw.join
-    from pathlib import Path
-    src = Path(hw.join.__file__).read_text()
-    for old, new in JOIN_BUGS[bug]:
-        if src.count(old) != 1:
-            raise AssertionError(f"hw/join.py changed: {old!r} occurs {src.count(old)} "
-                                 f"times; update JOIN_BUGS[{bug!r}]")
-        src = src.replace(old, new)
-    ns = {"__name__": "hw.join", "__package__": "hw"}
-    exec(compile(src, f"<hw/join.py, bug {bug}>", "exec"), ns)
-    return ns["Join"]
+    return _mutant_class("hw.join", JOIN_BUGS, bug, "Join")
 
 
 def join_harness(n_live=2, n_replay=1, depth=4, fair=FAIR, bug=None, cover=False):
@@ -401,3 +425,130 @@ def diamond_harness(fifo_depth=2, fair=FAIR, bound=DIAMOND_BOUND, bug=None, cove
         m.d.comb += [Cover(~fifos[0].w_rdy & ~fifos[1].w_rdy),
                      Cover(iv & (wait == bound - 2))]
     return m, [iv, ip, ready]
+
+
+# ----------------------------------------------------------------------------- merge
+
+#: source-level mutations of hw/merge.py (old text -> new text), each a deliberate bug
+MERGE_BUGS = {
+    # the lock is never set: a newly offered spike of a lower input replaces the one
+    # waiting on out (its payload changes before the transfer)
+    "nolock": [("self.locked.eq(any_spk & ~self.out.ready)", "self.locked.eq(0)")],
+    # the token passes when input 0 offers it, whatever the other inputs offer
+    "lonetoken": [("        for i in self.inp:\n            tok = tok &",
+                   "        for i in self.inp[:1]:\n            tok = tok &")],
+    # every input that offers a spike is taken, not only the picked one (spikes lost)
+    "dup": [("any_spk & (pick == i)", "any_spk & spk[i]")],
+    # tokens are never offered nor taken: safe, but the stream stops at the first token
+    "notoken": [("self.out.valid.eq(any_spk | tok)", "self.out.valid.eq(any_spk)"),
+                ("any_spk & (pick == i) | ~any_spk & tok", "any_spk & (pick == i)")],
+}
+
+
+def broken_merge_class(bug):
+    """:class:`hw.merge.Merge` with the source mutations ``MERGE_BUGS[bug]`` applied."""
+    return _mutant_class("hw.merge", MERGE_BUGS, bug, "Merge")
+
+
+def merge_harness(n=2, shape=(2, 1, 2), fair=FAIR, bug=None, cover=False):
+    """:class:`hw.merge.Merge` with ``n`` inputs (``bug``: a mutant of
+    :data:`MERGE_BUGS`). ``cover=True`` adds ``Cover`` statements (for ``mode cover``): a
+    locked spike of a higher input while a lower one offers a spike, a token taken right
+    after a spike, and the longest fair wait."""
+    from hw.merge import Merge
+    from sim.geometry import END_SAMPLE, SPIKE
+    cls = Merge if bug is None else broken_merge_class(bug)
+    m = Module()
+    a = m.submodules.a = cls(n, shape)
+    b = m.submodules.b = cls(n, shape)
+    width = len(a.inp[0].payload.as_value())
+    iv = [Signal(name=f"iv{i}") for i in range(n)]
+    ip = [Signal(width, name=f"ip{i}") for i in range(n)]
+    ra, rb = Signal(), Signal()
+    for mg, r in ((a, ra), (b, rb)):
+        for i in range(n):
+            m.d.comb += [mg.inp[i].valid.eq(iv[i]), mg.inp[i].payload.as_value().eq(ip[i])]
+        m.d.comb += mg.out.ready.eq(r)
+    inp, out = a.inp, a.out
+    kind = [p.payload.kind for p in inp]
+    fire = [iv[i] & inp[i].ready for i in range(n)]
+    spk_in = [fire[i] & (kind[i] == SPIKE) for i in range(n)]
+    tok_in = [fire[i] & (kind[i] != SPIKE) for i in range(n)]
+    fire_out = out.valid & ra
+    pa = out.payload.as_value()
+    spk_out = fire_out & (out.payload.kind == SPIKE)
+    tok_out = fire_out & (out.payload.kind != SPIKE)
+
+    # ghost: d[i] = (tokens taken from input i) - (tokens on out), clamped to -1..1;
+    # the kind of the token an input ahead delivered, the kind of the last token on out
+    ahead = [Signal(name=f"ahead{i}") for i in range(n)]
+    behind = [Signal(name=f"behind{i}") for i in range(n)]
+    ahead_kind = Signal(2)
+    out_kind = Signal(2)
+    for i in range(n):
+        with m.If(tok_in[i] & ~tok_out):
+            m.d.sync += [ahead[i].eq(~behind[i]), behind[i].eq(0)]
+            with m.If(~behind[i]):
+                m.d.sync += ahead_kind.eq(kind[i])
+        with m.If(tok_out & ~tok_in[i]):
+            m.d.sync += [behind[i].eq(~ahead[i]), ahead[i].eq(0)]
+    with m.If(tok_out):
+        m.d.sync += out_kind.eq(out.payload.kind)
+
+    # the environment: stream rules, known kinds, one token sequence on every input
+    any_ahead = Cat(*ahead).any()
+    offers_tok = [iv[i] & (kind[i] != SPIKE) for i in range(n)]
+    for i in range(n):
+        assume_source(m, iv[i], inp[i].ready, ip[i], f"inp{i}")
+        m.d.comb += [
+            Assume(~iv[i] | (kind[i] <= END_SAMPLE)),
+            # an input ahead by one token offers no further token
+            Assume(~offers_tok[i] | ~ahead[i]),
+            # an input behind offers the token that left on out
+            Assume(~offers_tok[i] | ~behind[i] | (kind[i] == out_kind)),
+            # an input level with out offers the token an input ahead delivered
+            Assume(~offers_tok[i] | behind[i] | ~any_ahead | (kind[i] == ahead_kind)),
+        ]
+        for j in range(i + 1, n):
+            # inputs at the same position offer tokens of one kind
+            m.d.comb += Assume(~(offers_tok[i] & offers_tok[j]) | (behind[i] != behind[j]) |
+                               (kind[i] == kind[j]))
+
+    # stream rules and no combinational path from out.ready
+    assert_sink_rules(m, out.valid, ra, pa, "out")
+    assert_no_comb_ready(m, ra, rb, (out.valid, pa), (b.out.valid, b.out.payload.as_value()),
+                         "out")
+    # spikes: one for one, unchanged, in the same cycle
+    for i in range(n):
+        m.d.comb += Assert(~spk_in[i] | (spk_out & (pa == ip[i])),
+                           f"merge: a spike of input {i} lost or changed")
+    n_spk = sum(spk_in)
+    m.d.comb += [
+        Assert(~spk_out | (n_spk != 0), "merge: a spike on out that no input delivered"),
+        Assert(~spk_out | (n_spk < 2), "merge: spikes of two inputs taken in one cycle"),
+    ]
+    # tokens: all inputs at once, with the token on out, same kind
+    every_tok = Cat(*(tok_in[i] & (kind[i] == out.payload.kind) for i in range(n))).all()
+    m.d.comb += [
+        Assert(~tok_out | every_tok,
+               "merge: a token on out without every input's token of its kind"),
+        Assert(~(Cat(*tok_in).any() & spk_out), "merge: a token taken while a spike leaves"),
+    ]
+    for i in range(n):
+        m.d.comb += Assert(~tok_in[i] | tok_out,
+                           f"merge: the token of input {i} taken without a token on out")
+    # bounded liveness under a fair consumer
+    _fair(m, ra, fair, "out")
+    waiting = (Cat(*(iv[i] & (kind[i] == SPIKE) for i in range(n))).any() |
+               Cat(*offers_tok).all())
+    wait = _bounded_wait(m, waiting, fire_out, fair,
+                         "merge: waits for ever while inputs offer (fair consumer)", "merge")
+    if cover:
+        spiked = Signal()
+        m.d.sync += spiked.eq(spk_out)
+        m.d.comb += [
+            Cover(a.locked & (a.lock == n - 1) & iv[0] & (kind[0] == SPIKE)),
+            Cover(spiked & tok_out),
+            Cover(fire_out & (wait == fair - 1)),
+        ]
+    return m, [*iv, *ip, ra, rb]

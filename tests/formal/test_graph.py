@@ -1,4 +1,4 @@
-"""Proofs of the graph handshakes: Fork and Join (issue 13), no deadlock.
+"""Proofs of the graph handshakes: Fork and Join (issue 13), Merge (issue 15), no deadlock.
 
 See :mod:`tests.formal.graph` for what each harness asserts and assumes. As in
 :mod:`tests.formal.test_formal`, every property is proved twice: bounded, DEPTH cycles
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from . import graph
-from .graph import DIAMOND_BOUND, JOIN_BUGS, diamond_harness, fork_harness, join_harness
+from . import graph, harness
+from .graph import (DIAMOND_BOUND, JOIN_BUGS, MERGE_BUGS, diamond_harness, fork_harness,
+                    join_harness, merge_harness)
 from .harness import prove
 from .test_formal import DEPTH, METHODS
 
@@ -49,6 +50,18 @@ def test_join(tmp_path, n_live, n_replay, method):
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("n", [2, 3])
+def test_merge(tmp_path, n, method):
+    """Token-synchronous inputs (the banks of a layer): stream rules on out, no
+    combinational out.ready -> valid/payload, every spike passes once and unchanged in the
+    cycle it is taken, a token leaves exactly when every input's token is taken (same
+    kind, never with a spike), and, with a fair consumer, never waiting for ever while
+    some input offers a spike or every input offers a token."""
+    m, ports = merge_harness(n=n)
+    _run(m, ports, tmp_path / f"merge{n}", method)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_diamond(tmp_path, method):
     """Fork(2) -> two 2-deep FIFOs -> Join(2, 0) -> a fair core (a residual block): a
     word offered to the fork is accepted, and the core gets a word while any is inside,
@@ -74,23 +87,25 @@ def test_proof_catches_a_deadlocked_diamond(tmp_path):
     _assert_at(err, [LIVENESS])
 
 
-@pytest.mark.parametrize("which", ["fork", "join", "diamond"])
+@pytest.mark.parametrize("which", ["fork", "join", "merge", "diamond"])
 def test_graph_covers(tmp_path, which):
     """Reachable within DEPTH cycles: a fork's outputs taking one word in different
     cycles and the longest fair wait; a join's replay spike, END_STEP, a whole sample
-    (END_STEP then END_SAMPLE) and the longest fair wait; in the diamond both FIFOs full
-    at once and a wait of the fork's input one cycle short of the bound."""
-    m, ports = {"fork": fork_harness, "join": join_harness,
+    (END_STEP then END_SAMPLE) and the longest fair wait; a merge's spike locked on its
+    last input while input 0 offers one, a token right after a spike and the longest
+    fair wait; in the diamond both FIFOs full at once and a wait of the fork's input one
+    cycle short of the bound."""
+    m, ports = {"fork": fork_harness, "join": join_harness, "merge": merge_harness,
                 "diamond": diamond_harness}[which](cover=True)
     log = prove(m, ports, tmp_path / which, depth=DEPTH, name=which, mode="cover",
                 engine="smtbmc boolector")
     assert "Reached cover statement" in log, log[-2000:]
 
 
-def _lines(markers):
-    """Lines of graph.py holding a marker, and the line before (an ``Assert`` whose
-    message is on its second line is reported at its first)."""
-    src = Path(graph.__file__).read_text().splitlines()
+def _lines(markers, module=graph):
+    """Lines of ``module`` (graph.py) holding a marker, and the line before (an ``Assert``
+    whose message is on its second line is reported at its first)."""
+    src = Path(module.__file__).read_text().splitlines()
     return [i + d for i, s in enumerate(src) for mk in markers if mk in s for d in (0, 1)]
 
 
@@ -131,7 +146,27 @@ def test_proof_catches_a_broken_join(tmp_path, bug, markers):
     _assert_at(err, markers)
 
 
-def _assert_at(err, markers):
-    lines = _lines(markers)
-    assert lines and any(f"graph.py:{line} " in str(err.value) for line in lines), \
+@pytest.mark.parametrize("bug,markers,where", [
+    ("nolock", ["payload changed before the transfer"], "harness"),
+    ("lonetoken", ["merge: a token on out without every input"], "graph"),
+    ("dup", ["merge: a spike of input", "merge: spikes of two inputs"], "graph"),
+    ("notoken", [LIVENESS], "graph"),
+])
+def test_proof_catches_a_broken_merge(tmp_path, bug, markers, where):
+    """hw/merge.py with one mutation (:data:`tests.formal.graph.MERGE_BUGS`): no lock (a
+    lower input's new spike replaces the one waiting on out), a token passed when input
+    0 alone offers it, every offered spike taken at once (all but one lost), or tokens
+    never passed (safe, but the stream stops) fails, at the assertion that names the
+    fault (the first one in the stream rules of :mod:`tests.formal.harness`)."""
+    assert bug in MERGE_BUGS
+    m, ports = merge_harness(bug=bug)
+    with pytest.raises(AssertionError, match="proof failed") as err:
+        _run(m, ports, tmp_path / bug, "pdr")
+    _assert_at(err, markers, {"graph": graph, "harness": harness}[where])
+
+
+def _assert_at(err, markers, module=graph):
+    lines = _lines(markers, module)
+    name = Path(module.__file__).name
+    assert lines and any(f"{name}:{line} " in str(err.value) for line in lines), \
         str(err.value)
