@@ -73,6 +73,22 @@ def _positive_int(value):
             and value >= 1)
 
 
+def _per_layer(layers, value, what):
+    """One entry per layer of a per-layer hardware parameter ``what``: a dict by layer
+    name (missing: ``None``), a sequence in layer order, or one value for all."""
+    if isinstance(value, dict):
+        names = {layer.name for layer in layers}
+        unknown = sorted(str(k) for k in value if k not in names)
+        if unknown:
+            raise ValueError(f"{what}: no layer named {', '.join(unknown)}")
+        return [value.get(layer.name) for layer in layers]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(layers):
+            raise ValueError(f"{what}: {len(value)} entries for {len(layers)} layers")
+        return list(value)
+    return [value] * len(layers)
+
+
 def lanes_of(model, lanes=None):
     """Lanes of every layer of ``model``, the one rule of ``hw.network.Network(lanes=...)``
     and of the cycle model.
@@ -98,18 +114,7 @@ def lanes_of(model, lanes=None):
         the sequence has not one entry per layer, or a dict key names no layer.
     """
     layers = model.layers
-    if isinstance(lanes, dict):
-        names = {layer.name for layer in layers}
-        unknown = sorted(str(k) for k in lanes if k not in names)
-        if unknown:
-            raise ValueError(f"lanes: no layer named {', '.join(unknown)}")
-        entries = [lanes.get(layer.name) for layer in layers]
-    elif isinstance(lanes, (list, tuple)):
-        if len(lanes) != len(layers):
-            raise ValueError(f"lanes: {len(lanes)} entries for {len(layers)} layers")
-        entries = list(lanes)
-    else:
-        entries = [lanes] * len(layers)
+    entries = _per_layer(layers, lanes, "lanes")
     out = []
     for layer, L in zip(layers, entries):
         if L is None:
@@ -258,19 +263,8 @@ def banks_of(model, banks=None, *, membrane=None):
             return "it is the output layer of a membrane readout"
         return None
 
-    everywhere = _positive_int(banks) and not isinstance(banks, (list, tuple, dict))
-    if isinstance(banks, dict):
-        names = {layer.name for layer in layers}
-        unknown = sorted(str(k) for k in banks if k not in names)
-        if unknown:
-            raise ValueError(f"banks: no layer named {', '.join(unknown)}")
-        entries = [banks.get(layer.name) for layer in layers]
-    elif isinstance(banks, (list, tuple)):
-        if len(banks) != len(layers):
-            raise ValueError(f"banks: {len(banks)} entries for {len(layers)} layers")
-        entries = list(banks)
-    else:
-        entries = [banks] * len(layers)
+    everywhere = _positive_int(banks)
+    entries = _per_layer(layers, banks, "banks")
     out = []
     for i, (layer, B) in enumerate(zip(layers, entries)):
         if B is None:

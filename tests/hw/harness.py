@@ -457,3 +457,19 @@ def graph_case(seed):
     model = random_graph(rng, n_layers=int(rng.integers(1, 4)))
     return model, random_binned(rng, model.input.shape, model.input.timesteps,
                                 model.input.count_clip)
+
+
+def banked_case(rng, input_shape, density):
+    """A conv 5x5 s2 -> conv 3x3 -> sum pool -> linear stack (bias-free on odd draws) with
+    2-4 banks on the first conv, 1-3 on the second and 2 on the pool:
+    ``(model, binned, banks)``."""
+    from sim.randmodel import model_from_spec, random_binned
+    spec = [("conv2d", int(rng.integers(2, 5)), 5, 2, 2), ("conv2d", 3, 3, 1, 1),
+            ("sumpool2d", 2), ("linear", int(rng.integers(3, 6)))]
+    model = model_from_spec(spec, rng, input_shape=input_shape, timesteps=3)
+    if rng.random() < 0.5:
+        for layer in model.layers:
+            layer.bias = None
+    binned = random_binned(rng, model.input.shape, 3, density=density)
+    banks = [int(rng.integers(2, 5)), int(rng.integers(1, 4)), 2, None]
+    return model, binned, banks

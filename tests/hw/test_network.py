@@ -7,7 +7,7 @@ import pytest
 
 from sim.randmodel import model_from_spec, random_binned, random_graph, random_model
 
-from .harness import check_network, dag_case, graph_case, run_network
+from .harness import banked_case, check_network, dag_case, graph_case, run_network
 
 
 def _case(seed, **kw):
@@ -293,14 +293,7 @@ def test_banked_layers(seed):
     every step as the reference's, under random stalls on every fork output, with random
     lanes and FIFO depths; seeds 0 and 3 read the banked states back through rb_*."""
     rng = np.random.default_rng(500 + seed)
-    spec = [("conv2d", int(rng.integers(2, 5)), 5, 2, 2), ("conv2d", 3, 3, 1, 1),
-            ("sumpool2d", 2), ("linear", 4)]
-    model = model_from_spec(spec, rng, input_shape=(2, 16, 13), timesteps=3)
-    if seed % 2:
-        for layer in model.layers:
-            layer.bias = None
-    binned = random_binned(rng, model.input.shape, 3, density=0.08)
-    banks = [int(rng.integers(2, 5)), int(rng.integers(1, 4)), 2, None]
+    model, binned, banks = banked_case(rng, (2, 16, 13), 0.08)
     lanes = [int(rng.integers(1, 4)) for _ in model.layers]
     rec, dut = run_network(model, binned, seed=seed, gap=0.2, lanes=lanes, banks=banks,
                            fifo_depth=2 + seed % 3, stall=0.25, readback=seed % 3 == 0)

@@ -24,7 +24,7 @@ from sim.geometry import END_SAMPLE, END_STEP, SPIKE, default_lanes, lanes_of
 from sim.randmodel import random_binned, random_model
 from sim.tb.model import NetworkModel
 
-from .harness import dag_case, graph_case, mem_words, words_to_states
+from .harness import banked_case, dag_case, graph_case, mem_words, words_to_states
 
 #: seeds of the random cases; each case is a small model, 2-3 steps, 1-2 samples
 SEEDS = range(24)
@@ -389,16 +389,8 @@ def test_cycle_model_matches_amaranth_sim_on_delays_and_recurrence(seed):
 def test_banked_cycle_model_matches_amaranth_sim(seed):
     """Layers over 2-4 banks (hw.layer "Banks", hw.merge): the cycle model's fork over
     the banks' engines, their cores and the merge, cycle for cycle; sparse and dense."""
-    from sim.randmodel import model_from_spec
     rng = np.random.default_rng(700 + seed)
-    spec = [("conv2d", int(rng.integers(2, 5)), 5, 2, 2), ("conv2d", 3, 3, 1, 1),
-            ("sumpool2d", 2), ("linear", 5)]
-    model = model_from_spec(spec, rng, input_shape=(2, 14, 12), timesteps=3)
-    if seed % 2:
-        for layer in model.layers:
-            layer.bias = None
-    binned = random_binned(rng, model.input.shape, 3, density=0.1)
-    banks = [int(rng.integers(2, 5)), int(rng.integers(1, 4)), 2, None]
+    model, binned, banks = banked_case(rng, (2, 14, 12), 0.1)
     params = HwParams(lanes=[int(rng.integers(1, 4)) for _ in model.layers],
                       fifo_depth=int(rng.integers(2, 5)), banks=banks,
                       sweep="dense" if seed % 3 == 2 else "sparse")
