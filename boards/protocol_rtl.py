@@ -168,19 +168,22 @@ class Deframer(wiring.Component):
         d = Signal(8)
         m.d.comb += [self.bytes_in.ready.eq(1), d.eq(Mux(esc, b ^ ESC_XOR, b))]
         is_events = ftype == EVENTS
-        type_ok = Signal()
-        len_ok = Signal()
+        # the header's checks are registered when LEN arrives (TYPE came before it): the
+        # frame-end decision then compares two registers, not LEN * 4 + MIN_BODY (that
+        # carry chain into the counters' clear was the slowest path of an ECP5 build)
+        hdr_ok = Signal()                   # a known type, a length it allows
+        n_end = Signal(range(MIN_BODY + 255 * WORD_BYTES + 1))    # body bytes it needs
+        len_ok_d = Signal()                 # the byte d as that type's length
         with m.Switch(ftype):
             for t, (lo, hi) in HOST_TYPES.items():
                 with m.Case(t):
-                    m.d.comb += [type_ok.eq(1), len_ok.eq((length >= lo) & (length <= hi))]
+                    m.d.comb += len_ok_d.eq((d >= lo) & (d <= hi))
         good = Signal()
-        m.d.comb += good.eq(~esc & type_ok & len_ok & (n == MIN_BODY + length * WORD_BYTES)
-                            & (crc == _REGISTER_RESIDUE))
+        m.d.comb += good.eq(~esc & hdr_ok & (n == n_end) & (crc == _REGISTER_RESIDUE))
 
         def reset_frame():
             m.d.sync += [n.eq(0), esc.eq(0), opened.eq(0), crc.eq(CRC_INIT), nbyte.eq(0),
-                         nword.eq(0), frame_ovf.eq(0)]
+                         nword.eq(0), frame_ovf.eq(0), hdr_ok.eq(0)]
 
         # the buffer is full when wr is a whole depth ahead of rd: the same address, the
         # other wrap bit (a compare, not the subtraction depth - (wr - rd): that was the
@@ -218,7 +221,8 @@ class Deframer(wiring.Component):
                 with m.If(n == 0):              # TYPE, LEN, then the words and the CRC
                     m.d.sync += ftype.eq(d)
                 with m.Elif(n == 1):
-                    m.d.sync += length.eq(d)
+                    m.d.sync += [length.eq(d), hdr_ok.eq(len_ok_d),
+                                 n_end.eq(MIN_BODY + d * WORD_BYTES)]
                 with m.Else():
                     m.d.sync += [word.eq(Cat(word[8:], d)), nbyte.eq(nbyte + 1)]
                     with m.If(nbyte == WORD_BYTES - 1):
