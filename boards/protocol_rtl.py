@@ -236,7 +236,13 @@ class Deframer(wiring.Component):
                             with m.Else():
                                 m.d.sync += frame_ovf.eq(1)
 
-        with m.If(self.clear | flush):
+        # a RESET frame clears the counters and flags one cycle after its end (registered:
+        # the frame-end decision fanned out to every counter bit's clear was the slowest
+        # ECP5 path); the byte after a frame's closing FLAG cannot close a frame, so no
+        # count is lost. ``clear`` acts at once, as before.
+        flush_q = Signal()
+        m.d.sync += flush_q.eq(flush)
+        with m.If(self.clear | flush_q):
             m.d.sync += [self.bad_frames.eq(0), self.dropped_events.eq(0),
                          self.overflow.eq(0), self.command_overrun.eq(0)]
         with m.If(flush):
