@@ -37,11 +37,16 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["ListSequencer", "div_const", "DISTRIBUTED_MAX_BITS"]
+__all__ = ["ListSequencer", "div_const", "DISTRIBUTED_MAX_BITS", "SUB_DEPTH"]
 
 #: a ring of at most this many bits asks for LUT RAM (``ram_style``): a small list would
 #: otherwise take a whole block RAM of its own (the camera net's 1024-word conv2 list)
 DISTRIBUTED_MAX_BITS = 16384
+#: a LUT-RAM ring deeper than this is split into rings of this many words, all read at
+#: once (each read registered) and one of them picked in the next stage: the read of a
+#: 1024-word LUT RAM is a 64:1 multiplexer tree, which was the slowest path of an ECP5
+#: build (same cycles as one ring)
+SUB_DEPTH = 256
 
 
 def div_const(n_max, d):
@@ -116,16 +121,21 @@ class ListSequencer(wiring.Component):
         m = Module()
         D, G, Wo = self.depth, self.groups, self.wo
         abits = bits_for(max(1, D - 1))
-        attrs = {"ram_style": "distributed"} if D * abits <= DISTRIBUTED_MAX_BITS else None
-        ring = m.submodules.ring = Memory(shape=unsigned(abits), depth=D, init=[], attrs=attrs)
-        wp_port = ring.write_port()
+        distributed = D * abits <= DISTRIBUTED_MAX_BITS
+        attrs = {"ram_style": "distributed"} if distributed else None
+        sub = SUB_DEPTH if distributed and D > SUB_DEPTH else D
         # The ring write is registered (``w_*``): the append decision comes late in the
         # cycle (the sweep's quiet flag behind the output handshake), and a LUT-RAM
         # ring's write enable fans out through an address decode; that path limited the
         # ECP5 clock. The read port is transparent for the write, so an entry appended in
         # cycle ``t`` (written at the end of ``t + 1``) is still readable from ``t + 1``:
         # the cycle behaviour is that of an unregistered write.
-        rd = ring.read_port(transparent_for=(wp_port,))
+        rings = []
+        for i in range(0, D, sub):
+            ring = Memory(shape=unsigned(abits), depth=min(sub, D - i), init=[], attrs=attrs)
+            m.submodules[f"ring{i // sub}" if sub < D else "ring"] = ring
+            wp_i = ring.write_port()
+            rings.append((wp_i, ring.read_port(transparent_for=(wp_i,))))
 
         wp = Signal(range(max(2, D)))
         rp = Signal(range(max(2, D)))
@@ -151,19 +161,35 @@ class ListSequencer(wiring.Component):
         w_addr = Signal.like(wp)
         w_data = Signal(abits)
         m.d.sync += [w_en.eq(push), w_addr.eq(wp), w_data.eq(self.push_addr)]
-        m.d.comb += [wp_port.addr.eq(w_addr), wp_port.data.eq(w_data), wp_port.en.eq(w_en)]
 
-        # R: the ring read, when Q1 can take its data
-        m.d.comb += [rd.addr.eq(rp), rd.en.eq(q1_ready)]
+        # R: the ring read, when Q1 can take its data (a split ring: every sub-ring reads,
+        # and the one holding the entry is picked by the registered high address bits)
+        rd_data = Signal(abits)
+        if len(rings) == 1:
+            (wp_port, rd), = rings
+            m.d.comb += [wp_port.addr.eq(w_addr), wp_port.data.eq(w_data),
+                         wp_port.en.eq(w_en), rd.addr.eq(rp), rd.en.eq(q1_ready),
+                         rd_data.eq(rd.data)]
+        else:
+            lo = sub.bit_length() - 1           # sub is a power of two
+            picked = Signal(range(len(rings)))
+            with m.If(q1_ready):
+                m.d.sync += picked.eq(rp[lo:])
+            for i, (wp_port, rd) in enumerate(rings):
+                m.d.comb += [wp_port.addr.eq(w_addr[:lo]), wp_port.data.eq(w_data),
+                             wp_port.en.eq(w_en & (w_addr[lo:] == i)),
+                             rd.addr.eq(rp[:lo]), rd.en.eq(q1_ready)]
+                with m.If(picked == i):
+                    m.d.comb += rd_data.eq(rd.data)
         # pipeline registers
         pos_mul, pos_shift = div_const(D - 1, G)
         y_mul, y_shift = div_const(D - 1, Wo * G)
         with m.If(q1_ready):
             m.d.sync += q1_valid.eq(pop)
         with m.If(q2_ready):
-            m.d.sync += [q2_valid.eq(q1_valid), q2_addr.eq(rd.data),
-                         q2_pos.eq((rd.data * pos_mul) >> pos_shift),
-                         q2_y.eq((rd.data * y_mul) >> y_shift)]
+            m.d.sync += [q2_valid.eq(q1_valid), q2_addr.eq(rd_data),
+                         q2_pos.eq((rd_data * pos_mul) >> pos_shift),
+                         q2_y.eq((rd_data * y_mul) >> y_shift)]
         with m.If(p0_ready):
             g = q2_addr - q2_pos * G
             m.d.sync += [self.valid.eq(q2_valid), self.addr.eq(q2_addr), self.g.eq(g),

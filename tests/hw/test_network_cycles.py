@@ -398,3 +398,16 @@ def test_banked_cycle_model_matches_amaranth_sim(seed):
     grng = random.Random(seed)
     gaps = [0 if grng.random() < 0.6 else grng.randint(1, 4) for _ in nm.words]
     compare(nm, simulate(nm, gaps), cycles(nm, gaps))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_split_ring_keeps_the_cycles(seed, monkeypatch):
+    """Live lists split into sub-rings of 4 words (``hw.livelist.SUB_DEPTH``): the RTL's
+    cycles are still the cycle model's (which knows one ring), every spike and state the
+    reference's."""
+    import hw.livelist
+    monkeypatch.setattr(hw.livelist, "SUB_DEPTH", 4)
+    nm, gaps = _sparse_case(seed)
+    rep = cycles(nm, gaps)
+    assert any(rep.sparse)
+    compare(nm, simulate(nm, gaps), rep)

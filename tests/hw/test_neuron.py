@@ -580,3 +580,17 @@ def test_sparse_sweep_cycle_counts(lanes):
         sizes.append(n)
         assert log[k][2] - log[k][1] == (n + 7 if n else 4), f"step {k}: {n} listed"
     assert sizes[0] > 0 and sizes[-1] == 0, "the case must list words and then none"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_sweep_split_ring(seed, monkeypatch):
+    """A live list split into sub-rings (``hw.livelist.SUB_DEPTH``, here 4 words, so a
+    ring of 20 words is 5): every spike, state and flag as the reference's."""
+    import hw.livelist
+    monkeypatch.setattr(hw.livelist, "SUB_DEPTH", 4)
+    rng = np.random.default_rng(330 + seed)
+    layer = random_layer(rng, "c", "conv2d", (2, 4, 5), kernel=3, stride=1, padding=1,
+                         out_channels=2, bias=False, fire_scale=0.5, leak=True)
+    binned = random_binned(rng, (2, 4, 5), 6, density=0.3)
+    res, _, dut = check(layer, binned, 1 + seed % 2, seed=seed, sweep="sparse", ready=0.6)
+    assert res is not None
