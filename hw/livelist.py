@@ -200,6 +200,13 @@ class ListSequencer(wiring.Component):
         m.d.comb += self.busy.eq(w1 | w2 | (counting & (left != 0)) | q1_valid | q2_valid
                                  | self.valid)
 
+        # ``push`` and ``pop`` come late in the cycle (behind the output handshake, through
+        # the sweep's advance): they only pick between values computed from registers
+        # (``count + 1``, ``count - 1``), never enter an adder's carry chain (an ECP5
+        # critical path ran through ``count + push - pop``)
+        count_up = Signal.like(self.count)
+        count_down = Signal.like(self.count)
+        m.d.comb += [count_up.eq(self.count + 1), count_down.eq(self.count - 1)]
         with m.If(self.clear):
             m.d.sync += [wp.eq(0), rp.eq(0), self.count.eq(0), left.eq(0), counting.eq(0),
                          q1_valid.eq(0), q2_valid.eq(0), self.valid.eq(0)]
@@ -208,11 +215,14 @@ class ListSequencer(wiring.Component):
                 m.d.sync += wp.eq(Mux(wp == D - 1, 0, wp + 1))
             with m.If(pop):
                 m.d.sync += rp.eq(Mux(rp == D - 1, 0, rp + 1))
-            m.d.sync += self.count.eq(self.count + push - pop)
+            with m.If(push & ~pop):
+                m.d.sync += self.count.eq(count_up)
+            with m.Elif(pop & ~push):
+                m.d.sync += self.count.eq(count_down)
             with m.If(self.end):
                 m.d.sync += counting.eq(0)
             with m.Elif(w2):
-                m.d.sync += [counting.eq(1), left.eq(self.count - pop)]
+                m.d.sync += [counting.eq(1), left.eq(Mux(pop, count_down, self.count))]
             with m.Elif(counting & pop):
                 m.d.sync += left.eq(left - 1)
         return m
