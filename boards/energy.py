@@ -74,6 +74,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from sim.model import INPUT
+from sim.registry import KINDS
 
 __all__ = ["EnergyConstants", "LayerEnergy", "EnergyReport", "snn_energy", "fnn_energy",
            "mean_sweep_counts", "compare", "main"]
@@ -141,16 +142,65 @@ def _widths(layer, mem_width):
     return wbits, layer.state_bits, EVENT_BITS
 
 
-def _addressing(syn, theta, N):
-    """``(mac_addr, acc_addr)``: the address arithmetic of ``theta`` input events through
-    ``syn`` into ``N`` neurons (Lemaire et al.: a conv computes its window's origin with
-    two MACs and one add per kernel position, a linear synapse one add per neuron, a pool
-    or identity synapse two MACs and one add)."""
-    if syn.type == "conv2d":
+class KindEnergy:
+    """The energy rules of one synapse kind (Lemaire et al.), attached to the kind in the
+    registry as its ``"boards.energy"`` part; this base is the rule of a kind without
+    weights that adds once per event (sum pool, identity)."""
+
+    @staticmethod
+    def addressing(syn, theta, N):
+        """``(mac_addr, acc_addr)``: the address arithmetic of ``theta`` input events
+        through ``syn`` into ``N`` neurons (here: two MACs for the window's origin and
+        one add)."""
+        return 2 * theta, theta
+
+    @staticmethod
+    def dense_pass(syn, layer):
+        """``(mac, acc, addr, input_reads, weight_reads)`` of a formal network's dense
+        pass through one tap of ``syn`` into ``layer``."""
+        N_in, N = int(np.prod(syn.in_shape)), layer.n_out
+        acc = N * (syn.kernel or 1) ** 2
+        return 0, acc, N_in + N, acc, 0
+
+
+class ConvEnergy(KindEnergy):
+    """A conv: the window's origin (two MACs) and one add per kernel position."""
+
+    @staticmethod
+    def addressing(syn, theta, N):
         return 2 * theta, theta * syn.kernel ** 2
-    if syn.type == "linear":
+
+    @staticmethod
+    def dense_pass(syn, layer):
+        N_in, N = int(np.prod(syn.in_shape)), layer.n_out
+        K2 = syn.kernel ** 2
+        mac = N * int(syn.in_shape[0]) * K2
+        return mac, N, N_in + N + layer.c_out * K2, mac, mac
+
+
+class LinearEnergy(KindEnergy):
+    """A linear synapse: one add per neuron to address its weights."""
+
+    @staticmethod
+    def addressing(syn, theta, N):
         return 0, theta * N
-    return 2 * theta, theta
+
+    @staticmethod
+    def dense_pass(syn, layer):
+        N_in, N = int(np.prod(syn.in_shape)), layer.n_out
+        return N_in * N, N, N_in * N, N_in, N_in * N
+
+
+for _kind, _rules in (("conv2d", ConvEnergy), ("linear", LinearEnergy),
+                      ("sumpool2d", KindEnergy), ("identity", KindEnergy)):
+    # (``python -m boards.energy`` runs this file a second time, as ``__main__``)
+    if not KINDS[_kind].has_part("boards.energy"):
+        KINDS[_kind].attach("boards.energy", _rules)
+
+
+def _energy(syn):
+    """The energy rules of ``syn``'s kind (the registry's ``"boards.energy"`` part)."""
+    return KINDS[syn.type].part("boards.energy")
 
 
 def _results(result):
@@ -203,7 +253,7 @@ def snn_energy(model, result, *, constants=None, fifo_words=64, mem_width=None, 
         mac = upd if layer.has_leak else 0
         mac_addr = acc_addr = 0
         for s_, theta in zip(layer.synapses, thetas):
-            ma, aa = _addressing(s_, theta, N)
+            ma, aa = _energy(s_).addressing(s_, theta, N)
             mac_addr, acc_addr = mac_addr + ma, acc_addr + aa
         # every synaptic operation reads a weight when every synapse has weights; a layer
         # that mixes in a weightless (identity) synapse counts its additions too (an
@@ -243,7 +293,7 @@ def fnn_energy(model, *, constants=None, mem_width=None):
         wbits, sbits, _ = _widths(layer, mem_width)
         mac = acc = addr = in_reads = w_reads = N_in = 0
         for syn in layer.synapses:          # a dense pass through each synapse (and tap)
-            m, a, ad, ir, wr = _dense_pass(syn, layer)
+            m, a, ad, ir, wr = _energy(syn).dense_pass(syn, layer)
             n_in = int(np.prod(syn.in_shape))
             mac, acc, addr = mac + m * syn.taps, acc + a * syn.taps, addr + ad * syn.taps
             in_reads, w_reads = in_reads + ir * syn.taps, w_reads + wr * syn.taps
@@ -261,20 +311,6 @@ def fnn_energy(model, *, constants=None, mem_width=None):
             mem_io=in_reads * c.e_mem(N_in * sbits) + N * c.e_mem(N * sbits),
             counts=counts))
     return EnergyReport("fnn", layers)
-
-
-def _dense_pass(syn, layer):
-    """``(mac, acc, addr, input_reads, weight_reads)`` of a formal network's dense pass
-    through one tap of ``syn`` into ``layer``."""
-    N_in, N = int(np.prod(syn.in_shape)), layer.n_out
-    if syn.type == "conv2d":
-        K2 = syn.kernel ** 2
-        mac = N * int(syn.in_shape[0]) * K2
-        return mac, N, N_in + N + layer.c_out * K2, mac, mac
-    if syn.type == "linear":
-        return N_in * N, N, N_in * N, N_in, N_in * N
-    acc = N * (syn.kernel or 1) ** 2
-    return 0, acc, N_in + N, acc, 0
 
 
 def mean_sweep_counts(model, binned, results, lanes=None, sweep="sparse"):
